@@ -1,0 +1,48 @@
+"""Configs cannot drift from the code: every YAML loads, the default YAML equals the defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from textae.config import RunConfig, build_config, load_config
+from textae.errors import TextAEError
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+def test_there_are_configs():
+    assert any(p.name == "default.yaml" for p in CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_yaml_loads_against_the_dataclasses(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, RunConfig)
+
+
+def test_default_yaml_equals_the_code_defaults():
+    assert yaml.safe_load((Path(__file__).parent.parent / "configs" / "default.yaml").read_text()) == RunConfig().to_dict()
+
+
+def test_overrides_and_their_errors():
+    cfg = build_config(overrides={"train.lr": "3e-4", "model.num_codes": 2, "data.source": "x.txt"})
+    assert cfg.train.lr == 3e-4 and cfg.model["num_codes"] == 2 and cfg.data.source == "x.txt"
+    with pytest.raises(TextAEError, match="unknown key"):
+        build_config(overrides={"train.nope": 1})
+    with pytest.raises(TextAEError, match="unknown model key"):
+        build_config(overrides={"model.nope": 1})
+    with pytest.raises(TextAEError, match="unknown config section"):
+        build_config({"optim": {}})
+    with pytest.raises(TextAEError, match="invalid config"):
+        build_config(overrides={"noise.mask_rate": 2.0})
+    with pytest.raises(TextAEError, match="section.key"):
+        build_config(overrides={"lr": 1})
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = build_config(overrides={"train.max_steps": 7, "model.d_model": 64})
+    cfg.save(tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg

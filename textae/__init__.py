@@ -1,0 +1,20 @@
+"""textae: unsupervised text autoencoders — compress sentences into codes and rebuild them."""
+
+from .autoencoder import AutoEncoder, load
+from .config import RunConfig, load_config
+from .errors import DataError, TextAEError
+from .modeling import TextAEConfig, TextAEModel, TextAEOutput
+from .training import train
+
+__all__ = [
+    "AutoEncoder",
+    "DataError",
+    "RunConfig",
+    "TextAEConfig",
+    "TextAEError",
+    "TextAEModel",
+    "TextAEOutput",
+    "load",
+    "load_config",
+    "train",
+]

@@ -1,0 +1,162 @@
+"""`textae` command line: each command parses options, calls one library function, prints.
+
+Every option can also come from a `TEXTAE_<COMMAND>_<OPTION>` environment variable.
+User mistakes print one line starting with "error:" and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from .errors import TextAEError
+
+
+
+
+def _friendly(fn):
+    """Turn user-facing errors into one line and status 2, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TextAEError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted; a training run continues from its last checkpoint with --resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "TEXTAE", "show_default": True})
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logs.")
+def cli(verbose: bool) -> None:
+    """Unsupervised text autoencoders: compress sentences into codes and rebuild them."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    for noisy in ("datasets", "transformers", "accelerate", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TextAEError(f"--set expects section.key=value, got {item!r} (e.g. --set train.lr=3e-4)")
+        out[key.strip()] = value
+    return out
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML config (sections data, tokenizer, model, noise, train). Default: the built-in default config.")
+@click.option("--data", default=None, help="Training data: a built-in corpus (news, sms, trec), a local file, or a hub dataset.")
+@click.option("--text-column", default=None, help="Column holding the text (default from the config: text).")
+@click.option("--output", default=None, help="Run directory (default from the config: runs/default).")
+@click.option("--max-steps", type=int, default=None, help="Optimiser steps (overrides the config).")
+@click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes of training.")
+@click.option("--mixed-precision", type=click.Choice(["auto", "no", "bf16", "fp16"]), default=None,
+              help="auto = bf16 on GPU, fp32 on CPU.")
+@click.option("--resume", is_flag=True, help="Continue from the run directory's last checkpoint.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any config value, e.g. --set model.num_codes=4 (repeatable).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@_friendly
+def train(config_path, data, text_column, output, max_steps, max_minutes, mixed_precision, resume, sets, no_progress) -> None:
+    """Train an autoencoder; with no options, the default model on the built-in news sentences."""
+    from .config import load_config
+    from .training import train as run_training
+
+    overrides = _parse_sets(sets)
+    for key, value in {"data.source": data, "data.text_column": text_column, "train.output_dir": output,
+                       "train.max_steps": max_steps, "train.max_minutes": max_minutes,
+                       "train.mixed_precision": mixed_precision}.items():
+        if value is not None:
+            overrides[key] = value
+    cfg = load_config(config_path, overrides)  # no file: the dataclass defaults = configs/default.yaml
+    if resume and config_path is None and (Path(cfg.train.output_dir) / "config.yaml").is_file():
+        cfg = load_config(Path(cfg.train.output_dir) / "config.yaml", overrides)  # resume with the run's own config
+    final = run_training(cfg, resume=resume, progress=not no_progress)
+    click.echo(f"model saved to {final}")
+
+
+_model_option = click.option("--model", "model_dir", required=True, type=click.Path(), help="A model directory (e.g. runs/default/final).")
+_input_option = click.option("--input", "input_path", required=True, type=click.Path(), help="Input file: .txt (one text a line), .jsonl, .csv, .parquet (text formats may be .gz).")
+_text_column_option = click.option("--text-column", default="text", help="Column holding the text.")
+_id_column_option = click.option("--id-column", default=None, help="Column passed through as the row id (default: 'id' if present, else the row number).")
+_batch_option = click.option("--batch-size", type=int, default=128, help="Rows per batch.")
+_beams_option = click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy).")
+
+
+@cli.command()
+@_model_option
+@_input_option
+@click.option("--output", required=True, type=click.Path(), help="Codes file (.parquet): columns id and code (K×D floats).")
+@_text_column_option
+@_id_column_option
+@_batch_option
+@_friendly
+def encode(model_dir, input_path, output, text_column, id_column, batch_size) -> None:
+    """Compress texts into codes, one per input row, in input order."""
+    from .autoencoder import load
+    from .io import read_texts, write_rows
+
+    if not output.endswith(".parquet"):
+        raise TextAEError("codes are written as .parquet; name the output e.g. codes.parquet")
+    ids, texts = read_texts(input_path, text_column, id_column)
+    codes = load(model_dir).encode(texts, batch_size=batch_size, progress=True)
+    write_rows(output, {"id": ids, "code": codes.tolist()})
+    click.echo(f"wrote {len(ids)} codes of shape {tuple(codes.shape[1:])} to {output}")
+
+
+@cli.command()
+@_model_option
+@_input_option
+@click.option("--output", required=True, type=click.Path(), help="Texts file: .jsonl/.csv/.parquet (id, text) or .txt (one a line).")
+@_id_column_option
+@_batch_option
+@_beams_option
+@_friendly
+def decode(model_dir, input_path, output, id_column, batch_size, num_beams) -> None:
+    """Expand codes (the parquet file `textae encode` writes) back into text."""
+    from .autoencoder import load
+    from .io import read_codes, write_rows
+
+    ids, codes = read_codes(input_path, id_column)
+    texts = load(model_dir).decode(codes, batch_size=batch_size, progress=True, num_beams=num_beams)
+    write_rows(output, {"id": ids, "text": texts})
+    click.echo(f"wrote {len(texts)} texts to {output}")
+
+
+@cli.command()
+@_model_option
+@_input_option
+@click.option("--output", required=True, type=click.Path(), help="Output: .jsonl/.csv/.parquet (id, text, reconstruction) or .txt.")
+@_text_column_option
+@_id_column_option
+@_batch_option
+@_beams_option
+@click.option("--show", type=int, default=0, help="Also print the first N inputs and their reconstructions.")
+@_friendly
+def reconstruct(model_dir, input_path, output, text_column, id_column, batch_size, num_beams, show) -> None:
+    """Text → code → text: how well does the model rebuild each row?"""
+    from .autoencoder import load
+    from .io import read_texts, write_rows
+
+    ids, texts = read_texts(input_path, text_column, id_column)
+    rebuilt = load(model_dir).reconstruct(texts, batch_size=batch_size, progress=True, num_beams=num_beams)
+    write_rows(output, {"id": ids, "text": texts, "reconstruction": rebuilt})
+    for text, back in list(zip(texts, rebuilt))[:show]:
+        click.echo(f"{'=' if text == back else '~'} {text}\n  → {back}")
+    click.echo(f"wrote {len(rebuilt)} reconstructions to {output}")
+
+
+def main() -> None:
+    cli(prog_name="textae")

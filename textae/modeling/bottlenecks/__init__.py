@@ -1,0 +1,32 @@
+"""Bottleneck families: one small module each, looked up by the model config's `family`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .base import Bottleneck, BottleneckOutput
+from .continuous import ContinuousBottleneck, ContinuousConfig
+
+FAMILIES: dict[str, tuple[type, type[Bottleneck]]] = {
+    "ae": (ContinuousConfig, ContinuousBottleneck),
+}
+
+
+def family_config(family: str, options: dict[str, Any] | None = None):
+    """The family's config dataclass filled from `options`; unknown families or keys fail loudly."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; choose one of {sorted(FAMILIES)}")
+    cls = FAMILIES[family][0]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(options or {}) - names
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for family {family!r}; known: {sorted(names)}")
+    return cls(**(options or {}))
+
+
+def build_bottleneck(family: str, dim: int, options: dict[str, Any] | None = None) -> Bottleneck:
+    return FAMILIES[family][1](dim, family_config(family, options))
+
+
+__all__ = ["Bottleneck", "BottleneckOutput", "FAMILIES", "build_bottleneck", "family_config"]

@@ -1,0 +1,93 @@
+"""Decoding from codes: greedy, sampling and beam search over the decoder's key/value cache."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .model import TextAEModel
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Keep the top-k tokens and the smallest set whose probability reaches top_p; mask the rest."""
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    return logits
+
+
+def greedy_or_sample(
+    model: TextAEModel,
+    code: torch.Tensor,
+    max_new_tokens: int,
+    do_sample: bool,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    cfg = model.config
+    kvs, bias = model._memory(code)
+    b = code.shape[0]
+    tokens = code.new_full((b, 1), cfg.bos_token_id, dtype=torch.long)
+    done = torch.zeros(b, dtype=torch.bool, device=code.device)
+    out, caches = [], None
+    for step in range(max_new_tokens):
+        hidden, caches = model._decode(tokens, step, kvs, bias, caches)
+        logits = model.lm_head(hidden[:, -1]).float()
+        if do_sample:
+            probs = _filter_logits(logits / max(temperature, 1e-5), top_k, top_p).softmax(-1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            nxt = logits.argmax(-1)
+        nxt = nxt.masked_fill(done, cfg.pad_token_id)
+        out.append(nxt)
+        done |= nxt.eq(cfg.eos_token_id)
+        if done.all():
+            break
+        tokens = nxt.unsqueeze(1)
+    return torch.stack(out, dim=1)
+
+
+def beam_search(
+    model: TextAEModel, code: torch.Tensor, max_new_tokens: int, num_beams: int, length_penalty: float
+) -> torch.Tensor:
+    """Standard beam search; a finished beam keeps its score and only extends with padding."""
+    cfg = model.config
+    b, v = code.shape[0], cfg.vocab_size
+    code = code.repeat_interleave(num_beams, dim=0)  # (B*N, K, D)
+    kvs, bias = model._memory(code)
+    scores = code.new_zeros(b, num_beams, dtype=torch.float)
+    scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
+    seqs = code.new_zeros(b * num_beams, 0, dtype=torch.long)
+    done = torch.zeros(b * num_beams, dtype=torch.bool, device=code.device)
+    lengths = torch.zeros(b * num_beams, device=code.device)
+    tokens = code.new_full((b * num_beams, 1), cfg.bos_token_id, dtype=torch.long)
+    caches = None
+    for step in range(max_new_tokens):
+        hidden, caches = model._decode(tokens, step, kvs, bias, caches)
+        logp = model.lm_head(hidden[:, -1]).float().log_softmax(-1)  # (B*N, V)
+        # Finished beams: only padding, at no cost.
+        logp[done] = float("-inf")
+        logp[done, cfg.pad_token_id] = 0.0
+        total = (scores.view(-1, 1) + logp).view(b, num_beams * v)
+        scores, flat = total.topk(num_beams, dim=-1)  # (B, N)
+        beam = flat // v + torch.arange(b, device=code.device).unsqueeze(1) * num_beams
+        beam, nxt = beam.view(-1), (flat % v).view(-1)
+        seqs = torch.cat([seqs[beam], nxt.unsqueeze(1)], dim=1)
+        lengths = lengths[beam] + (~done[beam]).float()
+        done = done[beam] | nxt.eq(cfg.eos_token_id)
+        caches = [(k[beam], val[beam]) for k, val in caches]
+        if done.all():
+            break
+        tokens = nxt.unsqueeze(1)
+    normalised = scores.view(-1) / lengths.clamp(min=1) ** length_penalty
+    best = normalised.view(b, num_beams).argmax(-1) + torch.arange(b, device=code.device) * num_beams
+    return seqs[best]

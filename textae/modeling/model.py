@@ -1,0 +1,202 @@
+"""The textae encoder → bottleneck → decoder model.
+
+Data flow for a batch of B sentences of T tokens:
+  tokens (B, T) → Transformer encoder (B, T, d) → K learned queries attend over it (B, K, d)
+  → project to the code size (B, K, D) → bottleneck family → code (B, K, D)
+  → project back (B, K, d) = the decoder's memory → causal Transformer decoder → logits (B, T, V).
+The decoder cross-attends only to the K code vectors (and adds their mean to every input
+position), never to per-token encoder states: the code must carry the whole sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .bottlenecks import build_bottleneck
+from .config import TextAEConfig
+from .layers import CrossAttention, DecoderLayer, EncoderLayer, FeedForward, KVCache
+
+
+@dataclass
+class TextAEOutput(ModelOutput):
+    """`loss` is the sum of the named terms in `losses`; `code` is what the decoder read."""
+
+    loss: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] | None = None
+    logits: torch.Tensor | None = None
+    code: torch.Tensor | None = None
+
+
+class TextAEModel(PreTrainedModel):
+    config_class = TextAEConfig
+    base_model_prefix = "textae"
+    _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
+
+    def __init__(self, config: TextAEConfig):
+        super().__init__(config)
+        d = config.d_model
+        self.embed_tokens = nn.Embedding(config.vocab_size, d, padding_idx=config.pad_token_id)
+        self.embed_positions = nn.Embedding(config.max_positions, d)
+        self.drop = nn.Dropout(config.dropout)
+        self.encoder = nn.ModuleList(
+            EncoderLayer(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(config.encoder_layers)
+        )
+        self.encoder_norm = nn.LayerNorm(d)
+        # K learned queries summarise the encoder states into K vectors: the compression step.
+        self.code_queries = nn.Embedding(config.num_codes, d)
+        self.pool = CrossAttention(d, config.n_heads, config.dropout)
+        self.pool_ffn = FeedForward(d, config.ffn_dim, config.dropout)
+        self.pool_norm = nn.LayerNorm(d)
+        self.to_code = nn.Linear(d, config.code_dim)
+        self.bottleneck = build_bottleneck(config.family, config.code_dim, config.bottleneck)
+        self.from_code = nn.Linear(config.code_dim, d)
+        self.memory_norm = nn.LayerNorm(d)
+        self.code_to_input = nn.Linear(d, d) if config.code_to_inputs else None
+        self.decoder = nn.ModuleList(
+            DecoderLayer(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(config.decoder_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    # ----- encoder side -------------------------------------------------------------------
+    def _summarise(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Token ids (B, T) → K summary vectors projected to the code size (B, K, D)."""
+        if input_ids.shape[1] > self.config.max_positions:
+            raise ValueError(f"input has {input_ids.shape[1]} tokens; this model takes at most {self.config.max_positions}")
+        if attention_mask is None:
+            attention_mask = input_ids.ne(self.config.pad_token_id)
+        pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.drop(self.embed_tokens(input_ids) + self.embed_positions(pos))
+        mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = attend
+        for layer in self.encoder:
+            x = layer(x, mask)
+        x = self.encoder_norm(x)
+        q = self.code_queries.weight.unsqueeze(0).expand(x.shape[0], -1, -1)  # (B, K, d)
+        pool_mask = mask
+        if self.config.code_locality > 0:  # (B, H, K, T): locality bias, -inf on padding
+            pool_mask = self._locality(pos).transpose(1, 2).unsqueeze(0).masked_fill(~mask, float("-inf"))
+        h = q + self.pool(q, self.pool.memory_kv(x), mask=pool_mask)
+        h = self.pool_norm(h + self.pool_ffn(h))
+        return self.to_code(h)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Deterministic codes (B, K, D) to store or decode later."""
+        return self.bottleneck.encode(self._summarise(input_ids, attention_mask))
+
+    def _locality(self, positions: torch.Tensor) -> torch.Tensor:
+        """Attention bias (H, T, K) favouring code k for token positions near its span [k*S, (k+1)*S).
+
+        A soft prior, not a rule: head h has slope locality / 2**h (the last head none), so
+        from the first step the decoder can read each token from the code that summarised it,
+        instead of first having to discover that routing. S = max_positions / num_codes.
+        """
+        cfg = self.config
+        span = cfg.max_positions / cfg.num_codes
+        centres = (torch.arange(cfg.num_codes, device=positions.device) + 0.5) * span  # (K,)
+        distance = (positions.float().unsqueeze(1) - centres).abs() / span  # (T, K)
+        slopes = cfg.code_locality / 2.0 ** torch.arange(cfg.n_heads, device=positions.device)
+        slopes[-1] = 0.0
+        return -slopes.view(-1, 1, 1) * distance  # (H, T, K)
+
+    # ----- decoder side -------------------------------------------------------------------
+    def _memory(self, code: torch.Tensor) -> tuple[list[KVCache], torch.Tensor | None]:
+        """Code (B, K, D) → per-layer cross-attention keys/values and the bias added to every input."""
+        memory = self.memory_norm(self.from_code(code))  # (B, K, d)
+        kvs = [layer.cross_attn.memory_kv(memory) for layer in self.decoder]
+        bias = self.code_to_input(memory.mean(1, keepdim=True)) if self.code_to_input is not None else None
+        return kvs, bias
+
+    def _decode(
+        self,
+        tokens: torch.Tensor,
+        start: int,
+        kvs: list[KVCache],
+        bias: torch.Tensor | None,
+        caches: list[KVCache] | None = None,
+    ) -> tuple[torch.Tensor, list[KVCache]]:
+        """Decoder hidden states for `tokens` (B, T) placed at positions start..start+T-1."""
+        pos = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        x = self.embed_tokens(tokens) + self.embed_positions(pos)
+        if bias is not None:
+            x = x + bias
+        x = self.drop(x)
+        cross_bias = self._locality(pos).unsqueeze(0) if self.config.code_locality > 0 else None  # (1, H, T, K)
+        new_caches = []
+        for i, layer in enumerate(self.decoder):
+            x, c = layer(x, kvs[i], None if caches is None else caches[i], cross_bias)
+            new_caches.append(c)
+        return self.decoder_norm(x), new_caches
+
+    def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+        """Teacher-forcing inputs: BOS followed by the labels, ignored positions turned into padding."""
+        start = labels.new_full((labels.shape[0], 1), self.config.bos_token_id)
+        shifted = torch.cat([start, labels[:, :-1]], dim=1)
+        return shifted.masked_fill(shifted.eq(-100), self.config.pad_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> TextAEOutput:
+        """Reconstruct `labels` (B, T; -100 = ignore) from the code of `input_ids` (possibly noised).
+
+        `decoder_input_ids` defaults to `labels` shifted right; pass them to apply word dropout.
+        """
+        bottleneck = self.bottleneck(self._summarise(input_ids, attention_mask))
+        if decoder_input_ids is None:
+            if labels is None:
+                raise ValueError("pass labels or decoder_input_ids")
+            decoder_input_ids = self.shift_right(labels)
+        kvs, bias = self._memory(bottleneck.code)
+        hidden, _ = self._decode(decoder_input_ids, 0, kvs, bias)
+        logits = self.lm_head(hidden)
+        losses = dict(bottleneck.losses)
+        loss = None
+        if labels is not None:
+            losses = {"reconstruction": F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten()), **losses}
+            loss = sum(losses.values())
+        return TextAEOutput(loss=loss, losses=losses, logits=logits, code=bottleneck.code)
+
+    # ----- generation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        code: torch.Tensor,
+        max_new_tokens: int | None = None,
+        num_beams: int = 1,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        length_penalty: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Decode codes (B, K, D) into token ids (B, T) ending in EOS, padded with PAD.
+
+        Greedy by default; `num_beams > 1` runs beam search, `do_sample` samples with
+        temperature / top-k / top-p. Every step reuses the self-attention key/value cache.
+        """
+        from .generation import beam_search, greedy_or_sample
+
+        max_new_tokens = min(max_new_tokens or self.config.max_positions, self.config.max_positions)
+        if num_beams > 1:
+            if do_sample:
+                raise ValueError("beam search with sampling is not supported; pick num_beams=1 or do_sample=False")
+            return beam_search(self, code, max_new_tokens, num_beams, length_penalty)
+        return greedy_or_sample(self, code, max_new_tokens, do_sample, temperature, top_k, top_p, generator)

@@ -1,0 +1,183 @@
+"""Train a SentencePiece subword model and serve it as a Hugging Face fast tokenizer.
+
+SentencePiece trains the vocabulary (unigram or BPE, byte fallback so no text is ever ``<unk>``);
+the pieces and scores are then rebuilt as a ``tokenizers`` pipeline, so the result saves as a
+self-contained ``tokenizer.json`` and encodes large batches in Rust.
+
+Normalisation: every run of Unicode whitespace (spaces, tabs, newlines, no-break spaces) becomes
+one space and leading/trailing whitespace is dropped; nothing else changes (no Unicode
+normalisation, no lower-casing, no spaces added or removed around punctuation), so
+``decode(encode(text), skip_special_tokens=True) == " ".join(text.split())`` for any text.
+
+Encoding adds no special tokens: ``tokenizer(text)["input_ids"]`` are content ids only, and the
+data collator adds ``<s>``/``</s>`` where a model wants them.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import sentencepiece as spm
+from tokenizers import Tokenizer, decoders, pre_tokenizers
+from tokenizers.models import BPE, Unigram
+from transformers import PreTrainedTokenizerFast
+
+from textae.errors import TextAEError
+
+# Ids 0..4, in this order: the noise functions and the models rely on them.
+SPECIAL_TOKENS = {
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "mask_token": "<mask>",
+}
+MODEL_MAX_LENGTH = 512
+MODEL_TYPES = ("unigram", "bpe")
+# Score for pieces that SentencePiece never matches against text (control, byte, unknown):
+# far below any real piece, so literal text such as "<0x41>" is spelled with ordinary pieces
+# whenever its characters are in the vocabulary.
+_UNMATCHABLE_SCORE = -1e4
+
+
+def _clean(texts: Iterable[str]) -> Iterator[str]:
+    """Apply the tokenizer's own whitespace normalisation so training sees what encoding sees."""
+    for text in texts:
+        text = " ".join(text.split())
+        if text:
+            yield text
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 8000,
+    model_type: str = "unigram",
+    *,
+    character_coverage: float = 0.9995,
+    max_sentences: int = 2_000_000,
+    seed: int = 0,
+) -> PreTrainedTokenizerFast:
+    """Train a SentencePiece model on `texts` and return it as a fast tokenizer.
+
+    `vocab_size` is an upper bound: a corpus too small to fill it gives a smaller vocabulary
+    (use ``len(tokenizer)``). It must still cover the 5 special tokens, the 256 byte pieces and
+    every character SentencePiece keeps, else a TextAEError says how large it must be.
+    """
+    if model_type not in MODEL_TYPES:
+        raise TextAEError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+    cleaned = _clean(texts)
+    first = next(cleaned, None)
+    if first is None:
+        raise TextAEError("cannot train a tokenizer: no non-empty texts")
+    sp = _train_sentencepiece(
+        itertools.chain([first], cleaned),
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        max_sentences=max_sentences,
+        seed=seed,
+    )
+    return _to_fast(sp, model_type)
+
+
+def _train_sentencepiece(
+    sentences: Iterator[str],
+    *,
+    vocab_size: int,
+    model_type: str,
+    character_coverage: float,
+    max_sentences: int,
+    seed: int,
+) -> spm.SentencePieceProcessor:
+    """Train in memory; ``hard_vocab_limit=False`` lets a small corpus give a smaller vocabulary."""
+    spm.set_random_generator_seed(seed)
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=sentences,
+            model_writer=model,
+            model_type=model_type,
+            vocab_size=vocab_size,
+            hard_vocab_limit=False,
+            character_coverage=character_coverage,
+            input_sentence_size=max_sentences,
+            shuffle_input_sentence=True,
+            pad_id=0,
+            unk_id=1,
+            bos_id=2,
+            eos_id=3,
+            user_defined_symbols=[SPECIAL_TOKENS["mask_token"]],
+            byte_fallback=True,
+            split_digits=True,
+            normalization_rule_name="identity",
+            num_threads=2,
+            minloglevel=2,
+        )
+    except RuntimeError as err:
+        raise TextAEError(f"SentencePiece training failed: {err}") from err
+    return spm.SentencePieceProcessor(model_proto=model.getvalue())
+
+
+def _to_fast(sp: spm.SentencePieceProcessor, model_type: str) -> PreTrainedTokenizerFast:
+    """Rebuild a SentencePiece model as a `tokenizers` pipeline with the same pieces and ids.
+
+    Built from the pieces directly rather than through a slow tokenizer class: in transformers
+    5.x, ``T5Tokenizer(vocab_file=...)`` silently maps every token to ``<unk>``.
+    """
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    # Special pieces are matched outside the model: as added tokens, or by byte fallback.
+    special = set(SPECIAL_TOKENS.values())
+    normal = [
+        not (sp.is_control(i) or sp.is_byte(i) or sp.is_unknown(i) or sp.is_unused(i) or p in special)
+        for i, p in enumerate(pieces)
+    ]
+    if model_type == "unigram":
+        vocab = [(p, sp.get_score(i) if normal[i] else _UNMATCHABLE_SCORE) for i, p in enumerate(pieces)]
+        model = Unigram(vocab, unk_id=sp.unk_id(), byte_fallback=True)
+    else:
+        # SentencePiece BPE merges the adjacent pair whose joined piece scores highest
+        # (score = -rank); listing every split of each normal piece in that order reproduces it.
+        scored = {p: (sp.get_score(i), i) for i, p in enumerate(pieces) if normal[i]}
+        ranked = sorted(
+            (-score, i, p[:k], p[k:])
+            for p, (score, i) in scored.items()
+            for k in range(1, len(p))
+            if p[:k] in scored and p[k:] in scored
+        )
+        merges = [(left, right) for _, _, left, right in ranked]
+        vocab_ids = {p: i for i, p in enumerate(pieces)}
+        model = BPE(vocab_ids, merges, unk_token=SPECIAL_TOKENS["unk_token"], fuse_unk=True, byte_fallback=True)
+
+    backend = Tokenizer(model)
+    # Pieces never span a space (SentencePiece's split_by_whitespace), so encoding word by word as
+    # "▁word" is exact; splitting on any whitespace run is also the whole normalisation, and is
+    # faster than a regex normaliser.
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=False),
+        ]
+    )
+    # Fuse before Strip: Strip works per token, and only the text's leading "▁" must go.
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(content=" ", left=1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        **SPECIAL_TOKENS,
+        model_max_length=MODEL_MAX_LENGTH,
+        clean_up_tokenization_spaces=False,
+        add_bos_token=False,
+        add_eos_token=False,
+    )
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    """Load a tokenizer saved with ``save_pretrained``, from local files only."""
+    path = Path(path)
+    if not (path / "tokenizer.json").is_file():
+        raise TextAEError(f"no tokenizer.json in {path}: train one or point to a saved model directory")
+    return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)

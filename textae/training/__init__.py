@@ -1,0 +1,5 @@
+"""The shared training loop, its batching, schedules and metrics."""
+
+from .loop import train
+
+__all__ = ["train"]

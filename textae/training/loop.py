@@ -1,0 +1,203 @@
+"""The one training loop every family shares, over `accelerate`.
+
+Run directory layout:
+  config.yaml              the full RunConfig of the run
+  tokenizer/               trained once, reused on resume
+  metrics.jsonl            one JSON object per log / eval event
+  heldout.txt              the validation sentences evaluation reconstructs
+  checkpoints/step-N/      accelerate state (model, optimiser, scheduler, RNG) + train_state.json
+  final/                   save_pretrained weights (safetensors), tokenizer, train_config.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from ..autoencoder import AutoEncoder
+from ..config import RunConfig
+from ..data import prepare
+from ..errors import TextAEError
+from ..modeling import TextAEConfig, TextAEModel
+from ..tokenizer import load_tokenizer, train_tokenizer
+from .batching import Collator, batch_stream, tokenize_dataset
+from .evaluate import evaluate
+from .schedules import warmup_cosine
+
+log = logging.getLogger("textae")
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    steps = sorted((run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    complete = [p for p in steps if (p / "train_state.json").is_file()]  # a kill mid-save leaves no state file
+    return complete[-1] if complete else None
+
+
+def _mixed_precision(name: str) -> str:
+    """'auto' → bf16 on a GPU, fp32 on CPU (CPUs without bf16 units run bf16 matmuls far slower)."""
+    if name == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return name
+
+
+def _optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """AdamW; biases, norms and embeddings are not decayed."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim == 2 and "embed" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas))
+
+
+class _MetricsLog:
+    """Append-only JSON lines; on resume, events after the checkpoint's step are dropped (they will recur)."""
+
+    def __init__(self, path: Path, resume_step: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if enabled and path.exists():
+            kept = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= resume_step]
+            path.write_text("".join(l + "\n" for l in kept))
+
+    def write(self, **event) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(event) + "\n")
+
+
+def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train a model as `cfg` says; returns the `final/` model directory."""
+    tc = cfg.train
+    run_dir = Path(tc.output_dir)
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+        raise TextAEError(f"{run_dir} already holds a run; pass --resume to continue it or --output for a new one")
+    if tc.max_steps is None and tc.max_minutes is None:
+        raise TextAEError("set train.max_steps or train.max_minutes, or the run never ends")
+    total_steps = tc.max_steps or 10**9
+
+    accelerator = Accelerator(mixed_precision=_mixed_precision(tc.mixed_precision), gradient_accumulation_steps=tc.grad_accum)
+    set_seed(tc.seed)
+    main = accelerator.is_main_process
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        cfg.save(run_dir / "config.yaml")
+
+    with accelerator.main_process_first():
+        data = prepare(cfg.data)
+    tok_dir = run_dir / "tokenizer"
+    if not (tok_dir / "tokenizer.json").is_file():
+        if main:
+            log.info("training a %s tokenizer (vocab %d) on %d texts", cfg.tokenizer.model_type, cfg.tokenizer.vocab_size, len(data["train"]))
+            train_tokenizer(data["train"]["text"], cfg.tokenizer.vocab_size, cfg.tokenizer.model_type).save_pretrained(tok_dir)
+        accelerator.wait_for_everyone()
+    tokenizer = load_tokenizer(tok_dir)
+    train_ids = tokenize_dataset(data["train"], tokenizer, tc.max_tokens_per_sentence)["input_ids"]
+    val = data["validation"].select(range(min(tc.eval_sentences, len(data["validation"]))))
+    val_ids = tokenize_dataset(val, tokenizer, tc.max_tokens_per_sentence)["input_ids"]
+    if main:  # the held-out sentences evaluation decodes, for people to try the model on
+        (run_dir / "heldout.txt").write_text("".join(" ".join(t.split()) + "\n" for t in val["text"]))
+
+    model_cfg = TextAEConfig(
+        vocab_size=len(tokenizer),
+        max_positions=tc.max_tokens_per_sentence,
+        pad_token_id=tokenizer.pad_token_id,
+        unk_token_id=tokenizer.unk_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        mask_token_id=tokenizer.mask_token_id,
+        **cfg.model,
+    )
+    model = TextAEModel(model_cfg)
+    optimizer = _optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, total_steps, tc.warmup_steps, tc.min_lr_ratio)
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    collator = Collator(
+        pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
+        mask_id=tokenizer.mask_token_id, unk_id=tokenizer.unk_token_id, vocab_size=len(tokenizer), noise=cfg.noise,
+    )
+
+    step, elapsed, tokens_seen = 0, 0.0, 0
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        state = json.loads((ckpt / "train_state.json").read_text())
+        step, elapsed, tokens_seen = state["step"], state["elapsed_s"], state["tokens"]
+        log.info("resumed from %s (step %d, %.1f min trained)", ckpt, step, elapsed / 60)
+    metrics = _MetricsLog(run_dir / "metrics.jsonl", step, main)
+
+    lengths = [len(x) + 1 for x in train_ids]
+    stream = batch_stream(
+        lengths, tc.batch_tokens, tc.max_batch_size, tc.seed,
+        skip=step * tc.grad_accum, rank=accelerator.process_index, world_size=accelerator.num_processes,
+    )
+    evaluator = AutoEncoder(accelerator.unwrap_model(model), tokenizer, accelerator.device)
+
+    def save_checkpoint() -> None:
+        path = run_dir / "checkpoints" / f"step-{step}"
+        accelerator.save_state(str(path))
+        if main:
+            (path / "train_state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed, "tokens": tokens_seen}))
+            for old in sorted((run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[: -tc.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def run_eval() -> None:
+        if main:
+            result = evaluate(evaluator, val_ids, val["text"], collator)
+            metrics.write(step=step, minutes=round(elapsed / 60, 3), **{k: round(v, 4) for k, v in result.items()})
+            tqdm.write(f"step {step} | {elapsed / 60:.1f} min | " + " ".join(f"{k} {v:.3f}" for k, v in result.items()))
+        accelerator.wait_for_everyone()
+
+    bar = tqdm(total=tc.max_steps, initial=step, desc="training", unit="step", disable=not (progress and main), dynamic_ncols=True)
+    model.train()
+    window_tokens, window_start = 0, time.perf_counter()
+    while step < total_steps and (tc.max_minutes is None or elapsed < tc.max_minutes * 60):
+        t0 = time.perf_counter()
+        for micro in range(tc.grad_accum):
+            batch = collator([train_ids[i] for i in next(stream)], seed=tc.seed * 1_000_003 + step * tc.grad_accum + micro)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with accelerator.accumulate(model):
+                out = model(**batch)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and tc.grad_clip:
+                    accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            n = int(batch["labels"].ne(-100).sum())
+            window_tokens, tokens_seen = window_tokens + n, tokens_seen + n * accelerator.num_processes
+        step += 1
+        elapsed += time.perf_counter() - t0
+        bar.update(1)
+        if step % tc.log_every == 0:
+            rate = window_tokens * accelerator.num_processes / (time.perf_counter() - window_start)
+            terms = {k: round(float(v), 4) for k, v in out.losses.items()}
+            bar.set_postfix(loss=f"{float(out.loss):.3f}", tok_s=f"{rate:.0f}")
+            metrics.write(step=step, minutes=round(elapsed / 60, 3), loss=round(float(out.loss), 4), **terms,
+                          lr=scheduler.get_last_lr()[0], tokens_per_s=round(rate), tokens=tokens_seen)
+            window_tokens, window_start = 0, time.perf_counter()
+        if step % tc.eval_every == 0:
+            run_eval()
+        if step % tc.save_every == 0:
+            save_checkpoint()
+    bar.close()
+    if step % tc.eval_every:
+        run_eval()
+    if step % tc.save_every:
+        save_checkpoint()
+
+    final = run_dir / "final"
+    if main:
+        AutoEncoder(accelerator.unwrap_model(model), tokenizer).save_pretrained(final)
+        cfg.save(final / "train_config.yaml")
+        (final / "train_state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed, "tokens": tokens_seen}))
+    accelerator.wait_for_everyone()
+    return final
