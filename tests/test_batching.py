@@ -11,7 +11,8 @@ from textae.noise import NoiseConfig
 from textae.training.batching import Collator, batch_stream, bucket_batches
 from textae.training.schedules import warmup_cosine
 
-LENGTHS = [random.Random(0).randint(1, 60) for _ in range(1000)]
+_rng = random.Random(0)
+LENGTHS = [_rng.randint(1, 60) for _ in range(1000)]
 
 
 def test_buckets_cover_each_row_once_within_budget_and_cut_padding():

@@ -25,7 +25,7 @@ def model_dir(tmp_path_factory):
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
     AcceleratorState._reset_state(True)
-    result = CliRunner().invoke(cli, _train_args(corpus, root / "run", **{"train.max_steps": 200}))
+    result = CliRunner().invoke(cli, _train_args(corpus, root / "run", **{"train.max_steps": 300}))
     AcceleratorState._reset_state(True)
     assert result.exit_code == 0, result.output
     assert "model saved to" in result.output
@@ -41,7 +41,7 @@ def test_encode_then_decode_keeps_ids_order_and_text(model_dir, tmp_path):
     assert res.exit_code == 0, res.output
     table = pq.read_table(tmp_path / "codes.parquet").to_pylist()
     assert [r["id"] for r in table] == [r["id"] for r in rows]
-    assert len(table[0]["code"]) == 4 and len(table[0]["code"][0]) == 32  # K x D
+    assert len(table[0]["code"]) == 16 and len(table[0]["code"][0]) == 32  # K x D
     res = runner.invoke(cli, ["decode", "--model", str(model_dir), "--input", str(tmp_path / "codes.parquet"),
                               "--output", str(tmp_path / "out.jsonl")])
     assert res.exit_code == 0, res.output

@@ -28,7 +28,7 @@ def fresh_accelerator():
 
 
 def test_tiny_model_overfits_and_rebuilds_its_sentences(corpus, tmp_path):
-    cfg = build_config(overrides=tiny_overrides(corpus, tmp_path / "run", **{"train.max_steps": 200}))
+    cfg = build_config(overrides=tiny_overrides(corpus, tmp_path / "run", **{"train.max_steps": 300}))
     final = textae.train(cfg, progress=False)
     for name in ("config.json", "model.safetensors", "tokenizer.json", "train_config.yaml"):
         assert (final / name).is_file(), name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,40 +23,49 @@ from .noise import NoiseConfig
 
 @dataclass
 class TokenizerConfig:
-    vocab_size: int = 8000
+    vocab_size: int = 4000  # small: each piece is seen often in a short CPU run, and the softmax is cheap
     model_type: str = "unigram"  # or "bpe"
 
 
 @dataclass
 class TrainConfig:
     output_dir: str = "runs/default"
-    max_steps: int | None = None  # stop after this many optimiser steps ...
-    max_minutes: float | None = 20.0  # ... or this much training time, whichever comes first
-    batch_tokens: int = 2048  # target tokens per batch; batches are built from length buckets
+    max_steps: int | None = 4000  # the cosine schedule's length (about 18 min on 2 CPU cores) ...
+    max_minutes: float | None = 20.0  # ... and a hard cap on training time, whichever comes first
+    batch_tokens: int = 2048  # padded tokens per batch; batches are built from length buckets
     max_batch_size: int = 128
-    max_tokens_per_sentence: int = 64  # longer sentences are truncated (the model's position limit)
-    lr: float = 1e-3
+    lr: float = 3e-3
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     weight_decay: float = 0.1
     adam_betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0
     grad_accum: int = 1
-    mixed_precision: str = "no"  # "no", "bf16" or "fp16"
-    eval_every: int = 200  # steps
+    mixed_precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU), "no", "bf16" or "fp16"
+    eval_every: int = 250  # steps
     eval_sentences: int = 256  # held-out sentences decoded greedily for BLEU / exact match
-    save_every: int = 200  # steps between resumable checkpoints
+    save_every: int = 250  # steps between resumable checkpoints
     keep_checkpoints: int = 2
     log_every: int = 10
     seed: int = 0
 
 
+_FROM_TOKENIZER = {"vocab_size", "pad_token_id", "unk_token_id", "bos_token_id", "eos_token_id", "mask_token_id"}
+# The model section lists TextAEConfig's arguments with their defaults, less what the tokenizer decides.
+_MODEL_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(TextAEConfig.__init__).parameters.items()
+    if p.default is not inspect.Parameter.empty and name not in _FROM_TOKENIZER
+}
+
+
 @dataclass
 class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
+    # Defaults = the default run: news sentences of 4-40 words, light BERT masking.
+    data: DataConfig = field(default_factory=lambda: DataConfig(min_words=4, max_words=40))
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: dict[str, Any] = field(default_factory=dict)  # TextAEConfig arguments (vocab_size comes from the tokenizer)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    model: dict[str, Any] = field(default_factory=lambda: dict(_MODEL_DEFAULTS))  # TextAEConfig arguments
+    noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(mask_rate=0.1, word_dropout=0.1))
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,26 +75,34 @@ class RunConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "noise": NoiseConfig, "train": TrainConfig}
-MODEL_KEYS = set(inspect.signature(TextAEConfig.__init__).parameters) - {"self", "kwargs", "vocab_size"}
+SECTIONS = ("data", "tokenizer", "noise", "train")
+MODEL_KEYS = set(_MODEL_DEFAULTS)
 
 
-def _section(cls: type, values: dict[str, Any], name: str):
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(values) - set(known)
+def _coerce(value: Any, hint: Any) -> Any:
+    """YAML reads `3e-4` as a string and lists where tuples are meant; follow the field's type."""
+    text = str(hint)
+    if isinstance(value, str) and "float" in text:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return tuple(value) if isinstance(value, list) and "tuple" in text else value
+
+
+def _section(default: Any, values: dict[str, Any], name: str):
+    """The run's default section with `values` applied; unknown keys are errors."""
+    hints = typing.get_type_hints(type(default))
+    unknown = set(values) - set(hints)
     if unknown:
-        raise TextAEError(f"unknown key(s) {sorted(unknown)} in config section '{name}'; known: {sorted(known)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values)
-
-
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
+        raise TextAEError(f"unknown key(s) {sorted(unknown)} in config section '{name}'; known: {sorted(hints)}")
+    return dataclasses.replace(default, **{k: _coerce(v, hints[k]) for k, v in values.items()})
 
 
 def build_config(values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """A RunConfig from nested `values` (e.g. parsed YAML) and dotted `overrides` ("train.lr": 3e-4)."""
     values = {k: dict(v or {}) for k, v in (values or {}).items()}
+    values["model"] = {**_MODEL_DEFAULTS, **values.get("model", {})}
     unknown = set(values) - set(SECTIONS) - {"model"}
     if unknown:
         raise TextAEError(f"unknown config section(s) {sorted(unknown)}; known: {sorted([*SECTIONS, 'model'])}")
@@ -92,14 +110,15 @@ def build_config(values: dict[str, Any] | None = None, overrides: dict[str, Any]
         section, _, name = key.partition(".")
         if not name:
             raise TextAEError(f"override {key!r} must look like section.key, e.g. train.lr")
-        values.setdefault(section, {})[name] = _parse_value(value) if isinstance(value, str) else value
+        values.setdefault(section, {})[name] = yaml.safe_load(value) if isinstance(value, str) else value
     model = values.get("model", {})
     bad = set(model) - MODEL_KEYS
     if bad:
         raise TextAEError(f"unknown model key(s) {sorted(bad)}; known: {sorted(MODEL_KEYS)}")
     try:
         TextAEConfig(**model)  # validates the family and its options now
-        sections = {name: _section(cls, values.get(name, {}), name) for name, cls in SECTIONS.items()}
+        defaults = RunConfig()
+        sections = {name: _section(getattr(defaults, name), values.get(name, {}), name) for name in SECTIONS}
     except (TypeError, ValueError) as err:
         raise TextAEError(f"invalid config: {err}") from err
     return RunConfig(model=model, **sections)

@@ -13,27 +13,26 @@ class TextAEConfig(PretrainedConfig):
     """Sizes of the encoder, the code (K vectors of size D) and the decoder, plus the bottleneck family.
 
     The decoder never sees the encoder's per-token states, only the K code vectors, so the
-    model has to compress: `num_codes=1` gives a single sentence vector.
+    model has to compress. Code k summarises positions k*S .. k*S+S-1 with S = max_positions / K:
+    `num_codes=1` gives a single sentence vector; fewer codes mean harder compression.
     """
 
     model_type = "textae"
 
     def __init__(
         self,
-        vocab_size: int = 8000,
-        d_model: int = 256,
+        vocab_size: int = 4000,
+        d_model: int = 128,
         n_heads: int = 4,
-        encoder_layers: int = 3,
-        decoder_layers: int = 3,
-        ffn_dim: int = 1024,
-        dropout: float = 0.1,
-        max_positions: int = 128,
-        num_codes: int = 8,
-        code_dim: int = 256,
+        encoder_layers: int = 2,
+        decoder_layers: int = 2,
+        ffn_dim: int = 512,
+        dropout: float = 0.0,
+        max_positions: int = 64,
+        num_codes: int = 16,
+        code_dim: int = 128,
         family: str = "ae",
         bottleneck: dict[str, Any] | None = None,
-        code_to_inputs: bool = True,
-        code_locality: float = 0.0,
         pad_token_id: int = 0,
         unk_token_id: int = 1,
         bos_token_id: int = 2,
@@ -54,11 +53,11 @@ class TextAEConfig(PretrainedConfig):
         self.code_dim = code_dim
         self.family = family
         self.bottleneck = dict(bottleneck or {})
-        self.code_to_inputs = code_to_inputs
-        self.code_locality = code_locality
         self.unk_token_id = unk_token_id
         self.mask_token_id = mask_token_id
         family_config(family, self.bottleneck)  # fail at construction, not deep inside the model
+        if max_positions % num_codes:
+            raise ValueError(f"max_positions={max_positions} must be a multiple of num_codes={num_codes}")
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -66,3 +65,8 @@ class TextAEConfig(PretrainedConfig):
             tie_word_embeddings=tie_word_embeddings,
             **kwargs,
         )
+
+    @property
+    def chunk_size(self) -> int:
+        """S: the token positions each code vector summarises."""
+        return self.max_positions // self.num_codes

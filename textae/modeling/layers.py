@@ -58,14 +58,10 @@ class CrossAttention(nn.Module):
         k, v = self.kv(memory).view(b, m, 2, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         return k, v
 
-    def forward(
-        self, x: torch.Tensor, kv: KVCache, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: KVCache) -> torch.Tensor:
         b, t, d = x.shape
         q = self.q(x).view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, kv[0], kv[1], attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -103,9 +99,8 @@ class DecoderLayer(nn.Module):
         x: torch.Tensor,
         memory_kv: KVCache,
         cache: KVCache | None = None,
-        cross_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         h, new_cache = self.self_attn(self.ln1(x), causal=True, cache=cache)
         x = x + self.drop(h)
-        x = x + self.drop(self.cross_attn(self.ln2(x), memory_kv, mask=cross_bias))
+        x = x + self.drop(self.cross_attn(self.ln2(x), memory_kv))
         return x + self.ffn(self.ln3(x)), new_cache

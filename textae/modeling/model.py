@@ -1,11 +1,18 @@
 """The textae encoder → bottleneck → decoder model.
 
-Data flow for a batch of B sentences of T tokens:
-  tokens (B, T) → Transformer encoder (B, T, d) → K learned queries attend over it (B, K, d)
-  → project to the code size (B, K, D) → bottleneck family → code (B, K, D)
-  → project back (B, K, d) = the decoder's memory → causal Transformer decoder → logits (B, T, V).
-The decoder cross-attends only to the K code vectors (and adds their mean to every input
-position), never to per-token encoder states: the code must carry the whole sentence.
+Data flow for a batch of B sentences of T ≤ P tokens (P = max_positions, S = P / K):
+  tokens (B, T) → Transformer encoder (B, T, d) → padded to P and cut into K chunks of S
+  positions (B, K, S·d) → each chunk projected to one code vector (B, K, D) → bottleneck family
+  → code (B, K, D) → projected back (B, K, d) = the decoder's memory → causal Transformer
+  decoder → logits (B, T, V).
+The decoder cross-attends only to the K code vectors, and position t also adds code t // S to
+its input; it never sees per-token encoder states, so the code must carry the whole sentence.
+
+Why chunks rather than K learned queries attending over the sentence: the projection keeps
+word order inside a chunk for free, and the decoder finds each word's code from its position,
+so nothing has to discover the routing first. Measured on news sentences (2 CPU cores, 2 min,
+d=128, 2048 code floats): chunks of 2 / 4 / 8 tokens reached held-out BLEU 99.6 / 11.7 / 0.0;
+learned queries (K=8, d=256 or 128) stayed at BLEU 0.0 after 4 minutes.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from transformers.utils import ModelOutput
 
 from .bottlenecks import build_bottleneck
 from .config import TextAEConfig
-from .layers import CrossAttention, DecoderLayer, EncoderLayer, FeedForward, KVCache
+from .layers import DecoderLayer, EncoderLayer, KVCache
 
 
 @dataclass
@@ -48,16 +55,11 @@ class TextAEModel(PreTrainedModel):
             EncoderLayer(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(config.encoder_layers)
         )
         self.encoder_norm = nn.LayerNorm(d)
-        # K learned queries summarise the encoder states into K vectors: the compression step.
-        self.code_queries = nn.Embedding(config.num_codes, d)
-        self.pool = CrossAttention(d, config.n_heads, config.dropout)
-        self.pool_ffn = FeedForward(d, config.ffn_dim, config.dropout)
-        self.pool_norm = nn.LayerNorm(d)
-        self.to_code = nn.Linear(d, config.code_dim)
+        self.to_code = nn.Linear(d * config.chunk_size, config.code_dim)  # the compression step
         self.bottleneck = build_bottleneck(config.family, config.code_dim, config.bottleneck)
         self.from_code = nn.Linear(config.code_dim, d)
         self.memory_norm = nn.LayerNorm(d)
-        self.code_to_input = nn.Linear(d, d) if config.code_to_inputs else None
+        self.code_to_input = nn.Linear(d, d)
         self.decoder = nn.ModuleList(
             DecoderLayer(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(config.decoder_layers)
         )
@@ -83,60 +85,38 @@ class TextAEModel(PreTrainedModel):
         mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = attend
         for layer in self.encoder:
             x = layer(x, mask)
-        x = self.encoder_norm(x)
-        q = self.code_queries.weight.unsqueeze(0).expand(x.shape[0], -1, -1)  # (B, K, d)
-        pool_mask = mask
-        if self.config.code_locality > 0:  # (B, H, K, T): locality bias, -inf on padding
-            pool_mask = self._locality(pos).transpose(1, 2).unsqueeze(0).masked_fill(~mask, float("-inf"))
-        h = q + self.pool(q, self.pool.memory_kv(x), mask=pool_mask)
-        h = self.pool_norm(h + self.pool_ffn(h))
-        return self.to_code(h)
+        x = self.encoder_norm(x).masked_fill(~attention_mask.bool()[..., None], 0.0)
+        b, t, d = x.shape
+        x = F.pad(x, (0, 0, 0, self.config.max_positions - t))  # (B, P, d)
+        return self.to_code(x.reshape(b, self.config.num_codes, self.config.chunk_size * d))  # (B, K, D)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Deterministic codes (B, K, D) to store or decode later."""
         return self.bottleneck.encode(self._summarise(input_ids, attention_mask))
 
-    def _locality(self, positions: torch.Tensor) -> torch.Tensor:
-        """Attention bias (H, T, K) favouring code k for token positions near its span [k*S, (k+1)*S).
-
-        A soft prior, not a rule: head h has slope locality / 2**h (the last head none), so
-        from the first step the decoder can read each token from the code that summarised it,
-        instead of first having to discover that routing. S = max_positions / num_codes.
-        """
-        cfg = self.config
-        span = cfg.max_positions / cfg.num_codes
-        centres = (torch.arange(cfg.num_codes, device=positions.device) + 0.5) * span  # (K,)
-        distance = (positions.float().unsqueeze(1) - centres).abs() / span  # (T, K)
-        slopes = cfg.code_locality / 2.0 ** torch.arange(cfg.n_heads, device=positions.device)
-        slopes[-1] = 0.0
-        return -slopes.view(-1, 1, 1) * distance  # (H, T, K)
-
     # ----- decoder side -------------------------------------------------------------------
     def _memory(self, code: torch.Tensor) -> tuple[list[KVCache], torch.Tensor | None]:
-        """Code (B, K, D) → per-layer cross-attention keys/values and the bias added to every input."""
+        """Code (B, K, D) → per-layer cross-attention keys/values and each chunk's input bias (B, K, d)."""
         memory = self.memory_norm(self.from_code(code))  # (B, K, d)
         kvs = [layer.cross_attn.memory_kv(memory) for layer in self.decoder]
-        bias = self.code_to_input(memory.mean(1, keepdim=True)) if self.code_to_input is not None else None
-        return kvs, bias
+        return kvs, self.code_to_input(memory)
 
     def _decode(
         self,
         tokens: torch.Tensor,
         start: int,
         kvs: list[KVCache],
-        bias: torch.Tensor | None,
+        bias: torch.Tensor,
         caches: list[KVCache] | None = None,
     ) -> tuple[torch.Tensor, list[KVCache]]:
         """Decoder hidden states for `tokens` (B, T) placed at positions start..start+T-1."""
         pos = torch.arange(start, start + tokens.shape[1], device=tokens.device)
-        x = self.embed_tokens(tokens) + self.embed_positions(pos)
-        if bias is not None:
-            x = x + bias
+        # Position t also reads the code of its own chunk, t // S, directly.
+        x = self.embed_tokens(tokens) + self.embed_positions(pos) + bias[:, pos // self.config.chunk_size]
         x = self.drop(x)
-        cross_bias = self._locality(pos).unsqueeze(0) if self.config.code_locality > 0 else None  # (1, H, T, K)
         new_caches = []
         for i, layer in enumerate(self.decoder):
-            x, c = layer(x, kvs[i], None if caches is None else caches[i], cross_bias)
+            x, c = layer(x, kvs[i], None if caches is None else caches[i])
             new_caches.append(c)
         return self.decoder_norm(x), new_caches
 

@@ -99,15 +99,15 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
             train_tokenizer(data["train"]["text"], cfg.tokenizer.vocab_size, cfg.tokenizer.model_type).save_pretrained(tok_dir)
         accelerator.wait_for_everyone()
     tokenizer = load_tokenizer(tok_dir)
-    train_ids = tokenize_dataset(data["train"], tokenizer, tc.max_tokens_per_sentence)["input_ids"]
+    max_positions = cfg.model["max_positions"]
+    train_ids = list(tokenize_dataset(data["train"], tokenizer, max_positions)["input_ids"])
     val = data["validation"].select(range(min(tc.eval_sentences, len(data["validation"]))))
-    val_ids = tokenize_dataset(val, tokenizer, tc.max_tokens_per_sentence)["input_ids"]
+    val_ids = list(tokenize_dataset(val, tokenizer, max_positions)["input_ids"])
     if main:  # the held-out sentences evaluation decodes, for people to try the model on
         (run_dir / "heldout.txt").write_text("".join(" ".join(t.split()) + "\n" for t in val["text"]))
 
     model_cfg = TextAEConfig(
         vocab_size=len(tokenizer),
-        max_positions=tc.max_tokens_per_sentence,
         pad_token_id=tokenizer.pad_token_id,
         unk_token_id=tokenizer.unk_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -151,7 +151,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
 
     def run_eval() -> None:
         if main:
-            result = evaluate(evaluator, val_ids, val["text"], collator)
+            result = evaluate(evaluator, val_ids, list(val["text"]), collator)
             metrics.write(step=step, minutes=round(elapsed / 60, 3), **{k: round(v, 4) for k, v in result.items()})
             tqdm.write(f"step {step} | {elapsed / 60:.1f} min | " + " ".join(f"{k} {v:.3f}" for k, v in result.items()))
         accelerator.wait_for_everyone()
@@ -179,9 +179,9 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         bar.update(1)
         if step % tc.log_every == 0:
             rate = window_tokens * accelerator.num_processes / (time.perf_counter() - window_start)
-            terms = {k: round(float(v), 4) for k, v in out.losses.items()}
-            bar.set_postfix(loss=f"{float(out.loss):.3f}", tok_s=f"{rate:.0f}")
-            metrics.write(step=step, minutes=round(elapsed / 60, 3), loss=round(float(out.loss), 4), **terms,
+            terms = {k: round(v.item(), 4) for k, v in out.losses.items()}
+            bar.set_postfix(loss=f"{out.loss.item():.3f}", tok_s=f"{rate:.0f}")
+            metrics.write(step=step, minutes=round(elapsed / 60, 3), loss=round(out.loss.item(), 4), **terms,
                           lr=scheduler.get_last_lr()[0], tokens_per_s=round(rate), tokens=tokens_seen)
             window_tokens, window_start = 0, time.perf_counter()
         if step % tc.eval_every == 0:
