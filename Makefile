@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# Train the default model (staged: a finished stage is skipped, a killed run resumes), then show held-out sentences.
 demo: install
-	$(VENV)/bin/textae train --output runs/default
-	$(PY) -m textae.demo runs/default/final
+	$(PY) -m pipelines.autoencoder --workdir runs/demo
+	$(VENV)/bin/textae reconstruct --model runs/demo/run/final --input runs/demo/run/heldout.txt \
+		--output runs/demo/heldout_reconstructed.jsonl --show 8
 
 test: install
 	$(PY) -m pytest tests

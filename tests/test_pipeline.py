@@ -1,0 +1,55 @@
+"""Staged pipelines: stages run once, are skipped when up to date, and re-run when inputs or parameters change."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from accelerate.state import AcceleratorState
+from click.testing import CliRunner
+
+from pipelines.autoencoder import main as autoencoder_pipeline
+from pipelines.stages import Stage, run_stages
+
+from .conftest import tiny_overrides
+
+
+def _writer(path, calls):
+    def run():
+        calls.append(path.name)
+        path.write_text(str(len(calls)))
+
+    return run
+
+
+def test_stages_skip_when_up_to_date_and_rerun_on_change(tmp_path):
+    src, mid, out, calls = tmp_path / "src", tmp_path / "mid", tmp_path / "out", []
+    src.write_text("x")
+    stages = lambda p: [Stage("a", _writer(mid, calls), [mid], [src], params={"p": p}),  # noqa: E731
+                        Stage("b", _writer(out, calls), [out], [mid])]
+    assert run_stages(stages(1)) == ["a", "b"]
+    assert run_stages(stages(1)) == []
+    assert run_stages(stages(2)) == ["a", "b"]  # a parameter changed
+    later = time.time() + 5
+    os.utime(src, (later, later))  # the input changed after the outputs were made
+    assert run_stages(stages(2)) == ["a", "b"]
+    assert calls == ["mid", "out"] * 3
+
+
+def test_autoencoder_pipeline_runs_then_skips(corpus, tmp_path):
+    work = tmp_path / "work"
+    sets = [a for k, v in tiny_overrides(corpus, tmp_path / "ignored", **{"train.max_steps": 20}).items()
+            if k != "train.output_dir" for a in ("--set", f"{k}={'null' if v is None else v}")]
+    runner = CliRunner()
+    AcceleratorState._reset_state(True)
+    first = runner.invoke(autoencoder_pipeline, ["--workdir", str(work), *sets])
+    assert first.exit_code == 0, first.output
+    assert "ran: train, evaluate, report" in first.output
+    assert (work / "report.md").read_text().startswith("# Autoencoder report")
+    assert (work / "curve.png").stat().st_size > 0
+    AcceleratorState._reset_state(True)
+    second = runner.invoke(autoencoder_pipeline, ["--workdir", str(work), *sets])
+    assert second.exit_code == 0 and "nothing (all up to date)" in second.output
+    AcceleratorState._reset_state(True)
+    changed = runner.invoke(autoencoder_pipeline, ["--workdir", str(work), *sets, "--set", "train.lr=0.001"])
+    assert changed.exit_code == 2 and "--force" in changed.output
