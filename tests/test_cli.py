@@ -101,3 +101,13 @@ def test_every_command_explains_itself():
         res = runner.invoke(cli, [command, "--help"])
         assert res.exit_code == 0 and "Usage:" in res.output and "--" in res.output
     assert "[default: 128]" in runner.invoke(cli, ["encode", "--help"]).output
+
+
+def test_empty_and_huge_documents_get_codes_not_crashes(model_dir, caplog):
+    import textae
+
+    ae = textae.load(model_dir)
+    codes = ae.encode(["", "word " * 5000, SENTENCES[0]])
+    assert codes.shape == (3, 16, 32)
+    assert "longer than 63 tokens" in caplog.text
+    assert ae.decode(codes[2:])[0] == ae.reconstruct([SENTENCES[0]])[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from transformers import PreTrainedTokenizerBase
 from .errors import TextAEError
 from .modeling import TextAEModel
 from .tokenizer import load_tokenizer
+
+log = logging.getLogger("textae")
 
 
 class AutoEncoder:
@@ -45,6 +48,10 @@ class AutoEncoder:
         """Content ids + EOS, truncated to the model's positions (long documents keep their start)."""
         limit = self.model.config.max_positions - 1
         ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        too_long = sum(len(x) > limit for x in ids)
+        if too_long:
+            log.warning("%d of %d texts are longer than %d tokens; only their first %d tokens are encoded",
+                        too_long, len(ids), limit, limit)
         return [x[:limit] + [self.model.config.eos_token_id] for x in ids]
 
     def _batches(self, lengths: Sequence[int], batch_size: int, desc: str, progress: bool):

@@ -10,9 +10,10 @@ its input; it never sees per-token encoder states, so the code must carry the wh
 
 Why chunks rather than K learned queries attending over the sentence: the projection keeps
 word order inside a chunk for free, and the decoder finds each word's code from its position,
-so nothing has to discover the routing first. Measured on news sentences (2 CPU cores, 2 min,
-d=128, 2048 code floats): chunks of 2 / 4 / 8 tokens reached held-out BLEU 99.6 / 11.7 / 0.0;
-learned queries (K=8, d=256 or 128) stayed at BLEU 0.0 after 4 minutes.
+so nothing has to discover the routing first. Measured on news sentences (2 CPU cores, d=128,
+2,048 code floats, no noise): chunks of 2 / 4 tokens reached held-out BLEU 99.6 / 11.7 after
+2 minutes, chunks of 8 were still at BLEU 0.0 (loss 6.3) after 1 minute; K=8 learned queries
+(d=256 for 4 minutes, d=128 for 3) stayed at BLEU 0.0.
 """
 
 from __future__ import annotations
