@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
 import torch
 
+from textae.errors import TextAEError
 from textae.noise import NoiseConfig
 from textae.training.batching import Collator, batch_stream, bucket_batches
 from textae.training.schedules import warmup_cosine
@@ -59,3 +61,8 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(100, 100, 10, min_ratio=0.1) == 0.1
     values = [warmup_cosine(s, 100, 10) for s in range(10, 100)]
     assert values == sorted(values, reverse=True)
+
+
+def test_too_few_batches_for_the_processes_is_a_clear_error():
+    with pytest.raises(TextAEError, match="fewer than the 4 processes"):
+        next(batch_stream([5, 5, 5], 2048, 64, seed=0, world_size=4))

@@ -14,6 +14,7 @@ import datasets
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from ..errors import TextAEError
 from ..noise import NoiseConfig, add_noise, word_dropout
 
 
@@ -77,6 +78,11 @@ def batch_stream(
     while True:
         batches = bucket_batches(lengths, batch_tokens, max_batch_size, seed + epoch)
         usable = len(batches) - len(batches) % world_size  # every rank takes the same number per epoch
+        if usable == 0:
+            raise TextAEError(
+                f"the training data makes {len(batches)} batch(es) per epoch, fewer than the {world_size} processes; "
+                "use more data, a smaller train.batch_tokens, or fewer processes"
+            )
         mine = batches[rank:usable:world_size]
         if skip >= len(mine):
             skip -= len(mine)
