@@ -120,7 +120,10 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, tc.warmup_steps, tc.min_lr_ratio)
     )
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The schedule counts optimiser steps, so it stays out of prepare() (which would step it once
+    # per process) and is checkpointed alongside.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
     collator = Collator(
         pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
         mask_id=tokenizer.mask_token_id, unk_id=tokenizer.unk_token_id, vocab_size=len(tokenizer), noise=cfg.noise,
@@ -170,10 +173,10 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
                 if accelerator.sync_gradients and tc.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 optimizer.step()
-                scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             n = int(batch["labels"].ne(-100).sum())
             window_tokens, tokens_seen = window_tokens + n, tokens_seen + n * accelerator.num_processes
+        scheduler.step()
         step += 1
         elapsed += time.perf_counter() - t0
         bar.update(1)
