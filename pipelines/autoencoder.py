@@ -11,7 +11,6 @@ Stages (each skipped when its output is newer than its inputs and its parameters
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import click
 
 from textae import load, load_config, train
+from textae.cli import configure_logging
 from textae.errors import TextAEError
 from textae.training.metrics import bleu, exact_match
 
@@ -76,7 +76,7 @@ def _report(eval_json: Path, metrics: Path, out: Path) -> None:
 @click.option("--force", is_flag=True, help="Re-run every stage, retraining from scratch.")
 def main(config_path: str | None, workdir: str, sets: tuple[str, ...], force: bool) -> None:
     """Train → evaluate → report, skipping stages that are up to date."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     work = Path(workdir)
     run_dir = work / "run"
     try:

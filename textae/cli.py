@@ -39,6 +39,11 @@ def _friendly(fn):
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logs.")
 def cli(verbose: bool) -> None:
     """Unsupervised text autoencoders: compress sentences into codes and rebuild them."""
+    configure_logging(verbose)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """textae's own messages at INFO; the libraries underneath only when something is wrong."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
     for noisy in ("datasets", "transformers", "accelerate", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)

@@ -1,0 +1,95 @@
+"""The fast paths give the plain path's outputs: cached decoding, bf16 autocast, length-sorted encoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from textae.autoencoder import AutoEncoder
+from textae.modeling import TextAEConfig, TextAEModel
+from textae.tokenizer import train_tokenizer
+
+from .conftest import SENTENCES
+
+
+def tiny(**kw) -> TextAEModel:
+    cfg = dict(vocab_size=60, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=2, ffn_dim=64,
+               num_codes=4, code_dim=16, max_positions=32, dropout=0.0)
+    torch.manual_seed(0)
+    return TextAEModel(TextAEConfig(**{**cfg, **kw})).eval()
+
+
+def uncached_greedy(model: TextAEModel, code: torch.Tensor, steps: int) -> torch.Tensor:
+    """Greedy decoding the slow way: re-run the whole decoder over the growing prefix at every step."""
+    kvs, bias = model._memory(code)
+    prefix = torch.full((code.shape[0], 1), model.config.bos_token_id)
+    for _ in range(steps):
+        hidden, _ = model._decode(prefix, 0, kvs, bias)
+        prefix = torch.cat([prefix, model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)], dim=1)
+    return prefix[:, 1:]
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+@torch.no_grad()
+def test_cached_greedy_equals_uncached_token_for_token(batch_size):
+    model = tiny()
+    model.config.eos_token_id = model.config.vocab_size  # never emitted: every row runs the full length
+    x = torch.randint(5, 60, (batch_size, 11), generator=torch.Generator().manual_seed(1))
+    code = model.encode(x)
+    cached = model.generate(code, max_new_tokens=20)
+    assert cached.shape == (batch_size, 20)
+    assert torch.equal(cached, uncached_greedy(model, code, 20))
+
+
+def test_bf16_autocast_loss_matches_fp32_on_a_trained_model():
+    """Trained first, so the loss (about 0.1) depends on what the model computes, not just on ln V."""
+    model = tiny().train()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randint(5, 60, (8, 12), generator=g)
+    labels = torch.cat([x, torch.full((8, 1), 3)], dim=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        model(x, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        fp32 = model(x, labels=labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(x, labels=labels)
+    assert fp32.loss < 0.5, "the model should have fitted the batch"
+    assert bf16.logits.dtype == torch.bfloat16  # autocast really ran the matmuls in bf16
+    assert abs(bf16.loss.item() - fp32.loss.item()) <= 2e-2 * fp32.loss.item() + 5e-3
+    agree = (bf16.logits.argmax(-1) == fp32.logits.argmax(-1)).float().mean()
+    assert agree > 0.98
+
+
+@pytest.fixture(scope="module")
+def autoencoder() -> AutoEncoder:
+    texts = SENTENCES * 4 + [f"{s} and then {t}" for s, t in zip(SENTENCES, SENTENCES[1:])]
+    tok = train_tokenizer(texts, vocab_size=300)
+    cfg = TextAEConfig(vocab_size=len(tok), d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=64,
+                       num_codes=4, code_dim=16, max_positions=32, dropout=0.0,
+                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                       unk_token_id=tok.unk_token_id)
+    torch.manual_seed(0)
+    return AutoEncoder(TextAEModel(cfg), tok, device="cpu")
+
+
+def test_length_sorted_batches_return_codes_in_input_order(autoencoder):
+    texts = [
+        "the team won its third game in a row and then the market closed higher on friday .",
+        "rain .",
+        "she reads a book every night .",
+        "a dog ran in the park and then birds sing in the early morning .",
+        "our train leaves at noon .",
+        "he paid 3.5 dollars for 2 apples .",
+        "the cat sat .",
+    ]
+    lengths = [len(x) for x in autoencoder._token_ids(texts)]
+    assert lengths != sorted(lengths) and len(set(lengths)) > 3  # the sorted batches really reorder and pad
+    batched = autoencoder.encode(texts, batch_size=3)
+    alone = np.concatenate([autoencoder.encode([t]) for t in texts])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    assert not np.allclose(batched[0], batched[1], atol=1e-3)  # different texts, different codes
