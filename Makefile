@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-speed clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: install
 
 bench: install
 	$(PY) benchmarks/default_train.py
+
+# Side by side with a same-size Hugging Face BART (issue 7; targets not yet met, see the README).
+bench-speed: install
+	$(PY) benchmarks/speed.py
 
 clean:
 	rm -rf runs build *.egg-info

@@ -40,6 +40,14 @@ def test_cached_greedy_equals_uncached_token_for_token(batch_size):
     cached = model.generate(code, max_new_tokens=20)
     assert cached.shape == (batch_size, 20)
     assert torch.equal(cached, uncached_greedy(model, code, 20))
+    # The logits too, so a cache that is ignored cannot pass just because argmax hides it.
+    kvs, bias = model._memory(code)
+    inputs = torch.cat([torch.full((batch_size, 1), model.config.bos_token_id), cached[:, :-1]], dim=1)
+    full = model.lm_head(model._decode(inputs, 0, kvs, bias)[0])  # (B, 20, V), no cache
+    caches = None
+    for step in range(20):
+        hidden, caches = model._decode(inputs[:, step : step + 1], step, kvs, bias, caches)
+        torch.testing.assert_close(model.lm_head(hidden[:, 0]), full[:, step], atol=1e-4, rtol=1e-4)
 
 
 def test_bf16_autocast_loss_matches_fp32_on_a_trained_model():
@@ -60,7 +68,7 @@ def test_bf16_autocast_loss_matches_fp32_on_a_trained_model():
             bf16 = model(x, labels=labels)
     assert fp32.loss < 0.5, "the model should have fitted the batch"
     assert bf16.logits.dtype == torch.bfloat16  # autocast really ran the matmuls in bf16
-    assert abs(bf16.loss.item() - fp32.loss.item()) <= 2e-2 * fp32.loss.item() + 5e-3
+    torch.testing.assert_close(bf16.loss, fp32.loss, rtol=2e-2, atol=0.0)  # measured: 0.0875 vs 0.0876
     agree = (bf16.logits.argmax(-1) == fp32.logits.argmax(-1)).float().mean()
     assert agree > 0.98
 
@@ -70,7 +78,7 @@ def autoencoder() -> AutoEncoder:
     texts = SENTENCES * 4 + [f"{s} and then {t}" for s, t in zip(SENTENCES, SENTENCES[1:])]
     tok = train_tokenizer(texts, vocab_size=300)
     cfg = TextAEConfig(vocab_size=len(tok), d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=64,
-                       num_codes=4, code_dim=16, max_positions=32, dropout=0.0,
+                       num_codes=4, code_dim=16, max_positions=64, dropout=0.0,
                        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                        unk_token_id=tok.unk_token_id)
     torch.manual_seed(0)
@@ -79,7 +87,7 @@ def autoencoder() -> AutoEncoder:
 
 def test_length_sorted_batches_return_codes_in_input_order(autoencoder):
     texts = [
-        "the team won its third game in a row and then the market closed higher on friday .",
+        "the team won its third game and then rain .",
         "rain .",
         "she reads a book every night .",
         "a dog ran in the park and then birds sing in the early morning .",
@@ -88,7 +96,8 @@ def test_length_sorted_batches_return_codes_in_input_order(autoencoder):
         "the cat sat .",
     ]
     lengths = [len(x) for x in autoencoder._token_ids(texts)]
-    assert lengths != sorted(lengths) and len(set(lengths)) > 3  # the sorted batches really reorder and pad
+    # The sorted batches really reorder and pad, and nothing is truncated.
+    assert lengths != sorted(lengths) and len(set(lengths)) > 3 and max(lengths) < 64
     batched = autoencoder.encode(texts, batch_size=3)
     alone = np.concatenate([autoencoder.encode([t]) for t in texts])
     np.testing.assert_allclose(batched, alone, atol=1e-5)
