@@ -8,26 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import torch
+
+from common import device_name
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads"
 
 
 def other_domains(model_dir: Path, n: int = 256) -> dict[str, dict[str, float]]:

@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -53,6 +52,7 @@ import transformers
 from transformers import BartConfig, BartForConditionalGeneration
 
 from textae.modeling import TextAEConfig, TextAEModel
+from common import device_name
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -380,15 +380,6 @@ def encode_speed(size: Size, ids: list[list[int]], n: int, batch_size: int, repe
 
 
 # ----- reporting ------------------------------------------------------------------------------
-def device_name() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, no GPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run (numbers are not meaningful)")
