@@ -27,11 +27,10 @@ from .stages import Stage, run_stages
 
 def _train_stage(cfg, run_dir: Path, force: bool) -> None:
     saved = run_dir / "config.yaml"
-    if saved.is_file():
-        if load_config(saved) != cfg and not force:
+    if saved.is_file() and load_config(saved) != cfg:
+        if not force:
             raise TextAEError(f"{run_dir} was trained with another config; pass --force to retrain it from scratch")
-        if load_config(saved) != cfg:
-            shutil.rmtree(run_dir)
+        shutil.rmtree(run_dir)
     train(cfg, resume=saved.is_file(), progress=True)
 
 
