@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
 
 from ..autoencoder import AutoEncoder
+from ..noise import NoiseConfig
 from .batching import Collator
 from .metrics import bleu, exact_match, token_accuracy
 
@@ -21,13 +23,14 @@ def evaluate(
 ) -> dict[str, float]:
     """Teacher-forced loss terms and token accuracy on clean inputs, then greedy reconstruction BLEU / exact match."""
     model = autoencoder.model
+    collator = dataclasses.replace(collator, noise=NoiseConfig())  # held-out loss on clean inputs, like inference
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
     correct = counted = batches = 0
     for start in range(0, len(ids), batch_size):
         batch = {k: v.to(autoencoder.device) for k, v in collator(ids[start : start + batch_size], seed=0).items()}
-        batch.pop("decoder_input_ids")  # clean teacher forcing: no word dropout at evaluation
+        batch.pop("decoder_input_ids")  # teacher forcing from the labels
         out = model(**batch)
         for name, value in out.losses.items():
             sums[name] = sums.get(name, 0.0) + float(value)
