@@ -31,6 +31,9 @@ Causal self-attention is counted in full (T^2), as PaLM's MFU does; embeddings, 
 the optimiser are not counted. MFU = model FLOPs / median step time / the matmul peak of that dtype.
 
 Run `python benchmarks/speed.py` (about 5 minutes on 2 CPU cores); `--quick` is a smoke test.
+`--device cuda` runs the same measurements on the GPU (models and batches on the GPU, timings
+bracketed by torch.cuda.synchronize, bf16 autocast on CUDA, fp32 matmuls with TF32 off, and the
+matmul peak measured on the GPU with an 8192^3 product added to the shapes).
 """
 
 from __future__ import annotations
@@ -56,6 +59,13 @@ from common import device_name
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
+DEVICE = torch.device("cpu")  # set by --device in main()
+
+
+def sync() -> None:
+    """Wait for the GPU's queued work, so that a timer read after it counts that work."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 @dataclass
@@ -81,7 +91,7 @@ def build_textae(size: Size) -> TextAEModel:
         vocab_size=size.vocab_size, d_model=size.d_model, n_heads=size.n_heads, encoder_layers=size.layers,
         decoder_layers=size.layers, ffn_dim=size.ffn_dim, dropout=0.0,
     )  # max_positions 64, num_codes 16, code_dim 128: the defaults
-    return TextAEModel(cfg)
+    return TextAEModel(cfg).to(DEVICE)
 
 
 def build_bart(size: Size) -> BartForConditionalGeneration:
@@ -94,7 +104,7 @@ def build_bart(size: Size) -> BartForConditionalGeneration:
         activation_function="gelu", pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
         decoder_start_token_id=BOS, forced_bos_token_id=None, forced_eos_token_id=None,
     )
-    return BartForConditionalGeneration(cfg)
+    return BartForConditionalGeneration(cfg).to(DEVICE)
 
 
 def synthetic_batch(vocab_size: int, batch: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -102,7 +112,8 @@ def synthetic_batch(vocab_size: int, batch: int, length: int, seed: int = 0) -> 
     g = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(5, vocab_size, (batch, length), generator=g)
     labels = torch.randint(5, vocab_size, (batch, length), generator=g)
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    return {k: v.to(DEVICE) for k, v in batch.items()}
 
 
 def padded_batch(rows: list[list[int]]) -> dict[str, torch.Tensor]:
@@ -112,7 +123,8 @@ def padded_batch(rows: list[list[int]]) -> dict[str, torch.Tensor]:
     for i, r in enumerate(rows):
         input_ids[i, : len(r) + 1] = torch.tensor([*r, EOS])
     mask = input_ids.ne(PAD)
-    return {"input_ids": input_ids, "attention_mask": mask.long(), "labels": input_ids.masked_fill(~mask, -100)}
+    batch = {"input_ids": input_ids, "attention_mask": mask.long(), "labels": input_ids.masked_fill(~mask, -100)}
+    return {k: v.to(DEVICE) for k, v in batch.items()}
 
 
 # ----- timing ---------------------------------------------------------------------------------
@@ -140,11 +152,13 @@ def interleaved(fns: dict[str, Callable[[], object]], warmup: int, repeats: int)
     times: dict[str, list[float]] = {k: [] for k in fns}
     done, retries = 0, 0
     while done < warmup + repeats:
+        sync()
         other, start_round = other_cpu_s(), time.perf_counter()
         current = {}
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
+            sync()
             current[name] = time.perf_counter() - start
         # /proc/stat counts in 10 ms ticks: below 3 ticks is noise (kernel threads), not another job.
         busy = other_cpu_s() - other > max(0.05 * (time.perf_counter() - start_round) * (os.cpu_count() or 1), 0.03)
@@ -169,13 +183,15 @@ def matmul_peak(dtype: torch.dtype, repeats: int) -> dict[str, float]:
     """Best FLOPs/s of (M, K) @ (K, N) over shapes and the layouts of nn.Linear's three matmuls.
 
     NT is the forward x @ W^T, NN the input gradient g @ W, TN the weight gradient g^T @ x; on a
-    CPU without bf16 units their bf16 speeds differ by 10x, so all three are tried.
+    CPU without bf16 units their bf16 speeds differ by 10x, so all three are tried. On a GPU an
+    8192^3 product is added: the small shapes leave it mostly idle, and MFU is against its full speed.
     """
     out = {}
-    for m, k, n in [(2048, 256, 8000), (1024, 1024, 1024), (2048, 128, 4000)]:
+    shapes = [(2048, 256, 8000), (1024, 1024, 1024), (2048, 128, 4000)]
+    for m, k, n in shapes + ([(8192, 8192, 8192)] if DEVICE.type == "cuda" else []):
         for layout in ("NN", "NT", "TN"):
-            a = torch.randn(k, m).to(dtype).T if layout == "TN" else torch.randn(m, k).to(dtype)
-            b = torch.randn(n, k).to(dtype).T if layout == "NT" else torch.randn(k, n).to(dtype)
+            a = torch.randn(k, m, device=DEVICE).to(dtype).T if layout == "TN" else torch.randn(m, k, device=DEVICE).to(dtype)
+            b = torch.randn(n, k, device=DEVICE).to(dtype).T if layout == "NT" else torch.randn(k, n, device=DEVICE).to(dtype)
             t = interleaved({"mm": lambda: a @ b}, warmup=1, repeats=repeats)["mm"]
             out[f"{m}x{k}@{k}x{n} {layout}"] = round(2 * m * k * n / min(t))
     out["best"] = max(out.values())
@@ -206,7 +222,7 @@ def train_step(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], b
 
     def step() -> None:
         for batch in batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = model(**batch).loss
             loss.backward()
             opt.step()
@@ -225,7 +241,8 @@ def compiled_step(size: Size, batches: list[dict[str, torch.Tensor]]) -> tuple[C
         return None, {"error": f"{type(e).__name__}: {e}"[:300]}
     return step, {
         "compile_and_first_step_s": round(time.perf_counter() - start, 1),
-        "note": "inductor keeps compiled code in an on-disk cache; a cold compile took about 60 s on this 2-core CPU",
+        "note": "inductor keeps compiled code in an on-disk cache; a cold compile took about 60 s on this 2-core CPU"
+        if DEVICE.type == "cpu" else "compiled for the GPU in this run (inductor's on-disk cache started empty on a fresh machine)",
     }
 
 
@@ -388,23 +405,40 @@ def main() -> None:
                         help="sizes to train in bf16 (on a CPU without bf16 units a large-size step takes ~40 s)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile row (about 60 s to compile; --quick skips it too)")
     parser.add_argument("--output", type=Path, default=RESULTS / "speed.json")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where models and batches live (default cpu)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="sequences per synthetic batch (default 64 = 2048 tokens, the batch_tokens of `textae train`)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error(f"--device cuda: torch {torch.__version__} sees no CUDA GPU here "
+                         f"({'a CPU-only build' if torch.version.cuda is None else 'no device visible'}); use --device cpu")
+        torch.set_float32_matmul_precision("highest")  # fp32 means fp32: TF32 off for the matmul peak and the models
     quick = args.quick
     batch_size, length = (8, 16) if quick else (64, 32)
+    batch_size = args.batch_size or batch_size
     # (warm-up, timed) iterations per measurement; bf16 steps are ~20x slower on this kind of CPU.
     plan = {"fp32": (1, 1) if quick else (3, 15), "fp32_large": (1, 1) if quick else (2, 7),
             "bf16": (1, 1) if quick else (1, 3), "generate": (1, 1) if quick else (2, 10), "bucketed": (1, 1) if quick else (1, 3)}
+    if DEVICE.type == "cuda" and not quick:  # GPU steps take milliseconds: more iterations for the same wall time
+        plan = {"fp32": (10, 50), "fp32_large": (10, 50), "bf16": (10, 50), "generate": (3, 20), "bucketed": (3, 20)}
     load_start = os.getloadavg()
     t0 = time.time()
 
     result: dict = {
-        "device": device_name(),
+        "device": device_name(DEVICE),
         "command": " ".join(["python", *sys.argv]),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "setup": {"batch_size": batch_size, "source_tokens": length, "target_tokens": length,
                   "optimizer": "torch.optim.AdamW(lr=1e-4), default implementation, the same for both",
                   "iterations_warmup_timed": plan, "statistic": "median of the timed iterations",
+                  **({"torch_device": str(DEVICE),
+                      "timing": "time.perf_counter with torch.cuda.synchronize before and after each timed call",
+                      "fp32_matmul": "TF32 off (torch.set_float32_matmul_precision('highest'))"}
+                     if DEVICE.type == "cuda" else {}),
                   "models": "textae TextAEConfig(sizes, dropout 0, max_positions 64, num_codes 16, code_dim 128); "
                             "BART BartConfig(same sizes, dropout 0, gelu, max_position_embeddings 64), random weights"},
         "sizes": {name: asdict(SIZES[name]) for name in args.sizes},
@@ -413,7 +447,7 @@ def main() -> None:
 
     print("matmul peak ...", flush=True)
     peak_fp32_start = matmul_peak(torch.float32, 1 if quick else 5)
-    peak = {"fp32": peak_fp32_start, "bf16": matmul_peak(torch.bfloat16, 1)}
+    peak = {"fp32": peak_fp32_start, "bf16": matmul_peak(torch.bfloat16, 5 if DEVICE.type == "cuda" and not quick else 1)}
 
     print("news sentences ...", flush=True)
     ids, tokenizer_source = news_token_ids(quick)
@@ -469,7 +503,7 @@ def main() -> None:
         train_ratio_vs_bart_fp32=top["train_fp32"]["ratio"],
         train_ratio_vs_bart_bf16=top.get("train_bf16", {}).get("ratio"),
         decode_ratio_vs_bart=top["generate_batch"]["ratio_from_text"],
-        decode_ratio_note="batch 64, 32 new tokens: textae encode + generate vs BART generate (which also encodes); "
+        decode_ratio_note=f"batch {batch_size}, {length} new tokens: textae encode + generate vs BART generate (which also encodes); "
         "from ready codes see rows.default.generate_batch.ratio_from_code",
         mfu_fp32=top["train_fp32"]["textae"]["mfu"],
         mfu_bf16=top.get("train_bf16", {}).get("textae", {}).get("mfu"),
