@@ -47,3 +47,14 @@ def test_saved_config_round_trips(tmp_path):
     cfg = build_config(overrides={"train.max_steps": 7, "model.d_model": 64})
     cfg.save(tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize("family", ["vae", "vq"])
+def test_family_yaml_lists_every_option_at_its_default(family):
+    from dataclasses import asdict
+
+    from textae.modeling.bottlenecks import family_config
+
+    values = yaml.safe_load((Path(__file__).parent.parent / "configs" / f"{family}.yaml").read_text())
+    assert values["model"]["family"] == family
+    assert values["model"]["bottleneck"] == asdict(family_config(family))

@@ -72,27 +72,55 @@ class AutoEncoder:
         return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
 
     # ----- public API ---------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        return self.model.config.family
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        """One stored code: (K, D) floats (ae), (Z,) floats (vae), (K·heads,) integers (vq)."""
+        return self.model.bottleneck.code_shape
+
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> np.ndarray:
-        """Codes (N, K, D) as float32, one per text, in input order."""
+        """Codes (N, *code_shape), one per text, in input order: float32, or int64 for VQ."""
         ids = self._token_ids(texts)
-        k, d = self.model.config.num_codes, self.model.config.code_dim
-        codes = np.zeros((len(ids), k, d), dtype=np.float32)
+        integer = not self.model.bottleneck.code_dtype.is_floating_point
+        codes = np.zeros((len(ids), *self.code_shape), dtype=np.int64 if integer else np.float32)
         for batch in self._batches([len(x) for x in ids], batch_size, "encoding", progress):
-            codes[batch] = self.model.encode(self._pad([ids[i] for i in batch])).float().cpu().numpy()
+            code = self.model.encode(self._pad([ids[i] for i in batch]))
+            codes[batch] = (code if integer else code.float()).cpu().numpy()
         return codes
+
+    def code_tensor(self, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Stored codes checked against this model (shape, integer or float) as a tensor on its device."""
+        arr = np.asarray(codes.cpu() if isinstance(codes, torch.Tensor) else codes)
+        if arr.ndim != 1 + len(self.code_shape) or tuple(arr.shape[1:]) != self.code_shape:
+            raise TextAEError(
+                f"codes have shape {tuple(arr.shape)}; this {self.family} model expects (N, {', '.join(map(str, self.code_shape))})"
+            )
+        if not self.model.bottleneck.code_dtype.is_floating_point:
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise TextAEError("this VQ model's codes are integers; pass the codes `textae encode` wrote")
+            size = self.model.bottleneck.cfg.codebook_size
+            if arr.size and (arr.min() < 0 or arr.max() >= size):
+                raise TextAEError(f"VQ codes must lie in [0, {size}); got values from {arr.min()} to {arr.max()}")
+            return torch.as_tensor(arr, dtype=torch.long, device=self.device)
+        return torch.as_tensor(arr, dtype=torch.float32, device=self.device)
+
+    def decoder_vectors(self, codes: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Stored codes → the vectors the decoder reads, flattened (N, K·D): one space for every family."""
+        with torch.no_grad():
+            return self.model.bottleneck.to_decoder(self.code_tensor(codes)).flatten(1).float().cpu().numpy()
 
     @torch.no_grad()
     def decode(self, codes: np.ndarray | torch.Tensor, batch_size: int = 128, progress: bool = False, **generate: Any) -> list[str]:
-        """Texts from codes (N, K, D); `generate` takes `TextAEModel.generate` options (num_beams, do_sample, …)."""
-        codes = torch.as_tensor(np.asarray(codes, dtype=np.float32))
-        expected = (self.model.config.num_codes, self.model.config.code_dim)
-        if codes.ndim != 3 or tuple(codes.shape[1:]) != expected:
-            raise TextAEError(f"codes have shape {tuple(codes.shape)}; this model expects (N, {expected[0]}, {expected[1]})")
+        """Texts from stored codes; `generate` takes `TextAEModel.generate` options (num_beams, do_sample, …)."""
+        codes = self.code_tensor(codes)
         out: list[str] = [""] * len(codes)
         chunks = [list(range(i, min(i + batch_size, len(codes)))) for i in range(0, len(codes), batch_size)]
         for batch in tqdm(chunks, desc="decoding", unit="batch", disable=not progress or len(chunks) < 2):
-            texts = self._detokenize(self.model.generate(codes[batch].to(self.device), **generate))
+            texts = self._detokenize(self.model.generate(codes[batch], **generate))
             for i, t in zip(batch, texts):
                 out[i] = t
         return out

@@ -47,6 +47,10 @@ def configure_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
     for noisy in ("datasets", "transformers", "accelerate", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+    if not verbose:  # transformers' "Loading weights" bar on every model load is noise in a pipeline
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -69,12 +73,17 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes of training.")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "bf16", "fp16"]), default=None,
               help="auto = bf16 on GPU, fp32 on CPU.")
+@click.option("--family", type=click.Choice(["ae", "vae", "vq"]), default=None,
+              help="Code family: ae (plain vectors), vae (Gaussian latent), vq (integer codes). Default from the config: ae.")
+@click.option("--init-from", type=click.Path(), default=None,
+              help="Start from a trained model directory (its tokenizer and every matching weight), e.g. a plain AE before a VAE.")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's last checkpoint.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any config value, e.g. --set model.num_codes=4 (repeatable).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @_friendly
-def train(config_path, data, text_column, output, max_steps, max_minutes, mixed_precision, resume, sets, no_progress) -> None:
+def train(config_path, data, text_column, output, max_steps, max_minutes, mixed_precision, family, init_from, resume, sets,
+          no_progress) -> None:
     """Train an autoencoder; with no options, the default model on the built-in news sentences."""
     from .config import load_config
     from .training import train as run_training
@@ -82,7 +91,8 @@ def train(config_path, data, text_column, output, max_steps, max_minutes, mixed_
     overrides = _parse_sets(sets)
     for key, value in {"data.source": data, "data.text_column": text_column, "train.output_dir": output,
                        "train.max_steps": max_steps, "train.max_minutes": max_minutes,
-                       "train.mixed_precision": mixed_precision}.items():
+                       "train.mixed_precision": mixed_precision, "model.family": family,
+                       "train.init_from": init_from}.items():
         if value is not None:
             overrides[key] = value
     cfg = load_config(config_path, overrides)  # no file: the dataclass defaults = configs/default.yaml
@@ -103,7 +113,8 @@ _beams_option = click.option("--num-beams", type=int, default=1, help="Beam widt
 @cli.command()
 @_model_option
 @_input_option
-@click.option("--output", required=True, type=click.Path(), help="Codes file (.parquet): columns id and code (K×D floats).")
+@click.option("--output", required=True, type=click.Path(),
+              help="Codes file (.parquet): columns id and code (ae: K×D floats; vae: Z floats; vq: K·heads integers).")
 @_text_column_option
 @_id_column_option
 @_batch_option
@@ -161,6 +172,127 @@ def reconstruct(model_dir, input_path, output, text_column, id_column, batch_siz
     for text, back in list(zip(texts, rebuilt))[:show]:
         click.echo(f"{'=' if text == back else '~'} {text}\n  → {back}")
     click.echo(f"wrote {len(rebuilt)} reconstructions to {output}")
+
+
+_generate_options = [
+    click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy)."),
+    click.option("--seed", type=int, default=0, help="Random seed: the same seed gives the same output."),
+]
+
+
+def _with(options):
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
+    from .io import write_rows
+
+    if output:
+        write_rows(output, columns)
+        click.echo(f"wrote {len(next(iter(columns.values())))} rows to {output}")
+    else:
+        for text in columns["text"]:
+            click.echo(text)
+
+
+@cli.command()
+@_model_option
+@click.option("-n", "--num", "n", type=int, default=10, help="How many sentences to draw.")
+@click.option("--output", type=click.Path(), default=None, help="Write .txt/.jsonl/.csv/.parquet instead of printing.")
+@_with(_generate_options)
+@_friendly
+def sample(model_dir, n, output, num_beams, seed) -> None:
+    """Decode codes drawn from the prior (vae: z ~ N(0, I); vq: each slot's empirical code distribution)."""
+    from .autoencoder import load
+    from .latent import sample as draw
+
+    texts = draw(load(model_dir), n, seed=seed, num_beams=num_beams)
+    _write_or_print(output, {"id": list(range(len(texts))), "text": texts})
+
+
+@cli.command()
+@_model_option
+@click.argument("sentence_a")
+@click.argument("sentence_b")
+@click.option("--steps", type=int, default=5, help="Points on the path, both ends included.")
+@click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy).")
+@_friendly
+def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
+    """Decode evenly spaced points between the codes of two sentences."""
+    from .autoencoder import load
+    from .latent import interpolate as between
+
+    for k, text in enumerate(between(load(model_dir), sentence_a, sentence_b, steps, num_beams=num_beams)):
+        click.echo(f"{k / (steps - 1):.2f}  {text}")
+
+
+@cli.command()
+@_model_option
+@_input_option
+@click.option("--output", required=True, type=click.Path(), help="Output .jsonl/.csv/.parquet: id, text, rank, paraphrase, similarity.")
+@click.option("-n", "--num", "n", type=int, default=3, help="Paraphrases per input (fewer when the model finds fewer).")
+@click.option("--candidates", type=int, default=8, help="Perturbed codes decoded per input and round.")
+@click.option("--scale", type=float, default=0.5,
+              help="Perturbation size (vae: prior standard deviations; vq: chance to swap each code; ae: code spread). Doubles each round.")
+@_text_column_option
+@_id_column_option
+@_batch_option
+@click.option("--seed", type=int, default=0, help="Random seed.")
+@_friendly
+def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column, id_column, batch_size, seed) -> None:
+    """Rewrite each input: decode codes near its own, drop copies, rank by code similarity."""
+    from .autoencoder import load
+    from .io import read_texts, write_rows
+    from .latent import paraphrase as rewrite
+
+    if output.endswith(".txt"):
+        raise TextAEError("paraphrases have several columns; name the output .jsonl, .csv or .parquet")
+    ids, texts = read_texts(input_path, text_column, id_column)
+    found, stats = rewrite(load(model_dir), texts, n, candidates, scale, seed=seed, batch_size=batch_size, progress=True)
+    write_rows(output, {
+        "id": [ids[p.index] for p in found], "text": [texts[p.index] for p in found], "rank": [p.rank for p in found],
+        "paraphrase": [p.text for p in found], "similarity": [p.similarity for p in found],
+    })
+    click.echo(f"wrote {len(found)} paraphrases of {len(texts)} inputs to {output} "
+               f"({stats['inputs_without_paraphrase']:.0%} of inputs got none; {stats['copy_rate']:.0%} of candidates were copies)")
+
+
+@cli.command()
+@_model_option
+@click.option("--data", "sources", multiple=True, required=True,
+              help="Texts to map: a built-in corpus (news, sms, trec) or a file; repeat to compare sources.")
+@click.option("--label-column", default=None, help="Colour by this column (default: by source).")
+@_text_column_option
+@click.option("--output", required=True, type=click.Path(), help="Image file (.png, .pdf or .svg).")
+@click.option("--method", type=click.Choice(["pca", "tsne", "umap"]), default="pca", help="2-D projection.")
+@click.option("--max-points", type=int, default=1000, help="Sentences from each source (held-out ones first).")
+@click.option("--split-sentences/--no-split-sentences", default=True, help="Map sentences (as the default model is trained) or whole rows.")
+@_friendly
+def plot(model_dir, sources, label_column, text_column, output, method, max_points, split_sentences) -> None:
+    """Draw a 2-D map of the codes of held-out sentences, coloured by source or label."""
+    from .autoencoder import load
+    from datasets import concatenate_datasets
+
+    from .data import DataConfig, prepare
+    from .plotting import plot_codes
+
+    texts, labels = [], []
+    for source in sources:
+        cfg = DataConfig(source=source, text_column=text_column, split_sentences=split_sentences, min_words=4, max_words=40)
+        data = prepare(cfg)  # the split training makes: held-out rows come first, so the map shows unseen text
+        rows = concatenate_datasets([data["validation"], data["train"]])
+        rows = rows.select(range(min(max_points, len(rows))))
+        if label_column and label_column not in rows.column_names:
+            raise TextAEError(f"{source} has no column '{label_column}' (columns: {', '.join(rows.column_names)})")
+        texts += rows["text"]
+        labels += [str(v) for v in rows[label_column]] if label_column else [source] * len(rows)
+    plot_codes(load(model_dir), texts, labels, output, method)
+    click.echo(f"drew {len(texts)} codes to {output}")
 
 
 def main() -> None:

@@ -48,6 +48,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     seed: int = 0
+    init_from: str | None = None  # a trained model directory: its tokenizer and every weight whose name and shape match
 
 
 _FROM_TOKENIZER = {"vocab_size", "pad_token_id", "unk_token_id", "bos_token_id", "eos_token_id", "mask_token_id"}

@@ -74,7 +74,7 @@ def read_codes(path: str | Path, id_column: str | None = None) -> tuple[list[Any
         raise DataError(f"{path}: codes are read from the .parquet file that `textae encode` writes")
     ids, values = read_rows(path, "code", id_column)
     try:
-        return ids, np.asarray(values, dtype=np.float32)
+        return ids, np.asarray(values)  # float codes, or integer ones for VQ models
     except ValueError as err:
         raise DataError(f"{path}: the 'code' column does not hold equally shaped codes ({err})") from None
 

@@ -33,12 +33,15 @@ from .layers import DecoderLayer, EncoderLayer, KVCache
 
 @dataclass
 class TextAEOutput(ModelOutput):
-    """`loss` is the sum of the named terms in `losses`; `code` is what the decoder read."""
+    """`loss` is the sum of the named terms in `losses`; `code` is what the decoder read; `stats` and
+    `latent` are the bottleneck's numbers to log and its latent variables (see BottleneckOutput)."""
 
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] | None = None
     logits: torch.Tensor | None = None
     code: torch.Tensor | None = None
+    stats: dict[str, torch.Tensor] | None = None
+    latent: dict[str, torch.Tensor] | None = None
 
 
 class TextAEModel(PreTrainedModel):
@@ -57,7 +60,7 @@ class TextAEModel(PreTrainedModel):
         )
         self.encoder_norm = nn.LayerNorm(d)
         self.to_code = nn.Linear(d * config.chunk_size, config.code_dim)  # the compression step
-        self.bottleneck = build_bottleneck(config.family, config.code_dim, config.bottleneck)
+        self.bottleneck = build_bottleneck(config.family, config.num_codes, config.code_dim, config.bottleneck)
         self.from_code = nn.Linear(config.code_dim, d)
         self.memory_norm = nn.LayerNorm(d)
         self.code_to_input = nn.Linear(d, d)
@@ -75,8 +78,9 @@ class TextAEModel(PreTrainedModel):
         return self.lm_head
 
     # ----- encoder side -------------------------------------------------------------------
-    def _summarise(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """Token ids (B, T) → K summary vectors projected to the code size (B, K, D)."""
+    def _summarise(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, T) → K summary vectors projected to the code size (B, K, D), and the slot
+        mask (B, K): True where the slot's chunk holds at least one real token."""
         if input_ids.shape[1] > self.config.max_positions:
             raise ValueError(f"input has {input_ids.shape[1]} tokens; this model takes at most {self.config.max_positions}")
         if attention_mask is None:
@@ -89,11 +93,18 @@ class TextAEModel(PreTrainedModel):
         x = self.encoder_norm(x).masked_fill(~attention_mask.bool()[..., None], 0.0)
         b, t, d = x.shape
         x = F.pad(x, (0, 0, 0, self.config.max_positions - t))  # (B, P, d)
-        return self.to_code(x.reshape(b, self.config.num_codes, self.config.chunk_size * d))  # (B, K, D)
+        starts = torch.arange(self.config.num_codes, device=x.device) * self.config.chunk_size
+        slot_mask = starts[None, :] < attention_mask.sum(1, keepdim=True)  # (B, K)
+        return self.to_code(x.reshape(b, self.config.num_codes, self.config.chunk_size * d)), slot_mask
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Deterministic codes (B, K, D) to store or decode later."""
-        return self.bottleneck.encode(self._summarise(input_ids, attention_mask))
+        """Deterministic codes to store or decode later: (B, K, D) floats for the plain family, the
+        posterior mean (B, Z) for a VAE, integers (B, K·heads) for VQ."""
+        return self.bottleneck.encode(*self._summarise(input_ids, attention_mask))
+
+    def set_training_step(self, step: int) -> None:
+        """Tell schedule-driven losses (a VAE's β) which optimiser step comes next."""
+        self.bottleneck.set_step(step)
 
     # ----- decoder side -------------------------------------------------------------------
     def _memory(self, code: torch.Tensor) -> tuple[list[KVCache], torch.Tensor | None]:
@@ -121,6 +132,13 @@ class TextAEModel(PreTrainedModel):
             new_caches.append(c)
         return self.decoder_norm(x), new_caches
 
+    def sequence_log_likelihood(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """log p(labels | code) summed per sentence (B,), for a code as the decoder reads it (B, K, D)."""
+        kvs, bias = self._memory(code)
+        hidden, _ = self._decode(self.shift_right(labels), 0, kvs, bias)
+        nll = F.cross_entropy(self.lm_head(hidden).flatten(0, 1).float(), labels.flatten(), reduction="none")
+        return -nll.view(labels.shape).sum(1)  # ignored (-100) positions contribute 0
+
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Teacher-forcing inputs: BOS followed by the labels, ignored positions turned into padding."""
         start = labels.new_full((labels.shape[0], 1), self.config.bos_token_id)
@@ -139,7 +157,7 @@ class TextAEModel(PreTrainedModel):
 
         `decoder_input_ids` defaults to `labels` shifted right; pass them to apply word dropout.
         """
-        bottleneck = self.bottleneck(self._summarise(input_ids, attention_mask))
+        bottleneck = self.bottleneck(*self._summarise(input_ids, attention_mask))
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("pass labels or decoder_input_ids")
@@ -150,9 +168,16 @@ class TextAEModel(PreTrainedModel):
         losses = dict(bottleneck.losses)
         loss = None
         if labels is not None:
+            # Per-sentence terms (a VAE's KL) go on the per-token scale of the reconstruction loss:
+            # the sum is then the negative ELBO per target token.
+            tokens_per_sentence = labels.ne(-100).sum().clamp(min=1) / labels.shape[0]
+            for name in bottleneck.per_sentence:
+                losses[name] = losses[name] / tokens_per_sentence
             losses = {"reconstruction": F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten()), **losses}
             loss = sum(losses.values())
-        return TextAEOutput(loss=loss, losses=losses, logits=logits, code=bottleneck.code)
+        return TextAEOutput(
+            loss=loss, losses=losses, logits=logits, code=bottleneck.code, stats=bottleneck.stats, latent=bottleneck.latent
+        )
 
     # ----- generation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -168,7 +193,7 @@ class TextAEModel(PreTrainedModel):
         length_penalty: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Decode codes (B, K, D) into token ids (B, T) ending in EOS, padded with PAD.
+        """Decode stored codes (what `encode` returns) into token ids (B, T) ending in EOS, padded with PAD.
 
         Greedy by default; `num_beams > 1` runs beam search, `do_sample` samples with
         temperature / top-k / top-p. Every step reuses the self-attention key/value cache.
@@ -176,6 +201,7 @@ class TextAEModel(PreTrainedModel):
         from .generation import beam_search, greedy_or_sample
 
         max_new_tokens = min(max_new_tokens or self.config.max_positions, self.config.max_positions)
+        code = self.bottleneck.to_decoder(code)  # (B, K, D)
         if num_beams > 1:
             if do_sample:
                 raise ValueError("beam search with sampling is not supported; pick num_beams=1 or do_sample=False")

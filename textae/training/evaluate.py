@@ -10,6 +10,7 @@ import torch
 from ..autoencoder import AutoEncoder
 from ..noise import NoiseConfig
 from .batching import Collator
+from .latent_metrics import latent_metrics
 from .metrics import bleu, exact_match, token_accuracy
 
 
@@ -20,26 +21,33 @@ def evaluate(
     texts: Sequence[str],
     collator: Collator,
     batch_size: int = 64,
+    nll_samples: int = 16,
 ) -> dict[str, float]:
-    """Teacher-forced loss terms and token accuracy on clean inputs, then greedy reconstruction BLEU / exact match."""
+    """Teacher-forced loss terms and token accuracy on clean inputs, the family's latent metrics
+    (VAE: active units, MI, KL, NLL; VQ: codebook usage, perplexity), then greedy reconstruction
+    BLEU / exact match."""
     model = autoencoder.model
     collator = dataclasses.replace(collator, noise=NoiseConfig())  # held-out loss on clean inputs, like inference
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
-    correct = counted = batches = 0
+    correct = counted = 0
+    batches = []
     for start in range(0, len(ids), batch_size):
         batch = {k: v.to(autoencoder.device) for k, v in collator(ids[start : start + batch_size], seed=0).items()}
         batch.pop("decoder_input_ids")  # teacher forcing from the labels
+        batches.append(batch)
         out = model(**batch)
         for name, value in out.losses.items():
             sums[name] = sums.get(name, 0.0) + float(value)
         c, n = token_accuracy(out.logits, batch["labels"])
-        correct, counted, batches = correct + c, counted + n, batches + 1
+        correct, counted = correct + c, counted + n
+    latent = latent_metrics(model, batches, nll_samples)
     hypotheses = autoencoder.reconstruct(texts, batch_size=batch_size)
     references = autoencoder.tokenizer.batch_decode(ids, skip_special_tokens=True)  # what the model could rebuild
     model.train(was_training)
-    metrics = {f"eval_{k}": v / max(1, batches) for k, v in sums.items()}
+    metrics = {f"eval_{k}": v / max(1, len(batches)) for k, v in sums.items()}
+    metrics.update(latent)
     metrics.update(
         token_accuracy=correct / max(1, counted),
         bleu=bleu(hypotheses, references),

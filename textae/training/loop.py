@@ -72,6 +72,29 @@ class _MetricsLog:
                 f.write(json.dumps(event) + "\n")
 
 
+def _init_dir(path: str) -> Path:
+    """The model directory to initialise from: a `final/` folder or a run directory holding one."""
+    path = Path(path)
+    for candidate in (path, path / "final"):
+        if (candidate / "model.safetensors").is_file() and (candidate / "tokenizer.json").is_file():
+            return candidate
+    raise TextAEError(f"--init-from {path}: no model.safetensors and tokenizer.json there; pass a trained model's final/ folder")
+
+
+def _initialise_from(model: TextAEModel, path: Path) -> None:
+    """Copy every weight whose name and shape match (safetensors only); the rest keep their fresh init."""
+    from safetensors.torch import load_file
+
+    source = load_file(path / "model.safetensors")
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise TextAEError(f"--init-from {path}: no weight matches this model's names and shapes; use the same sizes")
+    model.load_state_dict(matched, strict=False)
+    fresh = sorted(set(own) - set(matched))
+    log.info("initialised %d of %d tensors from %s; new: %s", len(matched), len(own), path, ", ".join(fresh) or "none")
+
+
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train a model as `cfg` says; returns the `final/` model directory."""
     tc = cfg.train
@@ -94,7 +117,9 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         data = prepare(cfg.data)
     tok_dir = run_dir / "tokenizer"
     if not (tok_dir / "tokenizer.json").is_file():
-        if main:
+        if main and tc.init_from:  # the initial weights only make sense with the ids they were trained on
+            load_tokenizer(_init_dir(tc.init_from)).save_pretrained(tok_dir)
+        elif main:
             log.info("training a %s tokenizer (vocab %d) on %d texts", cfg.tokenizer.model_type, cfg.tokenizer.vocab_size, len(data["train"]))
             train_tokenizer(data["train"]["text"], cfg.tokenizer.vocab_size, cfg.tokenizer.model_type).save_pretrained(tok_dir)
         accelerator.wait_for_everyone()
@@ -115,7 +140,12 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         mask_token_id=tokenizer.mask_token_id,
         **cfg.model,
     )
-    model = TextAEModel(model_cfg)
+    try:
+        model = TextAEModel(model_cfg)
+    except ValueError as err:
+        raise TextAEError(f"invalid model config: {err}") from None
+    if tc.init_from and ckpt is None:
+        _initialise_from(model, _init_dir(tc.init_from))
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, tc.warmup_steps, tc.min_lr_ratio)
@@ -167,6 +197,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         for micro in range(tc.grad_accum):
             batch = collator([train_ids[i] for i in next(stream)], seed=tc.seed * 1_000_003 + step * tc.grad_accum + micro)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            accelerator.unwrap_model(model).set_training_step(step)
             with accelerator.accumulate(model):
                 out = model(**batch)
                 accelerator.backward(out.loss)
@@ -182,7 +213,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         bar.update(1)
         if step % tc.log_every == 0:
             rate = window_tokens * accelerator.num_processes / (time.perf_counter() - window_start)
-            terms = {k: round(v.item(), 4) for k, v in out.losses.items()}
+            terms = {k: round(v.item(), 4) for k, v in {**out.losses, **out.stats}.items()}
             bar.set_postfix(loss=f"{out.loss.item():.3f}", tok_s=f"{rate:.0f}")
             metrics.write(step=step, minutes=round(elapsed / 60, 3), loss=round(out.loss.item(), 4), **terms,
                           lr=scheduler.get_last_lr()[0], tokens_per_s=round(rate), tokens=tokens_seen)

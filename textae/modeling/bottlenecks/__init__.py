@@ -7,9 +7,13 @@ from typing import Any
 
 from .base import Bottleneck, BottleneckOutput
 from .continuous import ContinuousBottleneck, ContinuousConfig
+from .vae import VAEBottleneck, VAEConfig
+from .vq import VQBottleneck, VQConfig
 
 FAMILIES: dict[str, tuple[type, type[Bottleneck]]] = {
     "ae": (ContinuousConfig, ContinuousBottleneck),
+    "vae": (VAEConfig, VAEBottleneck),
+    "vq": (VQConfig, VQBottleneck),
 }
 
 
@@ -25,8 +29,8 @@ def family_config(family: str, options: dict[str, Any] | None = None):
     return cls(**(options or {}))
 
 
-def build_bottleneck(family: str, dim: int, options: dict[str, Any] | None = None) -> Bottleneck:
-    return FAMILIES[family][1](dim, family_config(family, options))
+def build_bottleneck(family: str, num_codes: int, dim: int, options: dict[str, Any] | None = None) -> Bottleneck:
+    return FAMILIES[family][1](num_codes, dim, family_config(family, options))
 
 
 __all__ = ["Bottleneck", "BottleneckOutput", "FAMILIES", "build_bottleneck", "family_config"]

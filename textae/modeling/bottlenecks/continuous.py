@@ -16,9 +16,9 @@ class ContinuousConfig:
 
 
 class ContinuousBottleneck(Bottleneck):
-    def __init__(self, dim: int, cfg: ContinuousConfig):
-        super().__init__()
+    def __init__(self, num_codes: int, dim: int, cfg: ContinuousConfig):
+        super().__init__(num_codes, dim)
         self.norm = nn.LayerNorm(dim, elementwise_affine=False) if cfg.normalize else nn.Identity()
 
-    def forward(self, h: torch.Tensor) -> BottleneckOutput:
+    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor) -> BottleneckOutput:
         return BottleneckOutput(code=self.norm(h))

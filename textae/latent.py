@@ -1,0 +1,109 @@
+"""Moving through a trained model's code space: sample, interpolate, paraphrase.
+
+Each works for every family through the bottleneck's own notion of a code: a VAE samples its
+Gaussian prior and perturbs z, a VQ model samples each slot's empirical code distribution and
+swaps codes for near neighbours, a plain autoencoder perturbs its vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .autoencoder import AutoEncoder
+from .errors import TextAEError
+
+
+def sample(ae: AutoEncoder, n: int, seed: int = 0, **generate) -> list[str]:
+    """n sentences decoded from codes drawn from the model's prior."""
+    if n < 1:
+        raise TextAEError("-n must be at least 1")
+    try:
+        codes = ae.model.bottleneck.sample_prior(n, generator=torch.Generator().manual_seed(seed))
+    except NotImplementedError as err:
+        raise TextAEError(str(err)) from None
+    return ae.decode(codes, **generate)
+
+
+def interpolate(ae: AutoEncoder, a: str, b: str, steps: int = 5, **generate) -> list[str]:
+    """Sentences decoded at `steps` evenly spaced points from a's code to b's (both ends included)."""
+    if steps < 2:
+        raise TextAEError("--steps must be at least 2 (the two ends)")
+    codes = ae.code_tensor(ae.encode([a, b]))
+    path = ae.model.bottleneck.interpolate(codes[0], codes[1], torch.linspace(0, 1, steps))
+    return ae.decode(path, **generate)
+
+
+@dataclass
+class Paraphrase:
+    index: int  # row of the input
+    rank: int  # 1 = most similar to the input
+    text: str
+    similarity: float  # cosine between the paraphrase's code and the input's, in the decoder's code space
+
+
+def _key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def paraphrase(
+    ae: AutoEncoder,
+    texts: Sequence[str],
+    n: int = 3,
+    candidates: int = 8,
+    scale: float = 0.5,
+    rounds: int = 3,
+    seed: int = 0,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> tuple[list[Paraphrase], dict[str, float]]:
+    """Up to n paraphrases per text, most similar first, and counts of what was generated.
+
+    Each round decodes `candidates` perturbed codes per text still short of n new sentences and
+    drops copies: the input itself, the model's plain reconstruction of it, and repeats. Rounds
+    double the perturbation scale, so sentences the model holds tightly still move. Candidates
+    are ranked by cosine similarity of their re-encoded code to the input's code.
+    """
+    if n < 1 or candidates < 1:
+        raise TextAEError("-n and --candidates must be at least 1")
+    gen = torch.Generator().manual_seed(seed)
+    codes = ae.code_tensor(ae.encode(texts, batch_size=batch_size))
+    rebuilt = ae.decode(codes, batch_size=batch_size)
+    found: list[dict[str, None]] = [dict() for _ in texts]  # ordered sets of new sentences
+    blocked = [{_key(t), _key(r)} for t, r in zip(texts, rebuilt)]
+    generated = copies = 0
+    for round_ in range(rounds):
+        todo = [i for i in range(len(texts)) if len(found[i]) < n]
+        if not todo:
+            break
+        rows = torch.tensor(todo, device=codes.device).repeat_interleave(candidates)
+        moved = ae.model.bottleneck.perturb(codes[rows], scale * 2**round_, generator=gen)
+        outputs = ae.decode(moved, batch_size=batch_size, progress=progress)
+        for i, text in zip(rows.tolist(), outputs):
+            generated += 1
+            if _key(text) in blocked[i]:
+                copies += _key(text) == _key(texts[i]) or _key(text) == _key(rebuilt[i])
+                continue
+            blocked[i].add(_key(text))
+            found[i][text] = None
+    flat = [(i, t) for i in range(len(texts)) for t in found[i]]
+    results: list[Paraphrase] = []
+    if flat:
+        source = ae.decoder_vectors(codes.cpu()[[i for i, _ in flat]])
+        para = ae.decoder_vectors(ae.encode([t for _, t in flat], batch_size=batch_size))
+        sims = (source * para).sum(1) / (np.linalg.norm(source, axis=1) * np.linalg.norm(para, axis=1) + 1e-8)
+        by_input: dict[int, list[tuple[float, str]]] = {}
+        for (i, t), s in zip(flat, sims.tolist()):
+            by_input.setdefault(i, []).append((s, t))
+        for i in sorted(by_input):
+            ranked = sorted(by_input[i], key=lambda x: -x[0])[:n]
+            results.extend(Paraphrase(i, r + 1, t, round(s, 4)) for r, (s, t) in enumerate(ranked))
+    stats = {
+        "generated": generated,
+        "copy_rate": copies / max(1, generated),
+        "inputs_without_paraphrase": sum(not f for f in found) / max(1, len(texts)),
+    }
+    return results, stats

