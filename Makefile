@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-speed clean
+.PHONY: install demo test bench bench-latent bench-speed clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: install
 
 bench: install
 	$(PY) benchmarks/default_train.py
+
+# VAE and VQ families: latent health, ablation, paraphrase, code map (about 40 minutes on 2 CPU cores).
+bench-latent: install
+	$(PY) benchmarks/latent.py
 
 # Side by side with a same-size Hugging Face BART (issue 7; targets not yet met, see the README).
 bench-speed: install

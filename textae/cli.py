@@ -237,8 +237,9 @@ def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
 @click.option("--output", required=True, type=click.Path(), help="Output .jsonl/.csv/.parquet: id, text, rank, paraphrase, similarity.")
 @click.option("-n", "--num", "n", type=int, default=3, help="Paraphrases per input (fewer when the model finds fewer).")
 @click.option("--candidates", type=int, default=8, help="Perturbed codes decoded per input and round.")
-@click.option("--scale", type=float, default=0.5,
-              help="Perturbation size (vae: prior standard deviations; vq: chance to swap each code; ae: code spread). Doubles each round.")
+@click.option("--scale", type=float, default=None,
+              help="First perturbation (vae: prior standard deviations, default 0.5; vq: chance to swap each code, "
+                   "default 0.1; ae: times the code's spread, default 0.25). Doubles each round.")
 @_text_column_option
 @_id_column_option
 @_batch_option

@@ -54,7 +54,7 @@ def paraphrase(
     texts: Sequence[str],
     n: int = 3,
     candidates: int = 8,
-    scale: float = 0.5,
+    scale: float | None = None,
     rounds: int = 3,
     seed: int = 0,
     batch_size: int = 128,
@@ -65,11 +65,14 @@ def paraphrase(
     Each round decodes `candidates` perturbed codes per text still short of n new sentences and
     drops copies: the input itself, the model's plain reconstruction of it, and repeats. Rounds
     double the perturbation scale, so sentences the model holds tightly still move. Candidates
-    are ranked by cosine similarity of their re-encoded code to the input's code.
+    are ranked by cosine similarity of their re-encoded code to the input's code. `scale` is the
+    first round's perturbation (None: the family's default, e.g. 0.5 prior standard deviations
+    for a VAE, a 10 % chance to swap each VQ code).
     """
     if n < 1 or candidates < 1:
         raise TextAEError("-n and --candidates must be at least 1")
     gen = torch.Generator().manual_seed(seed)
+    scale = ae.model.bottleneck.paraphrase_scale if scale is None else scale
     codes = ae.code_tensor(ae.encode(texts, batch_size=batch_size))
     rebuilt = ae.decode(codes, batch_size=batch_size)
     found: list[dict[str, None]] = [dict() for _ in texts]  # ordered sets of new sentences

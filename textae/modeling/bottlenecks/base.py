@@ -58,6 +58,7 @@ class Bottleneck(nn.Module):
         return (self.num_codes, self.dim)
 
     code_dtype = torch.float32
+    paraphrase_scale = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
 
     def encode(self, h: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         """The deterministic code users store."""

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from .base import Bottleneck, BottleneckOutput
@@ -97,6 +98,11 @@ class VAEBottleneck(Bottleneck):
         self.from_latent.weight[:, :q] = v * scale
         self.from_latent.bias.copy_(mean)
         self.initialised.fill_(True)
+        if dist.is_available() and dist.is_initialized():  # every process starts from rank 0's batch
+            for p in (*self.to_posterior.parameters(), *self.from_latent.parameters()):
+                dist.broadcast(p.data, src=0)
+
+    paraphrase_scale = 0.5  # prior standard deviations
 
     @property
     def code_shape(self) -> tuple[int, ...]:

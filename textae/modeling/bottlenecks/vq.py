@@ -77,6 +77,7 @@ class VQBottleneck(Bottleneck):
         return (self.slots,)
 
     code_dtype = torch.int64
+    paraphrase_scale = 0.1  # chance to swap each integer
 
     def _parts(self, h: torch.Tensor) -> torch.Tensor:
         return self.norm(h).reshape(h.shape[0], self.slots, self.part)  # (B, K·H, D/H)
