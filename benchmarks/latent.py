@@ -79,9 +79,8 @@ def domain_metrics(model_dir: Path, texts: list[str]) -> dict:
     from textae.training.evaluate import evaluate
 
     ae = textae.load(model_dir)
-    tok = ae.tokenizer
-    collator = Collator(tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.mask_token_id, tok.unk_token_id, len(tok), NoiseConfig())
-    result = evaluate(ae, tokenize(texts, tok, ae.model.config.max_positions), texts, collator)
+    collator = Collator.for_tokenizer(ae.tokenizer, NoiseConfig())
+    result = evaluate(ae, tokenize(texts, ae.tokenizer, ae.model.config.max_positions), texts, collator)
     return {k: round(v, 4) for k, v in result.items()}
 
 

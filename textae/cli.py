@@ -174,21 +174,6 @@ def reconstruct(model_dir, input_path, output, text_column, id_column, batch_siz
     click.echo(f"wrote {len(rebuilt)} reconstructions to {output}")
 
 
-_generate_options = [
-    click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy)."),
-    click.option("--seed", type=int, default=0, help="Random seed: the same seed gives the same output."),
-]
-
-
-def _with(options):
-    def apply(fn):
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
-
-    return apply
-
-
 def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
     from .io import write_rows
 
@@ -204,7 +189,8 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @_model_option
 @click.option("-n", "--num", "n", type=int, default=10, help="How many sentences to draw.")
 @click.option("--output", type=click.Path(), default=None, help="Write .txt/.jsonl/.csv/.parquet instead of printing.")
-@_with(_generate_options)
+@_beams_option
+@click.option("--seed", type=int, default=0, help="Random seed: the same seed gives the same sentences.")
 @_friendly
 def sample(model_dir, n, output, num_beams, seed) -> None:
     """Decode codes drawn from the prior (vae: z ~ N(0, I); vq: each slot's empirical code distribution)."""
@@ -220,7 +206,7 @@ def sample(model_dir, n, output, num_beams, seed) -> None:
 @click.argument("sentence_a")
 @click.argument("sentence_b")
 @click.option("--steps", type=int, default=5, help="Points on the path, both ends included.")
-@click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy).")
+@_beams_option
 @_friendly
 def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
     """Decode evenly spaced points between the codes of two sentences."""

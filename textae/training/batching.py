@@ -104,6 +104,13 @@ class Collator:
     vocab_size: int
     noise: NoiseConfig
 
+    @classmethod
+    def for_tokenizer(cls, tokenizer: PreTrainedTokenizerBase, noise: NoiseConfig) -> Collator:
+        return cls(
+            pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
+            mask_id=tokenizer.mask_token_id, unk_id=tokenizer.unk_token_id, vocab_size=len(tokenizer), noise=noise,
+        )
+
     def __call__(self, examples: Sequence[Sequence[int]], seed: int | None = None) -> dict[str, torch.Tensor]:
         rng = random.Random(seed)
         # Encoder inputs end in EOS like at inference, so even an empty sentence has one token.

@@ -91,8 +91,9 @@ def _initialise_from(model: TextAEModel, path: Path) -> None:
     if not matched:
         raise TextAEError(f"--init-from {path}: no weight matches this model's names and shapes; use the same sizes")
     model.load_state_dict(matched, strict=False)
-    fresh = sorted(set(own) - set(matched))
-    log.info("initialised %d of %d tensors from %s; new: %s", len(matched), len(own), path, ", ".join(fresh) or "none")
+    tied = set(model._tied_weights_keys)  # copies of other weights, loaded with them
+    fresh = sorted(set(own) - set(matched) - tied)
+    log.info("initialised %d of %d tensors from %s; new: %s", len(matched), len(own) - len(tied), path, ", ".join(fresh) or "none")
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
@@ -154,10 +155,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     # per process) and is checkpointed alongside.
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    collator = Collator(
-        pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
-        mask_id=tokenizer.mask_token_id, unk_id=tokenizer.unk_token_id, vocab_size=len(tokenizer), noise=cfg.noise,
-    )
+    collator = Collator.for_tokenizer(tokenizer, cfg.noise)
 
     step, elapsed, tokens_seen = 0, 0.0, 0
     if ckpt is not None:
