@@ -49,12 +49,14 @@ def _mixed_precision(name: str) -> str:
 
 
 def _optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """AdamW; biases, norms and embeddings are not decayed."""
+    """AdamW; biases, norms and embeddings are not decayed. The fused kernel (one pass over all
+    parameters) made a default-size step 6 % faster on 2 CPU cores and 10 % on an H200
+    (benchmarks/speed.py, the `textae_fused_adamw` rows)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (decay if p.ndim == 2 and "embed" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas))
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas), fused=True)
 
 
 class _MetricsLog:
