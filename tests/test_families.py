@@ -158,7 +158,7 @@ def test_init_from_copies_matching_weights_and_keeps_new_ones_fresh(models):
     vae = TextAEModel(ae_like.config.__class__(**{**ae_like.config.to_dict(), "family": "vae", "bottleneck": OPTIONS["vae"]}))
     fresh = vae.bottleneck.to_posterior.weight.clone()
     _initialise_from(vae, models["vq"])
-    assert torch.equal(vae.encoder[0].ffn[0].weight if hasattr(vae.encoder[0], "ffn") else vae.to_code.weight,
-                       ae_like.encoder[0].ffn[0].weight if hasattr(ae_like.encoder[0], "ffn") else ae_like.to_code.weight)
+    assert torch.equal(vae.encoder[0].attn.qkv.weight, ae_like.encoder[0].attn.qkv.weight)
     assert torch.equal(vae.to_code.weight, ae_like.to_code.weight) and torch.equal(vae.embed_tokens.weight, ae_like.embed_tokens.weight)
+    assert torch.equal(vae.lm_head.weight, ae_like.embed_tokens.weight)  # tied weights follow
     assert torch.equal(vae.bottleneck.to_posterior.weight, fresh)
