@@ -126,7 +126,9 @@ def main() -> None:
         commands[name], minutes[name] = train(root, name, run_args + quick, args.fresh)
         logged[name] = last_eval(root / name)
     # Every figure recomputed here on the same held-out sentences, whatever code trained the runs.
-    heldout_news = heldout("news", 32 if args.quick else 256)
+    n_latent, n_paraphrase = (32, 20) if args.quick else (256, args.paraphrase_sentences)
+    validation = heldout("news", max(n_latent, n_paraphrase))  # one pass over the news corpus
+    heldout_news, news = validation[:n_latent], validation[:n_paraphrase]
     for name in logged:
         evals[name] = {**domain_metrics(root / name / "final", heldout_news), "step": logged[name]["step"],
                        "minutes": logged[name]["minutes"]}
@@ -136,12 +138,12 @@ def main() -> None:
     from textae.training.metrics import bleu
 
     encoder = SentenceEncoder()
-    news = heldout("news", 20 if args.quick else args.paraphrase_sentences)
     paraphrases = {name: paraphrase_figures(root / name / "final", news, encoder) for name in ("vae", "vq", "ae")}
     shuffled = news[1:] + news[:1]  # a random other sentence: the similarity floor
     paraphrases["random_sentence_row"] = {"similarity": round(float(encoder.similarity(news, shuffled).mean()), 4),
                                           "self_bleu": round(bleu(shuffled, news), 2)}
-    other = {name: {src: domain_metrics(root / name / "final", heldout(src, 32 if args.quick else 256)) for src in ("sms", "trec")} for name in ("vae", "vq")}
+    domains = {src: heldout(src, 32 if args.quick else 256) for src in ("sms", "trec")}
+    other = {name: {src: domain_metrics(root / name / "final", texts) for src, texts in domains.items()} for name in ("vae", "vq")}
     map_path = (root if args.quick else RESULTS) / "latent_map.png"
     plot_cmd = ["textae", "plot", "--model", str(root / "vae" / "final"), "--data", "news", "--data", "sms",
                 "--max-points", "1000", "--output", str(map_path)]

@@ -86,11 +86,11 @@ def paraphrase(
         moved = ae.model.bottleneck.perturb(codes[rows], scale * 2**round_, generator=gen)
         outputs = ae.decode(moved, batch_size=batch_size, progress=progress)
         for i, text in zip(rows.tolist(), outputs):
-            generated += 1
-            if _key(text) in blocked[i]:
-                copies += _key(text) == _key(texts[i]) or _key(text) == _key(rebuilt[i])
+            generated, key = generated + 1, _key(text)
+            if key in blocked[i]:
+                copies += key in (_key(texts[i]), _key(rebuilt[i]))
                 continue
-            blocked[i].add(_key(text))
+            blocked[i].add(key)
             found[i][text] = None
     flat = [(i, t) for i in range(len(texts)) for t in found[i]]
     results: list[Paraphrase] = []

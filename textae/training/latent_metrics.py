@@ -13,6 +13,7 @@ import torch
 
 from ..modeling import TextAEModel
 from ..modeling.bottlenecks.vae import gaussian_kl, gaussian_log_density
+from ..modeling.bottlenecks.vq import code_perplexity
 
 
 def mutual_information(
@@ -78,9 +79,7 @@ def vq_metrics(model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]]) -
     for batch in batches:
         out = model.bottleneck(*model._summarise(batch["input_ids"], batch["attention_mask"]))
         counts += torch.bincount(out.latent["indices"][out.latent["mask"]].cpu(), minlength=size).float()
-    probs = counts / counts.sum().clamp(min=1)
-    entropy = -(probs * probs.clamp(min=1e-12).log()).sum()
-    return {"codebook_usage": float((counts > 0).float().mean()), "code_perplexity": float(entropy.exp())}
+    return {"codebook_usage": float((counts > 0).float().mean()), "code_perplexity": float(code_perplexity(counts))}
 
 
 def latent_metrics(model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]], nll_samples: int = 16) -> dict[str, float]:

@@ -55,6 +55,12 @@ def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator | Non
     return centroids, counts
 
 
+def code_perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """exp(entropy) of a code histogram: the codebook size when every code is used equally."""
+    probs = counts / counts.sum().clamp(min=1)
+    return torch.exp(-(probs * probs.clamp(min=1e-12).log()).sum())
+
+
 class VQBottleneck(Bottleneck):
     def __init__(self, num_codes: int, dim: int, cfg: VQConfig):
         super().__init__(num_codes, dim)
@@ -97,9 +103,7 @@ class VQBottleneck(Bottleneck):
         commitment = F.mse_loss(x[mask], q[mask]) if mask.any() else x.sum() * 0.0
         if self.training:
             self._update(valid, indices[mask], indices)
-        counts = torch.bincount(indices[mask], minlength=self.cfg.codebook_size).float()
-        probs = counts / counts.sum().clamp(min=1)
-        perplexity = torch.exp(-(probs * probs.clamp(min=1e-12).log()).sum())
+        perplexity = code_perplexity(torch.bincount(indices[mask], minlength=self.cfg.codebook_size).float())
         q = x + (q - x).detach()  # straight-through: the decoder's gradient reaches the encoder
         return BottleneckOutput(
             code=q.reshape(h.shape),
