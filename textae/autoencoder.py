@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from .errors import TextAEError
-from .modeling import TextAEModel
+from .modeling import TextAEConfig, TextAEModel, model_class
 from .tokenizer import load_tokenizer
 
 log = logging.getLogger("textae")
@@ -36,8 +36,8 @@ class AutoEncoder:
                 f"{path} is not a textae model directory (needs config.json and model.safetensors); "
                 "pass the `final/` folder of a training run, e.g. runs/default/final"
             )
-        model = TextAEModel.from_pretrained(path, use_safetensors=True)
-        return cls(model, load_tokenizer(path), device)
+        model = model_class(TextAEConfig.from_pretrained(path).family).from_pretrained(path, use_safetensors=True)
+        return wrap(model, load_tokenizer(path), device) if cls is AutoEncoder else cls(model, load_tokenizer(path), device)
 
     def save_pretrained(self, path: str | Path) -> None:
         self.model.save_pretrained(path)
@@ -135,6 +135,15 @@ class AutoEncoder:
             for i, t in zip(batch, self._detokenize(self.model.generate(code, **generate))):
                 out[i] = t
         return out
+
+
+def wrap(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, device: str | torch.device | None = None) -> AutoEncoder:
+    """The right front end for a model: TextCodec for the text family (codes are texts), else AutoEncoder."""
+    if model.config.family == "text":
+        from .textcodec import TextCodec
+
+        return TextCodec(model, tokenizer, device)
+    return AutoEncoder(model, tokenizer, device)
 
 
 def load(path: str | Path, device: str | torch.device | None = None) -> AutoEncoder:

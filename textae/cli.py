@@ -73,8 +73,8 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes of training.")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "bf16", "fp16"]), default=None,
               help="auto = bf16 on GPU, fp32 on CPU.")
-@click.option("--family", type=click.Choice(["ae", "vae", "vq"]), default=None,
-              help="Code family: ae (plain vectors), vae (Gaussian latent), vq (integer codes). Default from the config: ae.")
+@click.option("--family", type=click.Choice(["ae", "vae", "vq", "text"]), default=None,
+              help="Code family: ae (plain vectors), vae (Gaussian latent), vq (integer codes), text (a few of the input's words: summaries). Default from the config: ae.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Start from a trained model directory (its tokenizer and every matching weight), e.g. a plain AE before a VAE.")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's last checkpoint.")

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 KVCache = tuple[torch.Tensor, torch.Tensor]  # (B, H, T, Dh) keys and values
+MemoryKV = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # memory keys, values, (B, 1, 1, M) mask or None
 
 
 class SelfAttention(nn.Module):
@@ -52,16 +53,17 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def memory_kv(self, memory: torch.Tensor) -> KVCache:
-        """Keys and values of the memory; computed once per generation and reused every step."""
+    def memory_kv(self, memory: torch.Tensor, mask: torch.Tensor | None = None) -> MemoryKV:
+        """Keys and values of the memory (B, M, d), and its padding mask (B, M; True = real) if it
+        has padding; computed once per generation and reused every step."""
         b, m, d = memory.shape
         k, v = self.kv(memory).view(b, m, 2, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        return k, v
+        return k, v, None if mask is None else mask[:, None, None, :]
 
-    def forward(self, x: torch.Tensor, kv: KVCache) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: MemoryKV) -> torch.Tensor:
         b, t, d = x.shape
         q = self.q(x).view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, kv[0], kv[1], dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=kv[2], dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -97,7 +99,7 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        memory_kv: KVCache,
+        memory_kv: MemoryKV,
         cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         h, new_cache = self.self_attn(self.ln1(x), causal=True, cache=cache)

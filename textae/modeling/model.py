@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput
 
 from .bottlenecks import build_bottleneck
 from .config import TextAEConfig
-from .layers import DecoderLayer, EncoderLayer, KVCache
+from .layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
 
 
 @dataclass
@@ -107,7 +107,7 @@ class TextAEModel(PreTrainedModel):
         self.bottleneck.set_step(step)
 
     # ----- decoder side -------------------------------------------------------------------
-    def _memory(self, code: torch.Tensor) -> tuple[list[KVCache], torch.Tensor | None]:
+    def _memory(self, code: torch.Tensor) -> tuple[list[MemoryKV], torch.Tensor | None]:
         """Code (B, K, D) → per-layer cross-attention keys/values and each chunk's input bias (B, K, d)."""
         memory = self.memory_norm(self.from_code(code))  # (B, K, d)
         kvs = [layer.cross_attn.memory_kv(memory) for layer in self.decoder]
@@ -117,7 +117,7 @@ class TextAEModel(PreTrainedModel):
         self,
         tokens: torch.Tensor,
         start: int,
-        kvs: list[KVCache],
+        kvs: list[MemoryKV],
         bias: torch.Tensor,
         caches: list[KVCache] | None = None,
     ) -> tuple[torch.Tensor, list[KVCache]]:

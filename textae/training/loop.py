@@ -19,14 +19,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 
-from ..autoencoder import AutoEncoder
+from ..autoencoder import AutoEncoder, wrap
 from ..config import RunConfig
 from ..data import prepare
 from ..errors import TextAEError
-from ..modeling import TextAEConfig, TextAEModel
+from ..modeling import TextAEConfig, TextAEModel, model_class
 from ..tokenizer import load_tokenizer, train_tokenizer
 from .batching import Collator, batch_stream, tokenize_dataset
 from .evaluate import evaluate
@@ -51,12 +51,27 @@ def _mixed_precision(name: str) -> str:
 def _optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     """AdamW; biases, norms and embeddings are not decayed. The fused kernel (one pass over all
     parameters) made a default-size step 6 % faster on 2 CPU cores and 10 % on an H200
-    (benchmarks/speed.py, the `textae_fused_adamw` rows)."""
+    (benchmarks/speed.py, the `textae_fused_adamw` rows). A critic's weights are left to its own optimiser."""
+    critic = {id(p) for p in _critic_parameters(model)}
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (decay if p.ndim == 2 and "embed" not in name else no_decay).append(p)
+        if id(p) not in critic:
+            (decay if p.ndim == 2 and "embed" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas), fused=True)
+
+
+def _critic_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """A family's discriminator-side weights (the text family's critic and prior LM), else none."""
+    return model.critic_parameters() if hasattr(model, "critic_parameters") else []
+
+
+def _critic_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer | None:
+    """The critic's own Adam with WGAN-GP's betas (0.5, 0.9); its losses touch no other weight."""
+    params = _critic_parameters(model)
+    if not params:
+        return None
+    return torch.optim.Adam(params, lr=model.options.critic_lr, betas=(0.5, 0.9))
 
 
 class _MetricsLog:
@@ -89,6 +104,8 @@ def _initialise_from(model: TextAEModel, path: Path) -> None:
 
     source = load_file(path / "model.safetensors")
     own = model.state_dict()
+    for alias, name in getattr(model, "init_aliases", {}).items():  # e.g. a text model's reader from an AE's encoder
+        source |= {alias + k[len(name):]: v for k, v in source.items() if k.startswith(name) and alias + k[len(name):] not in source}
     matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not matched:
         raise TextAEError(f"--init-from {path}: no weight matches this model's names and shapes; use the same sizes")
@@ -109,7 +126,10 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         raise TextAEError("set train.max_steps or train.max_minutes, or the run never ends")
     total_steps = tc.max_steps or 10**9
 
-    accelerator = Accelerator(mixed_precision=_mixed_precision(tc.mixed_precision), gradient_accumulation_steps=tc.grad_accum)
+    # The text family leaves its compressor untouched while `random_steps` run, which DDP must allow.
+    ddp = [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.model.get("family") == "text" else []
+    accelerator = Accelerator(mixed_precision=_mixed_precision(tc.mixed_precision), gradient_accumulation_steps=tc.grad_accum,
+                              kwargs_handlers=ddp)
     set_seed(tc.seed)
     main = accelerator.is_main_process
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -144,9 +164,11 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         **cfg.model,
     )
     try:
-        model = TextAEModel(model_cfg)
+        model = model_class(model_cfg.family)(model_cfg)
     except ValueError as err:
         raise TextAEError(f"invalid model config: {err}") from None
+    if hasattr(model, "set_vocabulary"):
+        model.set_vocabulary(tokenizer)
     if tc.init_from and ckpt is None:
         _initialise_from(model, _init_dir(tc.init_from))
     optimizer = _optimizer(model, cfg)
@@ -155,7 +177,11 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     )
     # The schedule counts optimiser steps, so it stays out of prepare() (which would step it once
     # per process) and is checkpointed alongside.
-    model, optimizer = accelerator.prepare(model, optimizer)
+    critic_optimizer = _critic_optimizer(model)
+    if critic_optimizer is None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        model, optimizer, critic_optimizer = accelerator.prepare(model, optimizer, critic_optimizer)
     accelerator.register_for_checkpointing(scheduler)
     collator = Collator.for_tokenizer(tokenizer, cfg.noise)
 
@@ -172,7 +198,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         lengths, tc.batch_tokens, tc.max_batch_size, tc.seed,
         skip=step * tc.grad_accum, rank=accelerator.process_index, world_size=accelerator.num_processes,
     )
-    evaluator = AutoEncoder(accelerator.unwrap_model(model), tokenizer, accelerator.device)
+    evaluator = wrap(accelerator.unwrap_model(model), tokenizer, accelerator.device)
 
     def save_checkpoint() -> None:
         path = run_dir / "checkpoints" / f"step-{step}"
@@ -202,9 +228,12 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
                 out = model(**batch)
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients and tc.grad_clip:
-                    accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                    accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], tc.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                if critic_optimizer is not None:  # the same backward pass gave the critic its own gradients
+                    critic_optimizer.step()
+                    critic_optimizer.zero_grad(set_to_none=True)
             n = int(batch["labels"].ne(-100).sum())
             window_tokens, tokens_seen = window_tokens + n, tokens_seen + n * accelerator.num_processes
         scheduler.step()

@@ -9,6 +9,7 @@ from .base import Bottleneck, BottleneckOutput
 from .continuous import ContinuousBottleneck, ContinuousConfig
 from .vae import VAEBottleneck, VAEConfig
 from .vq import VQBottleneck, VQConfig
+from ..text.config import TextConfig
 
 FAMILIES: dict[str, tuple[type, type[Bottleneck]]] = {
     "ae": (ContinuousConfig, ContinuousBottleneck),
@@ -17,11 +18,16 @@ FAMILIES: dict[str, tuple[type, type[Bottleneck]]] = {
 }
 
 
+# Families whose code is not a bottleneck module; their model class reads these options itself.
+OTHER_FAMILIES: dict[str, type] = {"text": TextConfig}
+
+
 def family_config(family: str, options: dict[str, Any] | None = None):
     """The family's config dataclass filled from `options`; unknown families or keys fail loudly."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; choose one of {sorted(FAMILIES)}")
-    cls = FAMILIES[family][0]
+    configs = {name: cls for name, (cls, _) in FAMILIES.items()} | OTHER_FAMILIES
+    if family not in configs:
+        raise ValueError(f"unknown model family {family!r}; choose one of {sorted(configs)}")
+    cls = configs[family]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(options or {}) - names
     if unknown:

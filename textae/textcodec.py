@@ -1,0 +1,66 @@
+"""A trained text-family model as one object: its codes are short texts made of the input's words.
+
+`encode` / `summarize` write the middle text, `decode` expands a middle text back into a sentence,
+`reconstruct` does both. Inputs and outputs keep their order; batches group similar lengths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .autoencoder import AutoEncoder
+from .errors import TextAEError
+
+
+class TextCodec(AutoEncoder):
+    """Summarise (compress to at most `max_words` words) and expand back."""
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        raise TextAEError("a text-family model's codes are texts, not vectors: use summarize, encode or decode")
+
+    def code_tensor(self, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
+        raise TextAEError("a text-family model's codes are texts, not vectors: use summarize, encode or decode")
+
+    @torch.no_grad()
+    def summarize(self, texts: Sequence[str], max_words: int | None = None, ratio: float | None = None,
+                  batch_size: int = 128, progress: bool = False) -> list[str]:
+        """Each text's middle text: its best-scored words in their order, at most `max_words` words
+        (default: the model's budget) and `ratio` of the text's words. Empty texts give ""."""
+        if max_words is not None and max_words < 1:
+            raise TextAEError(f"--max-words must be at least 1, got {max_words}")
+        if ratio is not None and not 0 < ratio <= 1:
+            raise TextAEError(f"the ratio must be in (0, 1], got {ratio}")
+        ids = self._token_ids(texts)
+        out: list[str] = [""] * len(ids)
+        for batch in self._batches([len(x) for x in ids], batch_size, "summarizing", progress):
+            middle = self.model.compress(self._pad([ids[i] for i in batch]), max_words, ratio)
+            for i, text in zip(batch, self._detokenize(middle)):
+                out[i] = text if len(ids[i]) > 1 else ""
+        return out
+
+    def encode(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> list[str]:  # type: ignore[override]
+        """The middle texts (the text family's codes), in input order."""
+        return self.summarize(texts, batch_size=batch_size, progress=progress)
+
+    @torch.no_grad()
+    def decode(self, codes: Sequence[str], batch_size: int = 128, progress: bool = False, **generate: Any) -> list[str]:  # type: ignore[override]
+        """Sentences rebuilt from middle texts (any short text works: it is read like the compressor's output)."""
+        if isinstance(codes, np.ndarray) and codes.dtype.kind != "O" and codes.dtype.kind != "U":
+            raise TextAEError("a text-family model decodes texts; pass the codes `textae encode` wrote with this model")
+        limit = self.model.config.max_positions
+        ids = [x[:limit] or [self.model.config.unk_token_id]
+               for x in self.tokenizer([str(c) for c in codes], add_special_tokens=False)["input_ids"]]
+        out: list[str] = [""] * len(ids)
+        for batch in self._batches([len(x) for x in ids], batch_size, "decoding", progress):
+            for i, text in zip(batch, self._detokenize(self.model.generate(self._pad([ids[i] for i in batch]), **generate))):
+                out[i] = text
+        return out
+
+    def reconstruct(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False, **generate: Any) -> list[str]:
+        """Text → middle text → text, in input order."""
+        return self.decode(self.summarize(texts, batch_size=batch_size, progress=progress), batch_size, progress, **generate)
