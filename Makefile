@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-latent bench-speed clean
+.PHONY: install demo test bench bench-latent bench-speed bench-summarization clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ bench-latent: install
 # Side by side with a same-size Hugging Face BART (issue 7; targets not yet met, see the README).
 bench-speed: install
 	$(PY) benchmarks/speed.py
+
+# Text family: unsupervised summarisation, news lead → title, with ablations (about 45 minutes on 2 CPU cores).
+bench-summarization: install
+	$(PY) benchmarks/summarization.py
 
 clean:
 	rm -rf runs build *.egg-info

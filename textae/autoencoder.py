@@ -76,6 +76,12 @@ class AutoEncoder:
     def family(self) -> str:
         return self.model.config.family
 
+    def require_vector_codes(self, verb: str) -> None:
+        """Latent-space verbs need vector or integer codes, which the text family does not have."""
+        if self.family == "text":
+            raise TextAEError(f"{verb} moves through a vector code space; a text-family model's codes are texts "
+                              "(use summarize, encode or decode, or train an ae / vae / vq model)")
+
     @property
     def code_shape(self) -> tuple[int, ...]:
         """One stored code: (K, D) floats (ae), (Z,) floats (vae), (K·heads,) integers (vq)."""

@@ -114,7 +114,8 @@ _beams_option = click.option("--num-beams", type=int, default=1, help="Beam widt
 @_model_option
 @_input_option
 @click.option("--output", required=True, type=click.Path(),
-              help="Codes file (.parquet): columns id and code (ae: K×D floats; vae: Z floats; vq: K·heads integers).")
+              help="Codes file (.parquet): columns id and code (ae: K×D floats; vae: Z floats; vq: K·heads integers; "
+                   "text: the middle text, also as .jsonl/.csv/.txt).")
 @_text_column_option
 @_id_column_option
 @_batch_option
@@ -124,10 +125,15 @@ def encode(model_dir, input_path, output, text_column, id_column, batch_size) ->
     from .autoencoder import load
     from .io import read_texts, write_rows
 
-    if not output.endswith(".parquet"):
+    model = load(model_dir)
+    if model.family != "text" and not output.endswith(".parquet"):
         raise TextAEError("codes are written as .parquet; name the output e.g. codes.parquet")
     ids, texts = read_texts(input_path, text_column, id_column)
-    codes = load(model_dir).encode(texts, batch_size=batch_size, progress=True)
+    codes = model.encode(texts, batch_size=batch_size, progress=True)
+    if model.family == "text":
+        write_rows(output, {"id": ids, "code": codes})
+        click.echo(f"wrote {len(ids)} middle texts to {output}")
+        return
     write_rows(output, {"id": ids, "code": codes.tolist()})
     click.echo(f"wrote {len(ids)} codes of shape {tuple(codes.shape[1:])} to {output}")
 
@@ -141,14 +147,42 @@ def encode(model_dir, input_path, output, text_column, id_column, batch_size) ->
 @_beams_option
 @_friendly
 def decode(model_dir, input_path, output, id_column, batch_size, num_beams) -> None:
-    """Expand codes (the parquet file `textae encode` writes) back into text."""
+    """Expand codes (the file `textae encode` wrote) back into text; a text-family model expands any short texts."""
     from .autoencoder import load
-    from .io import read_codes, write_rows
+    from .io import read_codes, read_texts, write_rows
 
-    ids, codes = read_codes(input_path, id_column)
-    texts = load(model_dir).decode(codes, batch_size=batch_size, progress=True, num_beams=num_beams)
+    model = load(model_dir)
+    if model.family == "text":
+        ids, codes = read_texts(input_path, "code", id_column) if not input_path.endswith(".txt") else read_texts(input_path)
+    else:
+        ids, codes = read_codes(input_path, id_column)
+    texts = model.decode(codes, batch_size=batch_size, progress=True, num_beams=num_beams)
     write_rows(output, {"id": ids, "text": texts})
     click.echo(f"wrote {len(texts)} texts to {output}")
+
+
+@cli.command()
+@_model_option
+@_input_option
+@click.option("--output", required=True, type=click.Path(), help="Output: .jsonl/.csv/.parquet (id, text, summary) or .txt (summaries, one a line).")
+@click.option("--max-words", type=int, default=None, help="Word budget of each summary. Default: the model's (10).")
+@click.option("--ratio", type=float, default=None, help="Also at most this fraction of the input's words. Default: the model's (0.5).")
+@_text_column_option
+@_id_column_option
+@_batch_option
+@_friendly
+def summarize(model_dir, input_path, output, max_words, ratio, text_column, id_column, batch_size) -> None:
+    """Summarise each row with a text-family model: its most informative words, in order, within the budget."""
+    from .autoencoder import load
+    from .io import read_texts, write_rows
+
+    model = load(model_dir)
+    if model.family != "text":
+        raise TextAEError(f"{model_dir} is a {model.family} model; summaries need a text-family model (textae train --family text)")
+    ids, texts = read_texts(input_path, text_column, id_column)
+    summaries = model.summarize(texts, max_words=max_words, ratio=ratio, batch_size=batch_size, progress=True)
+    write_rows(output, {"id": ids, "text": texts, "summary": summaries})
+    click.echo(f"wrote {len(summaries)} summaries to {output}")
 
 
 @cli.command()

@@ -19,6 +19,7 @@ from .errors import TextAEError
 
 def sample(ae: AutoEncoder, n: int, seed: int = 0, **generate) -> list[str]:
     """n sentences decoded from codes drawn from the model's prior."""
+    ae.require_vector_codes("sample")
     if n < 1:
         raise TextAEError("-n must be at least 1")
     try:
@@ -30,6 +31,7 @@ def sample(ae: AutoEncoder, n: int, seed: int = 0, **generate) -> list[str]:
 
 def interpolate(ae: AutoEncoder, a: str, b: str, steps: int = 5, **generate) -> list[str]:
     """Sentences decoded at `steps` evenly spaced points from a's code to b's (both ends included)."""
+    ae.require_vector_codes("interpolate")
     if steps < 2:
         raise TextAEError("--steps must be at least 2 (the two ends)")
     codes = ae.code_tensor(ae.encode([a, b]))
@@ -69,6 +71,7 @@ def paraphrase(
     first round's perturbation (None: the family's default, e.g. 0.5 prior standard deviations
     for a VAE, a 10 % chance to swap each VQ code).
     """
+    ae.require_vector_codes("paraphrase")
     if n < 1 or candidates < 1:
         raise TextAEError("-n and --candidates must be at least 1")
     gen = torch.Generator().manual_seed(seed)

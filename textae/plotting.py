@@ -50,6 +50,7 @@ def plot_codes(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ae.require_vector_codes("plot")
     output = Path(output)
     if output.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise TextAEError(f"cannot draw '{output.name}': name the map .png, .pdf or .svg")

@@ -2,7 +2,7 @@
 
 from .config import TextAEConfig
 from .model import TextAEModel, TextAEOutput
-from .text.model import TextCodeModel, TextCodeOutput
+from .text.model import TextCodeModel
 
 
 def model_class(family: str) -> type[TextAEModel] | type[TextCodeModel]:
@@ -10,4 +10,4 @@ def model_class(family: str) -> type[TextAEModel] | type[TextCodeModel]:
     return TextCodeModel if family == "text" else TextAEModel
 
 
-__all__ = ["TextAEConfig", "TextAEModel", "TextAEOutput", "TextCodeModel", "TextCodeOutput", "model_class"]
+__all__ = ["TextAEConfig", "TextAEModel", "TextAEOutput", "TextCodeModel", "model_class"]

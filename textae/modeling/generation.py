@@ -1,4 +1,8 @@
-"""Decoding from codes: greedy, sampling and beam search over the decoder's key/value cache."""
+"""Decoding from codes: greedy, sampling and beam search over the decoder's key/value cache.
+
+A model provides `_memory(code) → (kvs, extra)`, `_decode(tokens, start, kvs, extra, caches)` and
+`output_logits(hidden, extra)`; `extra` is whatever else its decoder reads (chunk biases, a copy source).
+"""
 
 from __future__ import annotations
 
@@ -34,14 +38,14 @@ def greedy_or_sample(
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     cfg = model.config
-    kvs, bias = model._memory(code)
+    kvs, extra = model._memory(code)
     b = code.shape[0]
     tokens = code.new_full((b, 1), cfg.bos_token_id, dtype=torch.long)
     done = torch.zeros(b, dtype=torch.bool, device=code.device)
     out, caches = [], None
     for step in range(max_new_tokens):
-        hidden, caches = model._decode(tokens, step, kvs, bias, caches)
-        logits = model.lm_head(hidden[:, -1]).float()
+        hidden, caches = model._decode(tokens, step, kvs, extra, caches)
+        logits = model.output_logits(hidden[:, -1:], extra)[:, 0].float()
         if do_sample:
             probs = _filter_logits(logits / max(temperature, 1e-5), top_k, top_p).softmax(-1)
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
@@ -63,7 +67,7 @@ def beam_search(
     cfg = model.config
     b, v = code.shape[0], cfg.vocab_size
     code = code.repeat_interleave(num_beams, dim=0)  # (B*N, K, D)
-    kvs, bias = model._memory(code)
+    kvs, extra = model._memory(code)
     scores = code.new_zeros(b, num_beams, dtype=torch.float)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     seqs = code.new_zeros(b * num_beams, 0, dtype=torch.long)
@@ -72,8 +76,8 @@ def beam_search(
     tokens = code.new_full((b * num_beams, 1), cfg.bos_token_id, dtype=torch.long)
     caches = None
     for step in range(max_new_tokens):
-        hidden, caches = model._decode(tokens, step, kvs, bias, caches)
-        logp = model.lm_head(hidden[:, -1]).float().log_softmax(-1)  # (B*N, V)
+        hidden, caches = model._decode(tokens, step, kvs, extra, caches)
+        logp = model.output_logits(hidden[:, -1:], extra)[:, 0].float().log_softmax(-1)  # (B*N, V)
         # Finished beams: only padding, at no cost.
         logp[done] = float("-inf")
         logp[done, cfg.pad_token_id] = 0.0

@@ -132,6 +132,10 @@ class TextAEModel(PreTrainedModel):
             new_caches.append(c)
         return self.decoder_norm(x), new_caches
 
+    def output_logits(self, hidden: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits (B, T, V) from decoder states (the generation contract; see generation.py)."""
+        return self.lm_head(hidden)
+
     def sequence_log_likelihood(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """log p(labels | code) summed per sentence (B,), for a code as the decoder reads it (B, K, D)."""
         kvs, bias = self._memory(code)

@@ -4,12 +4,16 @@ Data flow for a batch of B sentences of T tokens (W words, k = budget words kept
   compressor: tokens (B, T) → Transformer encoder (B, T, d) → one keep logit per word (B, T),
       scored at each word's first token → k words chosen → middle text (B, M), the kept tokens in order
   reconstructor: middle (B, M) → its own encoder (B, M, d) = memory → causal decoder that
-      cross-attends to the memory → logits (B, T, V) of the whole input
+      cross-attends to the memory → a copy / generate mixture (B, T, V) over the whole input
   readability: a WGAN-GP critic scores the middle text against runs of k consecutive real words,
       and an optional small LM of the corpus scores its fluency.
 The middle text is discrete. REINFORCE (default) samples k words without replacement and uses the
 greedy choice's reward as the baseline (self-critical); Gumbel uses a relaxed top-k whose gates
 scale the middle tokens' embeddings (1 forward, soft gradient back).
+
+Why a copy mechanism (See et al. 2017's pointer-generator): most of what the reconstructor writes
+is the middle text's own words. Without it, the reconstructor spent 800 steps learning to copy
+through cross-attention (held-out token accuracy 0.18), and the compressor's reward was noise.
 
 Why extract words rather than generate from the whole vocabulary: a word-picking compressor is
 readable and faithful from its first step, and trains in CPU minutes; unsupervised sentence
@@ -18,8 +22,6 @@ al. 2020). The compressor's own choices are all it learns: which words, under a 
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -36,14 +38,6 @@ from .select import (
     NEG, budgets, compact, relaxed_top_k, sample_without_replacement, start_of_token, top_k_mask, window_mask,
     word_starts,
 )
-
-
-@dataclass
-class TextCodeOutput(TextAEOutput):
-    """TextAEOutput plus the middle text the reconstructor read (B, M) and its mask."""
-
-    middle: torch.Tensor | None = None
-    middle_mask: torch.Tensor | None = None
 
 
 def _frozen(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
@@ -73,6 +67,8 @@ class TextCodeModel(PreTrainedModel):
         self.reader, self.reader_norm = layers(EncoderLayer, config.encoder_layers), nn.LayerNorm(d)
         self.decoder, self.decoder_norm = layers(DecoderLayer, config.decoder_layers), nn.LayerNorm(d)
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self.copy_query, self.copy_key = nn.Linear(d, d), nn.Linear(d, d)
+        self.copy_gate = nn.Linear(d, 1)  # probability of generating from the vocabulary rather than copying
         o = self.options
         self.critic = Critic(config.vocab_size, config.max_positions, o.critic_dim, o.critic_layers) if o.adversarial_weight else None
         self.prior = (
@@ -130,8 +126,9 @@ class TextCodeModel(PreTrainedModel):
         return compact(input_ids, keep, self.config.pad_token_id)[0]
 
     # ----- reconstructor ------------------------------------------------------------------
-    def _memory(self, middle: torch.Tensor, gates: torch.Tensor | None = None) -> tuple[list[MemoryKV], None]:
-        """Middle text (B, M) → per-layer cross-attention keys/values over the reader's states."""
+    def _memory(self, middle: torch.Tensor, gates: torch.Tensor | None = None) -> tuple[list[MemoryKV], tuple]:
+        """Middle text (B, M) → per-layer cross-attention keys/values over the reader's states, and
+        the copy source: keys (B, M, d), token ids (B, M) and mask (B, M)."""
         mask = middle.ne(self.config.pad_token_id)
         x = self.embed_tokens(middle)
         if gates is not None:
@@ -140,9 +137,21 @@ class TextCodeModel(PreTrainedModel):
         for layer in self.reader:
             x = layer(x, mask[:, None, None, :])
         memory = self.reader_norm(x)
-        return [layer.cross_attn.memory_kv(memory, mask) for layer in self.decoder], None
+        kvs = [layer.cross_attn.memory_kv(memory, mask) for layer in self.decoder]
+        return kvs, (self.copy_key(memory), middle, mask)
 
-    def _decode(self, tokens: torch.Tensor, start: int, kvs: list[MemoryKV], bias: None = None,
+    def output_logits(self, hidden: torch.Tensor, source: tuple) -> torch.Tensor:
+        """Log-probabilities (B, T, V) of generating or copying a middle-text token (normalised
+        already, so they serve as logits everywhere)."""
+        keys, ids, mask = source
+        scores = self.copy_query(hidden) @ keys.transpose(1, 2) / keys.shape[-1] ** 0.5  # (B, T, M)
+        attn = scores.float().masked_fill(~mask[:, None, :], -1e9).softmax(-1) * mask[:, None, :]
+        copy = torch.zeros(*hidden.shape[:2], self.config.vocab_size, device=hidden.device, dtype=attn.dtype)
+        copy = copy.scatter_add(2, ids[:, None, :].expand(-1, hidden.shape[1], -1), attn)
+        generate = torch.sigmoid(self.copy_gate(hidden).float())  # (B, T, 1)
+        return torch.log(generate * self.lm_head(hidden).float().softmax(-1) + (1 - generate) * copy + 1e-9)
+
+    def _decode(self, tokens: torch.Tensor, start: int, kvs: list[MemoryKV], extra: tuple | None = None,
                 caches: list[KVCache] | None = None) -> tuple[torch.Tensor, list[KVCache]]:
         """Decoder hidden states for `tokens` (B, T) at positions start..start+T-1 (same contract as TextAEModel)."""
         pos = torch.arange(start, start + tokens.shape[1], device=tokens.device)
@@ -160,9 +169,9 @@ class TextCodeModel(PreTrainedModel):
 
     def _reconstruct(self, middle, gates, labels, decoder_input_ids):
         """Teacher-forced logits (B, T, V) and each sentence's mean token NLL (B,)."""
-        kvs, _ = self._memory(middle, gates)
+        kvs, source = self._memory(middle, gates)
         hidden, _ = self._decode(decoder_input_ids, 0, kvs)
-        logits = self.lm_head(hidden)
+        logits = self.output_logits(hidden, source)
         nll = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), reduction="none").view_as(labels)
         return logits, nll.sum(1) / labels.ne(-100).sum(1).clamp(min=1)
 
@@ -174,8 +183,9 @@ class TextCodeModel(PreTrainedModel):
         labels: torch.Tensor | None = None,
         decoder_input_ids: torch.Tensor | None = None,
         **kwargs,
-    ) -> TextCodeOutput:
-        """Compress the clean sentence in `labels` (B, T; -100 = ignore) and rebuild it.
+    ) -> TextAEOutput:
+        """Compress the clean sentence in `labels` (B, T; -100 = ignore) and rebuild it; `code` is
+        the middle text (B, M) the reconstructor read (the sample, when training with REINFORCE).
 
         The compressor reads the clean sentence: the middle text is made of its words, so BERT-style
         noise would leak mask tokens into it; word dropout on `decoder_input_ids` still applies.
@@ -203,7 +213,7 @@ class TextCodeModel(PreTrainedModel):
         else:
             keep, word_gates = relaxed_top_k(logits, k, o.gumbel_temperature)
             gates = word_gates.gather(1, owner)
-        middle, middle_mask, middle_gates = compact(src, tokens(keep), pad, gates)
+        middle, _, middle_gates = compact(src, tokens(keep), pad, gates)
         rows = middle
         if logp is not None:  # one reconstructor pass over the sample and the greedy baseline
             greedy_middle, _, _ = compact(src, tokens(greedy), pad)
@@ -237,8 +247,7 @@ class TextCodeModel(PreTrainedModel):
         if self.training and (self.critic is not None or self.prior is not None):
             losses.update(self._critic_losses(src, starts, owner, selectable, k, middle, stats))
         loss = sum(losses.values())
-        return TextCodeOutput(loss=loss, losses=losses, logits=out_logits[: len(middle)], code=middle,
-                              stats=stats, middle=middle, middle_mask=middle_mask)
+        return TextAEOutput(loss=loss, losses=losses, logits=out_logits[: len(middle)], code=middle, stats=stats)
 
     def _critic_score(self, middle: torch.Tensor, gates: torch.Tensor | None) -> torch.Tensor:
         """The critic's score of middle texts (B,), through frozen weights."""

@@ -1,0 +1,162 @@
+"""Pipeline: unsupervised summarisation with the text family, evaluated on news lead → title.
+
+    python -m pipelines.summarization [--config configs/text.yaml] [--workdir runs/summarization]
+        [--pretrain-steps N] [--train-steps N] [--max-words 10] [--set k=v ...] [--results FILE]
+
+Training reads news article sentences only (the `text` column); titles are read by the evaluate
+stage alone. Stages (each skipped when its outputs are newer than its inputs and its parameters
+are unchanged; a killed training stage resumes from its last checkpoint):
+  prepare          → WORKDIR/pairs.jsonl          the lead → title evaluation pairs
+  pretrain         → WORKDIR/pretrain/final/      reconstructor learns from random word subsets
+  train            → WORKDIR/train/final/         compressor + reconstructor + WGAN-GP critic (REINFORCE)
+  no_discriminator → WORKDIR/no_discriminator/    ablation: reconstruction reward only
+  prior            → WORKDIR/prior/final/         the LM prior instead of the critic
+  gumbel           → WORKDIR/gumbel/final/        Gumbel relaxed top-k instead of REINFORCE
+  evaluate         → WORKDIR/eval.json            ROUGE of every system and of Lead-8 / Lead-10
+  report           → WORKDIR/report.md, WORKDIR/summarization.json (and --results)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import click
+
+from textae import load, load_config
+from textae.cli import configure_logging
+from textae.errors import TextAEError
+from textae.summaries import lead, lead_title_pairs, rouge, timed
+
+from .autoencoder import _train_stage
+from .stages import Stage, run_stages
+
+# name → the text-family options that make the variant (over the config's own)
+VARIANTS = {
+    "train": {},
+    "no_discriminator": {"adversarial_weight": 0.0},
+    "prior": {"adversarial_weight": 0.0, "prior_weight": 0.5},
+    "gumbel": {"estimator": "gumbel"},
+}
+
+
+def _prepare(out: Path, limit: int | None) -> None:
+    pairs = lead_title_pairs()[:limit]
+    out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+
+
+def _evaluate(pairs_path: Path, finals: dict[str, Path], max_words: int, out: Path) -> None:
+    pairs = [json.loads(l) for l in pairs_path.read_text().splitlines()]
+    sources, titles = [p["source"] for p in pairs], [p["title"] for p in pairs]
+    result: dict = {"pairs": len(pairs), "max_words": max_words, "systems": {}, "summaries": {}}
+    for n in (8, 10):
+        result["systems"][f"lead{n}"] = rouge(lead(sources, n), titles)
+    for name, final in finals.items():
+        codec = load(final, device="cpu")
+        summaries, per_s = timed(lambda: codec.summarize(sources, max_words=max_words, progress=True))
+        result["systems"][name] = rouge(summaries, titles) | {"sentences_per_s": per_s}
+        result["summaries"][name] = summaries
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, results: Path | None) -> None:
+    ev = json.loads(eval_json.read_text())
+    pairs = [json.loads(l) for l in pairs_path.read_text().splitlines()]
+    systems = ev["systems"]
+    main, lead8 = systems["train"], systems["lead8"]
+    summary = {
+        "rouge1": main["rouge1"], "rouge2": main["rouge2"], "rougeL": main["rougeL"], "avg_words": main["avg_words"],
+        "lead8": {k: lead8[k] for k in ("rouge1", "rouge2", "rougeL")},
+        "lead10": {k: systems["lead10"][k] for k in ("rouge1", "rouge2", "rougeL")},
+        "no_discriminator": {k: systems["no_discriminator"][k] for k in ("rouge1", "rouge2", "rougeL", "avg_words")},
+        "prior_instead_of_discriminator": {k: systems["prior"][k] for k in ("rouge1", "rouge2", "rougeL", "avg_words")},
+        "gumbel_instead_of_reinforce": {k: systems["gumbel"][k] for k in ("rouge1", "rouge2", "rougeL", "avg_words")},
+        "sentences_per_s": main["sentences_per_s"],
+        "target_rouge1": lead8["rouge1"] + 7,
+        "pairs": ev["pairs"], "max_words": ev["max_words"],
+        "device": "cpu",
+        "command": command,
+    }
+    picks = random.Random(0).sample(range(len(pairs)), min(20, len(pairs)))
+    summary["examples"] = [{"source": pairs[i]["source"], "summary": ev["summaries"]["train"][i], "title": pairs[i]["title"]}
+                           for i in picks]
+    (workdir / "summarization.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    if results is not None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    rows = "\n".join(
+        f"| {name} | {s['rouge1']:.2f} | {s['rouge2']:.2f} | {s['rougeL']:.2f} | {s['avg_words']:.1f} |"
+        for name, s in systems.items()
+    )
+    examples = "\n".join(f"| {e['source']} | {e['summary']} | {e['title']} |" for e in summary["examples"])
+    (workdir / "report.md").write_text(
+        f"# Summarisation report: news lead → title\n\n{ev['pairs']} pairs, at most {ev['max_words']} words per summary; "
+        f"target ROUGE-1 = Lead-8 + 7 = {summary['target_rouge1']:.2f}.\n\n"
+        f"| system | ROUGE-1 | ROUGE-2 | ROUGE-L | words |\n|---|---|---|---|---|\n{rows}\n\n"
+        f"Summaries per second (CPU): {main['sentences_per_s']:.0f}\n\n"
+        f"## 20 random examples\n\n| source | summary | title |\n|---|---|---|\n{examples}\n"
+    )
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default="configs/text.yaml", show_default=True,
+              help="Text-family YAML config.")
+@click.option("--workdir", type=click.Path(file_okay=False), default="runs/summarization", show_default=True)
+@click.option("--pretrain-steps", type=int, default=800, show_default=True, help="Reconstructor steps on random word subsets.")
+@click.option("--train-steps", type=int, default=600, show_default=True, help="Steps of each trained variant.")
+@click.option("--max-words", type=int, default=10, show_default=True, help="Word budget of the evaluated summaries.")
+@click.option("--eval-pairs", type=int, default=None, help="Evaluate on the first N pairs only (quick runs). Default: all.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config value (repeatable).")
+@click.option("--results", type=click.Path(dir_okay=False), default=None, help="Also write summarization.json here.")
+@click.option("--force", is_flag=True, help="Re-run every stage, retraining from scratch.")
+def main(config_path, workdir, pretrain_steps, train_steps, max_words, eval_pairs, sets, results, force) -> None:
+    """prepare → pretrain → train (+ ablations) → evaluate → report, skipping stages that are up to date."""
+    configure_logging()
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    command = "python -m pipelines.summarization " + " ".join(sys.argv[1:])
+    try:
+        overrides = dict(s.split("=", 1) for s in sets)
+        base = load_config(config_path, overrides)
+        if base.model.get("family") != "text":
+            raise TextAEError(f"{config_path} is not a text-family config (model.family: text)")
+        options = dict(base.model.get("bottleneck", {}))
+
+        def run_config(name: str, steps: int, extra: dict, init_from: Path | None = None):
+            values = {**overrides, "train.output_dir": str(work / name), "train.max_steps": steps,
+                      "train.max_minutes": None, "model.bottleneck": {**options, **extra}}
+            if init_from is not None:
+                values |= {"train.init_from": str(init_from), "train.warmup_steps": 20}
+            return load_config(config_path, values)
+
+        pairs = work / "pairs.jsonl"
+        pre = run_config("pretrain", pretrain_steps, {"random_steps": 10**9})
+        stages = [
+            Stage("prepare", lambda: _prepare(pairs, eval_pairs), [pairs], params={"eval_pairs": eval_pairs}),
+            Stage("pretrain", lambda: _train_stage(pre, work / "pretrain", force), [work / "pretrain/final/model.safetensors"],
+                  params=pre.to_dict()),
+        ]
+        finals = {}
+        for name, extra in VARIANTS.items():
+            cfg = run_config(name, train_steps, {**extra, "random_steps": 0}, work / "pretrain/final")
+            finals[name] = work / name / "final"
+            stages.append(Stage(name, lambda cfg=cfg, name=name: _train_stage(cfg, work / name, force),
+                                [finals[name] / "model.safetensors"], [work / "pretrain/final/model.safetensors"],
+                                params=cfg.to_dict()))
+        stages += [
+            Stage("evaluate", lambda: _evaluate(pairs, finals, max_words, work / "eval.json"), [work / "eval.json"],
+                  [pairs, *(f / "model.safetensors" for f in finals.values())], params={"max_words": max_words}),
+            Stage("report", lambda: _report(work / "eval.json", pairs, work, command, Path(results) if results else None),
+                  [work / "report.md", work / "summarization.json"], [work / "eval.json"], params={"results": results}),
+        ]
+        ran = run_stages(stages, force=force)
+    except (TextAEError, ValueError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"ran: {', '.join(ran) or 'nothing (all up to date)'}; report: {work / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""The text family: word selection maths, the critic's gradient penalty, gradients through the
+discrete middle text, the length budget, and `summarize` / `encode` / `decode` end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+from click.testing import CliRunner
+
+import textae
+from textae.cli import cli
+from textae.config import build_config
+from textae.modeling import TextAEConfig, TextCodeModel
+from textae.modeling.text.critic import gradient_penalty
+from textae.modeling.text.select import (
+    NEG, budgets, compact, relaxed_top_k, sample_without_replacement, top_k_mask, window_mask,
+)
+from textae.training import train
+
+from .conftest import SENTENCES, tiny_overrides
+
+TEXT = {"max_words": 3, "ratio": 0.5, "critic_dim": 16, "prior_weight": 0.5}
+
+
+# ----- selection maths ---------------------------------------------------------------------
+def test_budget_is_the_smaller_of_words_and_ratio_and_at_least_one():
+    assert budgets(torch.tensor([24, 6, 1, 0]), max_words=10, ratio=0.5).tolist() == [10, 3, 1, 1]
+
+
+def test_sample_log_probability_is_plackett_luce():
+    logits = torch.tensor([[0.5, -1.0, 2.0, NEG]])
+    mask, logp = sample_without_replacement(logits, torch.tensor([2]), torch.Generator().manual_seed(0))
+    assert mask.sum() == 2 and not mask[0, 3]
+    # The probability of the chosen set, summed over both orders of drawing it.
+    chosen = mask[0].nonzero().flatten().tolist()
+    w = logits[0, :3].exp()
+    p_set = sum(w[a] / w.sum() * w[b] / (w.sum() - w[a]) for a, b in itertools.permutations(chosen))
+    first_order = [(a, b) for a, b in itertools.permutations(chosen)]
+    p_orders = [float(w[a] / w.sum() * w[b] / (w.sum() - w[a])) for a, b in first_order]
+    assert any(math.isclose(math.exp(float(logp)), p, rel_tol=1e-5) for p in p_orders)
+    assert math.exp(float(logp)) < float(p_set)
+
+
+def test_relaxed_top_k_is_hard_forward_and_reaches_every_logit():
+    logits = torch.tensor([[1.0, 0.2, -0.5, 0.8, NEG]], requires_grad=True)
+    hard, gates = relaxed_top_k(logits, torch.tensor([2]), 0.5, torch.Generator().manual_seed(1))
+    assert torch.allclose(gates.detach(), hard.float(), atol=1e-6) and hard.sum() == 2
+    (gates * torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0]])).sum().backward()
+    assert (logits.grad[0, :4] != 0).all()  # dropped words are pushed too, not only the kept ones
+
+
+def test_compact_keeps_order_and_window_is_contiguous():
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0]])
+    keep = torch.tensor([[False, True, False, True, True, False]])
+    middle, mask, _ = compact(ids, keep, pad_id=0)
+    assert middle.tolist() == [[6, 8, 9]] and mask.all()
+    starts = torch.tensor([[True] * 5 + [False]])
+    window = window_mask(starts, torch.tensor([3]), torch.Generator().manual_seed(0))[0].tolist()
+    first = window.index(True)
+    assert window[first : first + 3] == [True] * 3 and sum(window) == 3
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    class Linear(torch.nn.Module):  # D(x) = <w, x>: its gradient is w everywhere, of norm 3
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.full((2, 4), 3.0 / math.sqrt(8)))
+
+        def forward(self, x, mask):
+            return (x * self.w).sum((1, 2))
+
+    real, fake = torch.randn(5, 2, 4), torch.randn(5, 2, 4)
+    gp = gradient_penalty(Linear(), real, fake, torch.ones(5, 2, dtype=torch.bool))
+    assert math.isclose(float(gp.detach()), (3.0 - 1.0) ** 2, rel_tol=1e-5)
+    gp.backward()  # the penalty trains the critic: it needs a second derivative
+
+
+# ----- the model ---------------------------------------------------------------------------
+def _tiny_model(**options) -> TextCodeModel:
+    torch.manual_seed(0)
+    cfg = TextAEConfig(vocab_size=50, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=64,
+                       max_positions=16, num_codes=4, code_dim=8, family="text", bottleneck={**TEXT, **options})
+    model = TextCodeModel(cfg)
+    model.word_start[:] = True
+    return model.train()
+
+
+def _batch() -> dict[str, torch.Tensor]:
+    labels = torch.randint(5, 50, (4, 9))
+    labels[:, -1] = 3  # EOS
+    labels[0, 6:] = -100
+    return {"input_ids": labels.clamp(min=0), "labels": labels}
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "gumbel"])
+def test_gradients_reach_the_compressor_through_the_middle_text(estimator):
+    model = _tiny_model(estimator=estimator)
+    out = model(**_batch())
+    assert {"reconstruction", "critic", "gradient_penalty", "prior_lm"} <= set(out.losses)
+    assert ("policy" in out.losses) == (estimator == "reinforce")
+    generator_terms = sum(v for k, v in out.losses.items() if k not in {"critic", "gradient_penalty", "prior_lm"})
+    generator_terms.backward()
+    assert model.keep_head.weight.grad.abs().sum() > 0 and model.encoder[0].attn.qkv.weight.grad.abs().sum() > 0
+    # The compressor's terms never train the critic or the prior: those have their own losses.
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.critic_parameters())
+
+
+def test_random_steps_leave_the_compressor_untrained():
+    model = _tiny_model(random_steps=10, adversarial_weight=0.0, prior_weight=0.0)
+    out = model(**_batch())
+    assert set(out.losses) == {"reconstruction"}
+    out.loss.backward()
+    assert model.keep_head.weight.grad is None
+
+
+# ----- end to end --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n")
+    AcceleratorState._reset_state(True)
+    cfg = build_config(overrides={
+        **tiny_overrides(corpus, root / "run", **{"train.max_steps": 30, "train.eval_every": 30}),
+        "model.family": "text", "model.bottleneck": TEXT,
+    })
+    final = train(cfg, progress=False)
+    AcceleratorState._reset_state(True)
+    return final
+
+
+def test_training_logs_every_term_by_name(text_model):
+    logged = set().union(*(json.loads(l) for l in (text_model.parent / "metrics.jsonl").read_text().splitlines()))
+    assert {"reconstruction", "policy", "critic", "gradient_penalty", "prior_lm", "critic_gap", "reward",
+            "middle_words", "eval_summary_words", "bleu"} <= logged
+
+
+def test_summaries_are_in_order_within_budget_and_made_of_the_input_words(text_model):
+    codec = textae.load(text_model)
+    assert isinstance(codec, textae.TextCodec)
+    texts = [*SENTENCES, "", "one"]
+    summaries = codec.summarize(texts, max_words=2)
+    assert len(summaries) == len(texts) and summaries[-2] == ""
+    for text, summary in zip(texts, summaries):
+        words = summary.split()
+        assert len(words) <= 2 and len(words) <= max(1, math.ceil(0.5 * len(text.split())))
+        rest = iter(text.split())
+        assert all(any(w == x for x in rest) for w in words), (text, summary)  # a subsequence of the input
+    assert all(len(s.split()) <= 3 for s in codec.summarize(SENTENCES))  # the model's own budget
+
+
+def test_summarize_cli_passes_ids_through_in_input_order(text_model, tmp_path):
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(reversed(SENTENCES))]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(cli, ["summarize", "--model", str(text_model), "--input", str(src),
+                                      "--output", str(tmp_path / "out.jsonl"), "--max-words", "2"])
+    assert result.exit_code == 0, result.output
+    out = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [o["id"] for o in out] == [r["id"] for r in rows] and [o["text"] for o in out] == [r["text"] for r in rows]
+    assert all(len(o["summary"].split()) <= 2 for o in out)
+
+
+def test_encode_writes_middle_text_and_decode_expands_it(text_model, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(SENTENCES[:3]) + "\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["encode", "--model", str(text_model), "--input", str(src), "--output", str(tmp_path / "codes.jsonl")])
+    assert result.exit_code == 0, result.output
+    codes = [json.loads(l)["code"] for l in (tmp_path / "codes.jsonl").read_text().splitlines()]
+    assert len(codes) == 3 and all(isinstance(c, str) and 1 <= len(c.split()) <= 3 for c in codes)
+    result = runner.invoke(cli, ["decode", "--model", str(text_model), "--input", str(tmp_path / "codes.jsonl"),
+                                 "--output", str(tmp_path / "back.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "back.jsonl").read_text().splitlines()) == 3
+
+
+def test_bad_requests_give_one_line_errors(text_model, tmp_path, corpus):
+    runner = CliRunner()
+    src = tmp_path / "in.txt"
+    src.write_text("a b c\n")
+    result = runner.invoke(cli, ["summarize", "--model", str(text_model), "--input", str(src), "--output",
+                                 str(tmp_path / "o.txt"), "--max-words", "0"])
+    assert result.exit_code == 2 and "max-words" in result.output
+    result = runner.invoke(cli, ["sample", "--model", str(text_model)])
+    assert result.exit_code == 2 and "text-family" in result.output
+
+
+def test_init_from_an_autoencoder_starts_compressor_and_reader_from_its_encoder(tmp_path):
+    from textae.modeling import TextAEModel
+    from textae.training.loop import _initialise_from
+
+    sizes = dict(vocab_size=50, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=64, max_positions=16,
+                 num_codes=4, code_dim=8)
+    torch.manual_seed(1)
+    TextAEModel(TextAEConfig(**sizes)).save_pretrained(tmp_path)
+    ae = TextAEModel.from_pretrained(tmp_path)
+    model = _tiny_model()
+    _initialise_from(model, tmp_path)
+    for name in ("encoder", "reader"):
+        assert torch.equal(getattr(model, name)[0].attn.qkv.weight, ae.encoder[0].attn.qkv.weight)
+    assert torch.equal(model.decoder[0].self_attn.qkv.weight, ae.decoder[0].self_attn.qkv.weight)
+
+
+def test_a_killed_run_resumes_with_the_critic_optimiser(tmp_path, corpus):
+    overrides = {**tiny_overrides(corpus, tmp_path / "run", **{"train.max_steps": 4, "train.save_every": 2}),
+                 "model.family": "text", "model.bottleneck": TEXT}
+    AcceleratorState._reset_state(True)
+    train(build_config(overrides=overrides), progress=False)
+    AcceleratorState._reset_state(True)
+    train(build_config(overrides={**overrides, "train.max_steps": 6}), resume=True, progress=False)
+    AcceleratorState._reset_state(True)
+    steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 6
+    assert (tmp_path / "run" / "checkpoints" / "step-6" / "optimizer_1.bin").is_file()  # the critic's own state
