@@ -33,10 +33,10 @@ def main() -> None:
             ("LM prior, no discriminator", result["prior_instead_of_discriminator"]),
             ("Gumbel instead of REINFORCE", result["gumbel_instead_of_reinforce"]), ("Lead-8", result["lead8"]),
             ("Lead-10", result["lead10"])]
-    print(f"\n{'system':28s} {'R-1':>6s} {'R-2':>6s} {'R-L':>6s} {'words':>6s}")
+    print(f"\n{'system':28s} {'R-1':>6s} {'R-2':>6s} {'R-L':>6s} {'words':>6s} {'bigrams%':>8s}")
     for name, r in rows:
-        words = f"{r['avg_words']:6.1f}" if "avg_words" in r else "   8.0" if name == "Lead-8" else "  10.0"
-        print(f"{name:28s} {r['rouge1']:6.2f} {r['rouge2']:6.2f} {r['rougeL']:6.2f} {words}")
+        print(f"{name:28s} {r['rouge1']:6.2f} {r['rouge2']:6.2f} {r['rougeL']:6.2f} {r['avg_words']:6.1f} "
+              f"{r['attested_bigrams']:8.1f}")
     print(f"target R-1 (Lead-8 + 7): {result['target_rouge1']:.2f}; summaries/s: {result['sentences_per_s']:.0f}")
 
 

@@ -7,7 +7,8 @@ Training reads news article sentences only (the `text` column); titles are read 
 stage alone. Stages (each skipped when its outputs are newer than its inputs and its parameters
 are unchanged; a killed training stage resumes from its last checkpoint):
   prepare          → WORKDIR/pairs.jsonl          the lead → title evaluation pairs
-  pretrain         → WORKDIR/pretrain/final/      reconstructor learns from random word subsets
+  pretrain         → WORKDIR/pretrain/final/      reconstructor learns from random word subsets; the
+                                                  critic and the prior LM learn real text meanwhile
   train            → WORKDIR/train/final/         compressor + reconstructor + WGAN-GP critic (REINFORCE)
   no_discriminator → WORKDIR/no_discriminator/    ablation: reconstruction reward only
   prior            → WORKDIR/prior/final/         the LM prior instead of the critic
@@ -28,16 +29,18 @@ import click
 from textae import load, load_config
 from textae.cli import configure_logging
 from textae.errors import TextAEError
-from textae.summaries import lead, lead_title_pairs, rouge, timed
+from textae.data import DataConfig, prepare
+from textae.summaries import attested_bigrams, lead, lead_title_pairs, rouge, timed
 
 from .autoencoder import _train_stage
 from .stages import Stage, run_stages
 
+PRIOR_WEIGHT = 0.5
 # name → the text-family options that make the variant (over the config's own)
 VARIANTS = {
     "train": {},
     "no_discriminator": {"adversarial_weight": 0.0},
-    "prior": {"adversarial_weight": 0.0, "prior_weight": 0.5},
+    "prior": {"adversarial_weight": 0.0, "prior_weight": PRIOR_WEIGHT},
     "gumbel": {"estimator": "gumbel"},
 }
 
@@ -47,18 +50,25 @@ def _prepare(out: Path, limit: int | None) -> None:
     out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
 
 
-def _evaluate(pairs_path: Path, finals: dict[str, Path], max_words: int, out: Path) -> None:
+def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_words: int, out: Path) -> None:
     pairs = [json.loads(l) for l in pairs_path.read_text().splitlines()]
     sources, titles = [p["source"] for p in pairs], [p["title"] for p in pairs]
+    corpus = prepare(data)["train"]["text"]  # the training sentences: what "real text" means for readability
     result: dict = {"pairs": len(pairs), "max_words": max_words, "systems": {}, "summaries": {}}
+    score = lambda summaries: rouge(summaries, titles) | {"attested_bigrams": attested_bigrams(summaries, corpus)}
     for n in (8, 10):
-        result["systems"][f"lead{n}"] = rouge(lead(sources, n), titles)
+        result["systems"][f"lead{n}"] = score(lead(sources, n))
+    result["systems"]["titles"] = {"attested_bigrams": attested_bigrams(titles, corpus)}
     for name, final in finals.items():
         codec = load(final, device="cpu")
         summaries, per_s = timed(lambda: codec.summarize(sources, max_words=max_words, progress=True))
-        result["systems"][name] = rouge(summaries, titles) | {"sentences_per_s": per_s}
+        result["systems"][name] = score(summaries) | {"sentences_per_s": per_s}
         result["summaries"][name] = summaries
     out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def _figures(system: dict) -> dict:
+    return {k: system[k] for k in ("rouge1", "rouge2", "rougeL", "avg_words", "attested_bigrams")}
 
 
 def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, results: Path | None) -> None:
@@ -68,11 +78,12 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
     main, lead8 = systems["train"], systems["lead8"]
     summary = {
         "rouge1": main["rouge1"], "rouge2": main["rouge2"], "rougeL": main["rougeL"], "avg_words": main["avg_words"],
-        "lead8": {k: lead8[k] for k in ("rouge1", "rouge2", "rougeL")},
-        "lead10": {k: systems["lead10"][k] for k in ("rouge1", "rouge2", "rougeL")},
-        "no_discriminator": {k: systems["no_discriminator"][k] for k in ("rouge1", "rouge2", "rougeL", "avg_words")},
-        "prior_instead_of_discriminator": {k: systems["prior"][k] for k in ("rouge1", "rouge2", "rougeL", "avg_words")},
-        "gumbel_instead_of_reinforce": {k: systems["gumbel"][k] for k in ("rouge1", "rouge2", "rougeL", "avg_words")},
+        "attested_bigrams": main["attested_bigrams"], "titles_attested_bigrams": systems["titles"]["attested_bigrams"],
+        "lead8": _figures(lead8),
+        "lead10": _figures(systems["lead10"]),
+        "no_discriminator": _figures(systems["no_discriminator"]),
+        "prior_instead_of_discriminator": _figures(systems["prior"]),
+        "gumbel_instead_of_reinforce": _figures(systems["gumbel"]),
         "sentences_per_s": main["sentences_per_s"],
         "target_rouge1": lead8["rouge1"] + 7,
         "pairs": ev["pairs"], "max_words": ev["max_words"],
@@ -87,14 +98,16 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     rows = "\n".join(
-        f"| {name} | {s['rouge1']:.2f} | {s['rouge2']:.2f} | {s['rougeL']:.2f} | {s['avg_words']:.1f} |"
-        for name, s in systems.items()
+        f"| {name} | {s['rouge1']:.2f} | {s['rouge2']:.2f} | {s['rougeL']:.2f} | {s['avg_words']:.1f} | {s['attested_bigrams']:.1f} |"
+        for name, s in systems.items() if "rouge1" in s
     )
     examples = "\n".join(f"| {e['source']} | {e['summary']} | {e['title']} |" for e in summary["examples"])
     (workdir / "report.md").write_text(
         f"# Summarisation report: news lead → title\n\n{ev['pairs']} pairs, at most {ev['max_words']} words per summary; "
         f"target ROUGE-1 = Lead-8 + 7 = {summary['target_rouge1']:.2f}.\n\n"
-        f"| system | ROUGE-1 | ROUGE-2 | ROUGE-L | words |\n|---|---|---|---|---|\n{rows}\n\n"
+        f"| system | ROUGE-1 | ROUGE-2 | ROUGE-L | words | attested bigrams % |\n|---|---|---|---|---|---|\n{rows}\n\n"
+        f"Attested bigrams: the share of a summary's adjacent word pairs found in the training sentences "
+        f"(a readability proxy; the titles score {systems['titles']['attested_bigrams']:.1f}).\n\n"
         f"Summaries per second (CPU): {main['sentences_per_s']:.0f}\n\n"
         f"## 20 random examples\n\n| source | summary | title |\n|---|---|---|\n{examples}\n"
     )
@@ -132,7 +145,9 @@ def main(config_path, workdir, pretrain_steps, train_steps, max_words, eval_pair
             return load_config(config_path, values)
 
         pairs = work / "pairs.jsonl"
-        pre = run_config("pretrain", pretrain_steps, {"random_steps": 10**9})
+        # Random words only, so the readability weights change nothing here but build the critic and the
+        # prior LM: every variant then starts with both trained for the same steps.
+        pre = run_config("pretrain", pretrain_steps, {"random_steps": 10**9, "prior_weight": PRIOR_WEIGHT})
         stages = [
             Stage("prepare", lambda: _prepare(pairs, eval_pairs), [pairs], params={"eval_pairs": eval_pairs}),
             Stage("pretrain", lambda: _train_stage(pre, work / "pretrain", force), [work / "pretrain/final/model.safetensors"],
@@ -146,8 +161,9 @@ def main(config_path, workdir, pretrain_steps, train_steps, max_words, eval_pair
                                 [finals[name] / "model.safetensors"], [work / "pretrain/final/model.safetensors"],
                                 params=cfg.to_dict()))
         stages += [
-            Stage("evaluate", lambda: _evaluate(pairs, finals, max_words, work / "eval.json"), [work / "eval.json"],
-                  [pairs, *(f / "model.safetensors" for f in finals.values())], params={"max_words": max_words}),
+            Stage("evaluate", lambda: _evaluate(pairs, finals, base.data, max_words, work / "eval.json"), [work / "eval.json"],
+                  [pairs, *(f / "model.safetensors" for f in finals.values())],
+                  params={"max_words": max_words, "data": base.data, "metrics": ["rouge", "attested_bigrams"]}),
             Stage("report", lambda: _report(work / "eval.json", pairs, work, command, Path(results) if results else None),
                   [work / "report.md", work / "summarization.json"], [work / "eval.json"], params={"results": results}),
         ]

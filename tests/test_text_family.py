@@ -218,3 +218,12 @@ def test_a_killed_run_resumes_with_the_critic_optimiser(tmp_path, corpus):
     steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 6
     assert (tmp_path / "run" / "checkpoints" / "step-6" / "optimizer_1.bin").is_file()  # the critic's own state
+
+
+def test_summary_metrics():
+    from textae.summaries import attested_bigrams, lead, rouge
+
+    assert lead(["a b c d", "x"], 2) == ["a b", "x"]
+    assert attested_bigrams(["the cat sat", "cat the"], ["the cat sat on the mat"]) == pytest.approx(200 / 3)
+    perfect, unrelated = rouge(["Cats sat on mats"], ["cat sits on the mat"]), rouge(["dogs bark"], ["cat sits on the mat"])
+    assert perfect["rouge1"] > 50 and unrelated["rouge1"] == 0 and perfect["avg_words"] == 4

@@ -45,6 +45,20 @@ def rouge(summaries: Sequence[str], references: Sequence[str]) -> dict[str, floa
     return {k: 100 * v / n for k, v in totals.items()} | {"avg_words": sum(len(s.split()) for s in summaries) / n}
 
 
+def _bigrams(text: str) -> list[tuple[str, str]]:
+    words = text.lower().split()
+    return list(zip(words, words[1:]))
+
+
+def attested_bigrams(summaries: Sequence[str], corpus: Sequence[str]) -> float:
+    """Readability proxy, in %: the share of the summaries' adjacent word pairs that occur somewhere
+    in `corpus` (the training sentences). Contiguous text scores 100; dropped words leave pairs
+    like "committee Tuesday" that real text rarely has."""
+    seen = {pair for text in corpus for pair in _bigrams(text)}
+    pairs = [pair for summary in summaries for pair in _bigrams(summary)]
+    return 100 * sum(pair in seen for pair in pairs) / max(1, len(pairs))
+
+
 def timed(fn: Callable[[], list[str]]) -> tuple[list[str], float]:
     """fn's summaries and how many it made per second."""
     start = time.perf_counter()

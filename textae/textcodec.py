@@ -50,7 +50,7 @@ class TextCodec(AutoEncoder):
     @torch.no_grad()
     def decode(self, codes: Sequence[str], batch_size: int = 128, progress: bool = False, **generate: Any) -> list[str]:  # type: ignore[override]
         """Sentences rebuilt from middle texts (any short text works: it is read like the compressor's output)."""
-        if isinstance(codes, np.ndarray) and codes.dtype.kind != "O" and codes.dtype.kind != "U":
+        if isinstance(codes, np.ndarray) and codes.dtype.kind not in "OU":
             raise TextAEError("a text-family model decodes texts; pass the codes `textae encode` wrote with this model")
         limit = self.model.config.max_positions
         ids = [x[:limit] or [self.model.config.unk_token_id]
