@@ -31,7 +31,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     rows = [("textae text family", result), ("no discriminator", result["no_discriminator"]),
             ("LM prior, no discriminator", result["prior_instead_of_discriminator"]),
-            ("Gumbel instead of REINFORCE", result["gumbel_instead_of_reinforce"]), ("Lead-8", result["lead8"]),
+            ("Lead-8", result["lead8"]),
             ("Lead-10", result["lead10"])]
     print(f"\n{'system':28s} {'R-1':>6s} {'R-2':>6s} {'R-L':>6s} {'words':>6s} {'bigrams%':>8s}")
     for name, r in rows:

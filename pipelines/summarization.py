@@ -12,7 +12,6 @@ are unchanged; a killed training stage resumes from its last checkpoint):
   train            → WORKDIR/train/final/         compressor + reconstructor + WGAN-GP critic (REINFORCE)
   no_discriminator → WORKDIR/no_discriminator/    ablation: reconstruction reward only
   prior            → WORKDIR/prior/final/         the LM prior instead of the critic
-  gumbel           → WORKDIR/gumbel/final/        Gumbel relaxed top-k instead of REINFORCE
   evaluate         → WORKDIR/eval.json            ROUGE of every system and of Lead-8 / Lead-10
   report           → WORKDIR/report.md, WORKDIR/summarization.json (and --results)
 """
@@ -41,7 +40,6 @@ VARIANTS = {
     "train": {},
     "no_discriminator": {"adversarial_weight": 0.0},
     "prior": {"adversarial_weight": 0.0, "prior_weight": PRIOR_WEIGHT},
-    "gumbel": {"estimator": "gumbel"},
 }
 
 
@@ -83,7 +81,6 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
         "lead10": _figures(systems["lead10"]),
         "no_discriminator": _figures(systems["no_discriminator"]),
         "prior_instead_of_discriminator": _figures(systems["prior"]),
-        "gumbel_instead_of_reinforce": _figures(systems["gumbel"]),
         "sentences_per_s": main["sentences_per_s"],
         "target_rouge1": lead8["rouge1"] + 7,
         "pairs": ev["pairs"], "max_words": ev["max_words"],

@@ -79,7 +79,7 @@ def test_summarization_pipeline_runs_every_stage_then_skips(corpus, tmp_path):
     AcceleratorState._reset_state(True)
     first = runner.invoke(summarization_pipeline, args)
     assert first.exit_code == 0, first.output
-    assert "ran: prepare, pretrain, train, no_discriminator, prior, gumbel, evaluate, report" in first.output
+    assert "ran: prepare, pretrain, train, no_discriminator, prior, evaluate, report" in first.output
     result = json.loads((work / "summarization.json").read_text())
     assert {"rouge1", "rouge2", "rougeL", "avg_words", "lead8", "no_discriminator", "sentences_per_s", "command"} <= set(result)
     assert result["avg_words"] <= 10 and len(result["examples"]) == 20
