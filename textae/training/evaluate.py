@@ -43,13 +43,15 @@ def evaluate(
         c, n = token_accuracy(out.logits, batch["labels"])
         correct, counted = correct + c, counted + n
     latent = latent_metrics(model, batches, nll_samples)
-    if autoencoder.family == "text":  # the middle texts themselves: how long, how much of the input
+    metrics = {f"eval_{k}": v / max(1, len(batches)) for k, v in sums.items()}
+    if autoencoder.family == "text":  # the middle texts are summaries too: how long they are, and rebuilt from
         middles = autoencoder.summarize(texts, batch_size=batch_size)
-        sums["summary_words"] = len(batches) * sum(len(m.split()) for m in middles) / max(1, len(middles))
-    hypotheses = autoencoder.reconstruct(texts, batch_size=batch_size)
+        metrics["eval_summary_words"] = sum(len(m.split()) for m in middles) / max(1, len(middles))
+        hypotheses = autoencoder.decode(middles, batch_size=batch_size)
+    else:
+        hypotheses = autoencoder.reconstruct(texts, batch_size=batch_size)
     references = autoencoder.tokenizer.batch_decode(ids, skip_special_tokens=True)  # what the model could rebuild
     model.train(was_training)
-    metrics = {f"eval_{k}": v / max(1, len(batches)) for k, v in sums.items()}
     metrics.update(latent)
     metrics.update(
         token_accuracy=correct / max(1, counted),

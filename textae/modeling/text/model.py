@@ -31,7 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..config import TextAEConfig
 from ..layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
-from ..model import TextAEOutput
+from ..model import TextAEModel, TextAEOutput
 from .config import TextConfig
 from .critic import Critic, PriorLM, gradient_penalty
 from .select import (
@@ -162,10 +162,7 @@ class TextCodeModel(PreTrainedModel):
             new_caches.append(c)
         return self.decoder_norm(x), new_caches
 
-    def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
-        start = labels.new_full((labels.shape[0], 1), self.config.bos_token_id)
-        shifted = torch.cat([start, labels[:, :-1]], dim=1)
-        return shifted.masked_fill(shifted.eq(-100), self.config.pad_token_id)
+    shift_right = TextAEModel.shift_right  # the same teacher-forcing inputs as every other family
 
     def _reconstruct(self, middle, gates, labels, decoder_input_ids):
         """Teacher-forced logits (B, T, V) and each sentence's mean token NLL (B,)."""
