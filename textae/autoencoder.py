@@ -26,6 +26,7 @@ class AutoEncoder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
+        self.path: Path | None = None  # the model directory, when loaded from one
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> AutoEncoder:
@@ -37,7 +38,9 @@ class AutoEncoder:
                 "pass the `final/` folder of a training run, e.g. runs/default/final"
             )
         model = model_class(TextAEConfig.from_pretrained(path).family).from_pretrained(path, use_safetensors=True)
-        return wrap(model, load_tokenizer(path), device) if cls is AutoEncoder else cls(model, load_tokenizer(path), device)
+        ae = wrap(model, load_tokenizer(path), device) if cls is AutoEncoder else cls(model, load_tokenizer(path), device)
+        ae.path = path
+        return ae
 
     def save_pretrained(self, path: str | Path) -> None:
         self.model.save_pretrained(path)

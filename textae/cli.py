@@ -208,6 +208,68 @@ def reconstruct(model_dir, input_path, output, text_column, id_column, batch_siz
     click.echo(f"wrote {len(rebuilt)} reconstructions to {output}")
 
 
+@cli.command("fit-detector")
+@_model_option
+@_input_option
+@click.option("--scorer", type=click.Choice(["ensemble", "nll", "mahalanobis", "knn", "elbo"]), default="ensemble",
+              help="nll: reconstruction loss per token; mahalanobis / knn: distance of a text's code from the codes of "
+                   "these normal texts; ensemble: nll and mahalanobis together; elbo: the VAE bound per token (VAE models).")
+@click.option("--contamination", type=float, default=0.05, help="Expected fraction of outliers: sets the threshold.")
+@click.option("--neighbors", type=int, default=5, help="k of the knn scorer.")
+@click.option("--aggregate", type=click.Choice(["mean", "max"]), default="mean",
+              help="How a long document's windows combine: the mean over its text, or its most unusual window.")
+@_text_column_option
+@_batch_option
+@_friendly
+def fit_detector(model_dir, input_path, scorer, contamination, neighbors, aggregate, text_column, batch_size) -> None:
+    """Learn what normal text looks like for `textae score`: saves a detector into the model directory."""
+    from .io import read_texts
+    from .scoring import AnomalyDetector
+
+    _, texts = read_texts(input_path, text_column)
+    det = AnomalyDetector(model_dir, scorer, contamination, neighbors, aggregate, batch_size).fit(texts)
+    path = det.save()
+    click.echo(f"fitted a {scorer} detector on {len(det.decision_scores_)} texts (threshold {det.threshold_:.4g}) "
+               f"and saved it to {path}")
+
+
+@cli.command()
+@_model_option
+@click.option("--input", "input_path", required=True,
+              help="Texts to score: .txt (one a line), .jsonl, .csv, .tsv (each may be .gz) or .parquet; '-' reads stdin.")
+@click.option("--output", required=True, type=click.Path(),
+              help="Scores: .jsonl, .csv or .parquet with id, score, nll, n_tokens, is_outlier, reason; one row per input row, in order.")
+@click.option("--input-format", type=click.Choice(["txt", "jsonl", "csv", "tsv"]), default=None,
+              help="Format of stdin (default txt), or of a file whose name does not say.")
+@_text_column_option
+@_id_column_option
+@click.option("--threshold", type=float, default=None, help="Flag rows scoring above this (overrides the fitted threshold).")
+@click.option("--contamination", type=float, default=None,
+              help="Flag this fraction of the fitted normal texts' score distribution (needs fit-detector).")
+@click.option("--scorer", type=click.Choice(["ensemble", "nll", "mahalanobis", "knn", "elbo"]), default=None,
+              help="Default: the fitted detector's, else nll.")
+@click.option("--aggregate", type=click.Choice(["mean", "max"]), default=None,
+              help="Long documents are cut into windows: score their mean or their most unusual window. Default: the detector's (mean).")
+@_batch_option
+@click.option("--buffer-rows", type=int, default=4096, help="Rows sorted by length together (memory stays bounded by this).")
+@click.option("--resume", is_flag=True, help="Finish a killed job: no row is lost or written twice.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@_friendly
+def score(model_dir, input_path, output, input_format, text_column, id_column, threshold, contamination, scorer,
+          aggregate, batch_size, buffer_rows, resume, no_progress) -> None:
+    """Score how unusual each row is (higher = more unusual): a streaming, resumable batch job."""
+    from .scoring import load_detector, score_file
+
+    det = load_detector(model_dir, scorer, aggregate, batch_size)
+    done = score_file(det, input_path, output, text_column, id_column, input_format, threshold, contamination, resume,
+                      buffer_rows, progress=not no_progress)
+    if done.resumed_from < 0:
+        click.echo(f"{output} is already complete")
+    elif done.rows:
+        click.echo(f"wrote {done.rows} scores to {output} ({det.scorer} scorer"
+                   + (f", {done.outliers} flagged" if det.threshold_ is not None or threshold is not None else "") + ")")
+
+
 def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
     from .io import write_rows
 

@@ -1,0 +1,254 @@
+"""Anomaly scoring: the streaming `textae score` job, its resume, and the AnomalyDetector API."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from accelerate.state import AcceleratorState
+from click.testing import CliRunner
+
+import textae
+from textae.cli import cli
+from textae.errors import TextAEError
+from textae.scoring import AnomalyDetector, load_detector, score_file
+from textae.scoring import job as job_module
+
+from .conftest import SENTENCES
+from .test_cli import _train_args
+
+ODD = ["zq 77 xv kk 0912 ##", "!!! ??? ;;; 55 55 55", "qwxz vbnm plok ijuh"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scoring")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n")
+    AcceleratorState._reset_state(True)
+    result = CliRunner().invoke(cli, _train_args(corpus, root / "run", **{"train.max_steps": 200}))
+    AcceleratorState._reset_state(True)
+    assert result.exit_code == 0, result.output
+    return root / "run" / "final"
+
+
+@pytest.fixture
+def fresh_model(model_dir, tmp_path):
+    """A copy of the trained model, so fitting a detector into it leaves the shared one untouched."""
+    import shutil
+
+    shutil.copytree(model_dir, tmp_path / "model")
+    return tmp_path / "model"
+
+
+def _texts(n: int) -> list[str]:
+    """Rows of very different lengths, some repeated, so bucketing reorders them."""
+    rng = np.random.default_rng(0)
+    return [" ".join(SENTENCES[i % len(SENTENCES)] for _ in range(int(rng.integers(1, 4)))) if i % 5 else ODD[i % 3]
+            for i in range(n)]
+
+
+def _read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _invoke(args, **kw):
+    AcceleratorState._reset_state(True)
+    res = CliRunner().invoke(cli, [str(a) for a in args], **kw)
+    AcceleratorState._reset_state(True)
+    return res
+
+
+def test_unusual_texts_score_higher_than_normal_ones(model_dir):
+    unseen_normal = ["the dog sat in the park .", "she reads the book at noon ."]
+    for scorer in ("nll", "knn", "mahalanobis", "ensemble"):
+        det = AnomalyDetector(model_dir, scorer, contamination=0.1).fit(SENTENCES)
+        assert det.decision_function(ODD).min() > det.decision_function(unseen_normal).max(), scorer
+        assert det.labels_.sum() == 1, scorer  # 10 % of 9 fit texts
+        if scorer == "nll":  # 9 fit texts are too few for a distance threshold (they are scored cross-fitted)
+            assert det.predict(ODD).tolist() == [1, 1, 1], scorer
+
+
+def test_scores_keep_input_order_and_ids_across_length_bucketing(model_dir, tmp_path):
+    texts = _texts(40)
+    ids = [f"doc-{i}" for i in reversed(range(len(texts)))]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"key": k, "body": t}) + "\n" for k, t in zip(ids, texts)))
+    det = load_detector(model_dir, batch_size=3)
+    score_file(det, str(src), tmp_path / "out.jsonl", "body", "key", buffer_rows=7, progress=False)
+    rows = _read_jsonl(tmp_path / "out.jsonl")
+    assert [r["id"] for r in rows] == ids
+    one_by_one = [float(det.decision_function([t])[0]) for t in texts]
+    assert np.allclose([r["score"] for r in rows], one_by_one, rtol=1e-4, atol=1e-5)
+    assert all(r["n_tokens"] > 1 and r["nll"] > 0 and r["reason"] is None for r in rows)
+
+
+def test_killed_job_resumes_with_no_duplicated_or_missing_rows(model_dir, tmp_path, monkeypatch):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(_texts(50)) + "\n")
+    det = load_detector(model_dir)
+    score_file(det, str(src), tmp_path / "full.csv", buffer_rows=8, progress=False)
+
+    # Die after the third buffer's rows reached the part file but before the progress file said so:
+    # the worst moment, since those rows must not appear twice.
+    calls = {"n": 0}
+    record = job_module.Part._record
+
+    def dying_record(self):
+        calls["n"] += 1
+        if calls["n"] == 4:  # 1 = the fresh start, then one per buffer
+            with open(self.path, "ab") as f:
+                f.write(b'{"id": 24, "sco')  # and a half-written line for good measure
+            raise KeyboardInterrupt
+        record(self)
+
+    monkeypatch.setattr(job_module.Part, "_record", dying_record)
+    with pytest.raises(KeyboardInterrupt):
+        score_file(det, str(src), tmp_path / "out.csv", buffer_rows=8, progress=False)
+    monkeypatch.setattr(job_module.Part, "_record", record)
+    assert not (tmp_path / "out.csv").exists()
+
+    with pytest.raises(TextAEError, match="--resume"):
+        score_file(det, str(src), tmp_path / "out.csv", buffer_rows=8, progress=False)
+    done = score_file(det, str(src), tmp_path / "out.csv", buffer_rows=8, resume=True, progress=False)
+    assert done.resumed_from == 16 and done.rows == 50
+    assert (tmp_path / "out.csv").read_text() == (tmp_path / "full.csv").read_text()
+    assert not list(tmp_path.glob("out.csv.part*"))
+
+
+def test_kill_9_then_resume_through_the_command_line(model_dir, tmp_path):
+    src = tmp_path / "in.jsonl"
+    texts = _texts(3000)
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "textae", "score", "--model", str(model_dir), "--input", str(src),
+           "--output", str(out), "--buffer-rows", "64", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = tmp_path / "out.jsonl.part-0-of-1.jsonl.progress"
+    import time
+
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if progress.is_file() and json.loads(progress.read_text())["rows"] >= 128:
+            break
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL
+    proc.wait()
+    assert not out.exists(), "the job finished before it could be killed; make the input larger"
+    subprocess.run(cmd + ["--resume"], check=True, capture_output=True)
+    rows = _read_jsonl(out)
+    assert [r["id"] for r in rows] == list(range(len(texts)))
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".csv", ".tsv", ".parquet"])
+def test_every_input_format_gives_the_same_scores(model_dir, tmp_path, suffix):
+    texts = _texts(12)
+    src = tmp_path / f"in{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(pa.table({"text": texts}), src)
+    else:
+        base = suffix.removesuffix(".gz")
+        body = {".txt": "".join(t + "\n" for t in texts),
+                ".jsonl": "".join(json.dumps({"text": t}) + "\n" for t in texts),
+                ".csv": "text\n" + "".join(f'"{t}"\n' for t in texts),
+                ".tsv": "text\n" + "".join(t + "\n" for t in texts)}[base]
+        if suffix.endswith(".gz"):
+            with gzip.open(src, "wt") as f:
+                f.write(body)
+        else:
+            src.write_text(body)
+    res = _invoke(["score", "--model", model_dir, "--input", src, "--output", tmp_path / "out.parquet", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(tmp_path / "out.parquet").to_pydict()
+    assert table["id"] == list(range(len(texts)))
+    expected = AnomalyDetector(model_dir, "nll").decision_function(texts)
+    assert np.allclose(table["score"], expected, rtol=1e-4)
+
+
+def test_stdin_is_read_as_lines(model_dir, tmp_path):
+    texts = _texts(6)
+    res = _invoke(["score", "--model", model_dir, "--input", "-", "--output", tmp_path / "out.jsonl", "--no-progress"],
+                  input="\n".join(texts) + "\n")
+    assert res.exit_code == 0, res.output
+    rows = _read_jsonl(tmp_path / "out.jsonl")
+    assert len(rows) == 6 and all(r["score"] is not None for r in rows)
+
+
+def test_bad_rows_are_reported_not_fatal(model_dir, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"text": "the cat sat on the mat ."}\n'
+                    b'{"text": ""}\n'
+                    b'{"text": "broken \xff\xfe bytes"}\n'
+                    b'{"text": "no closing brace"\n'
+                    b'{"other": 1}\n'
+                    b'[1, 2]\n'
+                    + json.dumps({"text": "word " * 3000}).encode() + b"\n")
+    res = _invoke(["score", "--model", model_dir, "--input", src, "--output", tmp_path / "out.jsonl", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    rows = _read_jsonl(tmp_path / "out.jsonl")
+    assert [r["id"] for r in rows] == list(range(7))
+    reasons = [r["reason"] for r in rows]
+    assert reasons[0] is None and rows[0]["score"] is not None
+    assert reasons[1] == "empty text"
+    assert "UTF-8" in reasons[2] and "JSON" in reasons[3] and "'text'" in reasons[4] and "object" in reasons[5]
+    assert all(rows[i]["score"] is None and rows[i]["is_outlier"] is None for i in range(1, 6))
+    assert rows[6]["score"] is not None and rows[6]["n_tokens"] > 3000  # a huge document is scored in windows
+
+
+def test_a_missing_column_is_one_clear_error(model_dir, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("body\nhello there\n")
+    res = _invoke(["score", "--model", model_dir, "--input", src, "--output", tmp_path / "o.jsonl"])
+    assert res.exit_code == 2 and "no column 'text'" in res.output and "--text-column" in res.output
+    assert "Traceback" not in res.output
+    res = _invoke(["score", "--model", model_dir, "--input", src, "--output", tmp_path / "o.jsonl", "--scorer", "knn"])
+    assert res.exit_code == 2 and "fit-detector" in res.output
+    res = _invoke(["score", "--model", model_dir, "--input", src, "--output", tmp_path / "o.jsonl", "--contamination", "0.1"])
+    assert res.exit_code == 2 and "fit" in res.output
+
+
+def test_detector_api_agrees_with_the_cli_and_survives_save_and_load(fresh_model, tmp_path):
+    fit = tmp_path / "normal.txt"
+    fit.write_text("\n".join(SENTENCES) + "\n")
+    res = _invoke(["fit-detector", "--model", fresh_model, "--input", fit, "--scorer", "knn", "--contamination", "0.2"])
+    assert res.exit_code == 0, res.output
+    texts = _texts(15)
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    res = _invoke(["score", "--model", fresh_model, "--input", tmp_path / "in.txt", "--output", tmp_path / "o.jsonl",
+                   "--no-progress"])
+    assert res.exit_code == 0 and "knn scorer" in res.output, res.output
+    rows = _read_jsonl(tmp_path / "o.jsonl")
+
+    fitted = AnomalyDetector(textae.load(fresh_model), "knn", contamination=0.2).fit(SENTENCES)
+    loaded = AnomalyDetector.load(fresh_model)
+    assert loaded.threshold_ == pytest.approx(fitted.threshold_)
+    assert np.array_equal(loaded.decision_scores_, fitted.decision_scores_)
+    assert np.array_equal(loaded.labels_, fitted.labels_) and fitted.labels_.sum() >= 1
+    for det in (fitted, loaded):
+        assert np.allclose(det.decision_function(texts), [r["score"] for r in rows], rtol=1e-4)
+        assert det.predict(texts).tolist() == [int(r["is_outlier"]) for r in rows]
+    again = tmp_path / "again"
+    loaded.save(again)
+    assert np.array_equal(AnomalyDetector.load(fresh_model, again).decision_function(texts), loaded.decision_function(texts))
+
+
+def test_long_documents_aggregate_their_windows(model_dir):
+    doc = " ".join(SENTENCES * 12) + " " + " ".join(ODD * 6)  # normal text, then an unusual tail
+    mean = AnomalyDetector(model_dir, "nll").decision_function([doc])[0]
+    worst = AnomalyDetector(model_dir, "nll", aggregate="max").decision_function([doc])[0]
+    assert worst > mean
+
+
+def test_bad_options_are_clear_errors(model_dir):
+    with pytest.raises(TextAEError, match="elbo"):
+        AnomalyDetector(model_dir, "elbo")
+    with pytest.raises(TextAEError, match="contamination"):
+        AnomalyDetector(model_dir, "knn", contamination=0.7)
+    with pytest.raises(TextAEError, match="fit"):
+        AnomalyDetector(model_dir, "knn").decision_function(SENTENCES)

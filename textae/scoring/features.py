@@ -1,0 +1,87 @@
+"""What a trained autoencoder says about each document: how well it rebuilds it, and where its code lies.
+
+A document longer than the model's positions is cut into windows of at most `max_positions - 1`
+tokens (each scored as a text of its own, ending in EOS); a document's figures come from its
+windows. Windows of similar length are batched together to cut padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..autoencoder import AutoEncoder
+from ..modeling.bottlenecks.vae import gaussian_kl
+
+
+@dataclass
+class Features:
+    """Per-document figures (N documents); `window_*` keep each window's, for max aggregation."""
+
+    nll: np.ndarray  # (N,) total reconstruction NLL, nats (all windows)
+    n_tokens: np.ndarray  # (N,) target tokens, EOS included
+    kl: np.ndarray  # (N,) KL(q(z|x) || p(z)) summed over windows; 0 for families without a prior
+    codes: np.ndarray  # (N, C) the decoder's code vectors, flattened, averaged over windows
+    window_doc: np.ndarray  # (W,) document of each window
+    window_nll: np.ndarray  # (W,)
+    window_tokens: np.ndarray  # (W,)
+    window_kl: np.ndarray  # (W,)
+    window_codes: np.ndarray  # (W, C)
+
+
+def windows(ae: AutoEncoder, texts: Sequence[str]) -> list[list[list[int]]]:
+    """Token windows of each text: content ids cut into pieces of `max_positions - 1`, each + EOS."""
+    size = ae.model.config.max_positions - 1
+    eos = ae.model.config.eos_token_id
+    ids = ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [[x[i : i + size] + [eos] for i in range(0, len(x), size)] or [[eos]] for x in ids]
+
+
+@torch.no_grad()
+def window_features(ae: AutoEncoder, rows: Sequence[Sequence[int]], batch_size: int = 128) -> dict[str, np.ndarray]:
+    """nll (W,), tokens (W,), kl (W,) and codes (W, C) of token windows, batched by length."""
+    model = ae.model
+    n = len(rows)
+    out = {"nll": np.zeros(n), "tokens": np.zeros(n, dtype=np.int64), "kl": np.zeros(n), "codes": None}
+    for batch in ae._batches([len(r) for r in rows], batch_size, "scoring", progress=False):
+        ids = ae._pad([rows[i] for i in batch])
+        labels = ids.masked_fill(ids.eq(model.config.pad_token_id), -100)
+        h, slot_mask = model._summarise(ids, ids.ne(model.config.pad_token_id))
+        stored = model.bottleneck.encode(h, slot_mask)  # deterministic: the posterior mean for a VAE
+        code = model.bottleneck.to_decoder(stored)  # (B, K, D)
+        out["nll"][batch] = (-model.sequence_log_likelihood(code, labels)).float().cpu().numpy()
+        out["tokens"][batch] = labels.ne(-100).sum(1).cpu().numpy()
+        if hasattr(model.bottleneck, "posterior"):
+            mu, logvar = model.bottleneck.posterior(h)
+            out["kl"][batch] = gaussian_kl(mu.float(), logvar.float()).sum(-1).cpu().numpy()
+        flat = code.flatten(1).float().cpu().numpy()
+        if out["codes"] is None:
+            out["codes"] = np.zeros((n, flat.shape[1]), dtype=np.float32)
+        out["codes"][batch] = flat
+    if out["codes"] is None:
+        out["codes"] = np.zeros((0, 0), dtype=np.float32)
+    return out
+
+
+def document_features(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 128) -> Features:
+    """Features of whole documents (texts must be non-empty), in input order."""
+    pieces = windows(ae, texts)
+    doc = np.repeat(np.arange(len(pieces)), [len(p) for p in pieces])
+    w = window_features(ae, [r for p in pieces for r in p], batch_size)
+    count = np.bincount(doc, minlength=len(pieces))
+    codes = np.zeros((len(pieces), w["codes"].shape[1]), dtype=np.float32)
+    np.add.at(codes, doc, w["codes"])
+    return Features(
+        nll=np.bincount(doc, w["nll"], len(pieces)),
+        n_tokens=np.bincount(doc, w["tokens"], len(pieces)).astype(np.int64),
+        kl=np.bincount(doc, w["kl"], len(pieces)),
+        codes=codes / np.maximum(count, 1)[:, None],
+        window_doc=doc,
+        window_nll=w["nll"],
+        window_tokens=w["tokens"],
+        window_kl=w["kl"],
+        window_codes=w["codes"],
+    )
