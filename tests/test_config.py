@@ -31,6 +31,7 @@ def test_default_yaml_equals_the_code_defaults():
 def test_overrides_and_their_errors():
     cfg = build_config(overrides={"train.lr": "3e-4", "model.num_codes": 2, "data.source": "x.txt"})
     assert cfg.train.lr == 3e-4 and cfg.model["num_codes"] == 2 and cfg.data.source == "x.txt"
+    assert build_config(overrides={"train.mixed_precision": "no"}).train.mixed_precision == "no"  # YAML reads `no` as False
     with pytest.raises(TextAEError, match="unknown key"):
         build_config(overrides={"train.nope": 1})
     with pytest.raises(TextAEError, match="unknown model key"):

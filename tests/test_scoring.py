@@ -67,11 +67,11 @@ def _invoke(args, **kw):
 
 def test_unusual_texts_score_higher_than_normal_ones(model_dir):
     unseen_normal = ["the dog sat in the park .", "she reads the book at noon ."]
-    for scorer in ("nll", "knn", "mahalanobis", "ensemble"):
+    for scorer in ("nll_char", "nll", "knn", "mahalanobis", "ensemble"):
         det = AnomalyDetector(model_dir, scorer, contamination=0.1).fit(SENTENCES)
         assert det.decision_function(ODD).min() > det.decision_function(unseen_normal).max(), scorer
         assert det.labels_.sum() == 1, scorer  # 10 % of 9 fit texts
-        if scorer == "nll":  # 9 fit texts are too few for a distance threshold (they are scored cross-fitted)
+        if scorer.startswith("nll"):  # 9 fit texts are too few for a distance threshold (they are scored cross-fitted)
             assert det.predict(ODD).tolist() == [1, 1, 1], scorer
 
 
@@ -167,7 +167,7 @@ def test_every_input_format_gives_the_same_scores(model_dir, tmp_path, suffix):
     assert res.exit_code == 0, res.output
     table = pq.read_table(tmp_path / "out.parquet").to_pydict()
     assert table["id"] == list(range(len(texts)))
-    expected = AnomalyDetector(model_dir, "nll").decision_function(texts)
+    expected = AnomalyDetector(model_dir).decision_function(texts)
     assert np.allclose(table["score"], expected, rtol=1e-4)
 
 
@@ -207,6 +207,7 @@ def test_a_missing_column_is_one_clear_error(model_dir, tmp_path):
     res = _invoke(["score", "--model", model_dir, "--input", src, "--output", tmp_path / "o.jsonl"])
     assert res.exit_code == 2 and "no column 'text'" in res.output and "--text-column" in res.output
     assert "Traceback" not in res.output
+    assert not list(tmp_path.glob("o.jsonl*"))  # nothing half-started that a rerun would trip over
     res = _invoke(["score", "--model", model_dir, "--input", src, "--output", tmp_path / "o.jsonl", "--scorer", "knn"])
     assert res.exit_code == 2 and "fit-detector" in res.output
     res = _invoke(["score", "--model", model_dir, "--input", src, "--output", tmp_path / "o.jsonl", "--contamination", "0.1"])
@@ -240,9 +241,10 @@ def test_detector_api_agrees_with_the_cli_and_survives_save_and_load(fresh_model
 
 def test_long_documents_aggregate_their_windows(model_dir):
     doc = " ".join(SENTENCES * 12) + " " + " ".join(ODD * 6)  # normal text, then an unusual tail
-    mean = AnomalyDetector(model_dir, "nll").decision_function([doc])[0]
-    worst = AnomalyDetector(model_dir, "nll", aggregate="max").decision_function([doc])[0]
-    assert worst > mean
+    for scorer in ("nll_char", "nll"):
+        mean = AnomalyDetector(model_dir, scorer).decision_function([doc])[0]
+        worst = AnomalyDetector(model_dir, scorer, aggregate="max").decision_function([doc])[0]
+        assert worst > mean, scorer
 
 
 def test_bad_options_are_clear_errors(model_dir):
@@ -252,3 +254,31 @@ def test_bad_options_are_clear_errors(model_dir):
         AnomalyDetector(model_dir, "knn", contamination=0.7)
     with pytest.raises(TextAEError, match="fit"):
         AnomalyDetector(model_dir, "knn").decision_function(SENTENCES)
+
+
+def test_several_processes_split_the_rows_and_keep_input_order(model_dir, tmp_path):
+    import socket
+
+    texts = _texts(31)
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           "-m", "textae", "score", "--model", str(model_dir), "--input", str(src), "--output", str(tmp_path / "two.jsonl"),
+           "--buffer-rows", "4", "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = _read_jsonl(tmp_path / "two.jsonl")
+    assert [r["id"] for r in rows] == list(range(len(texts)))
+    assert np.allclose([r["score"] for r in rows], AnomalyDetector(model_dir).decision_function(texts), rtol=1e-4)
+    assert not list(tmp_path.glob("two.jsonl.part*"))
+
+
+def test_the_cli_offers_every_scorer():
+    from textae.cli import SCORER_CHOICES
+    from textae.scoring import SCORERS
+
+    assert sorted(SCORER_CHOICES) == sorted(SCORERS)

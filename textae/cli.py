@@ -107,6 +107,7 @@ _input_option = click.option("--input", "input_path", required=True, type=click.
 _text_column_option = click.option("--text-column", default="text", help="Column holding the text.")
 _id_column_option = click.option("--id-column", default=None, help="Column passed through as the row id (default: 'id' if present, else the row number).")
 _batch_option = click.option("--batch-size", type=int, default=128, help="Rows per batch.")
+SCORER_CHOICES = ["nll_char", "nll", "elbo", "knn", "mahalanobis", "ensemble"]  # textae.scoring.SCORERS, without importing torch
 _beams_option = click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy).")
 
 
@@ -211,9 +212,10 @@ def reconstruct(model_dir, input_path, output, text_column, id_column, batch_siz
 @cli.command("fit-detector")
 @_model_option
 @_input_option
-@click.option("--scorer", type=click.Choice(["ensemble", "nll", "mahalanobis", "knn", "elbo"]), default="ensemble",
-              help="nll: reconstruction loss per token; mahalanobis / knn: distance of a text's code from the codes of "
-                   "these normal texts; ensemble: nll and mahalanobis together; elbo: the VAE bound per token (VAE models).")
+@click.option("--scorer", type=click.Choice(SCORER_CHOICES), default="nll_char",
+              help="nll_char / nll: reconstruction loss per character / per token; mahalanobis / knn: distance of a "
+                   "text's code from the codes of these normal texts; ensemble: nll_char and mahalanobis together; "
+                   "elbo: the VAE bound per token (VAE models).")
 @click.option("--contamination", type=float, default=0.05, help="Expected fraction of outliers: sets the threshold.")
 @click.option("--neighbors", type=int, default=5, help="k of the knn scorer.")
 @click.option("--aggregate", type=click.Choice(["mean", "max"]), default="mean",
@@ -246,8 +248,8 @@ def fit_detector(model_dir, input_path, scorer, contamination, neighbors, aggreg
 @click.option("--threshold", type=float, default=None, help="Flag rows scoring above this (overrides the fitted threshold).")
 @click.option("--contamination", type=float, default=None,
               help="Flag this fraction of the fitted normal texts' score distribution (needs fit-detector).")
-@click.option("--scorer", type=click.Choice(["ensemble", "nll", "mahalanobis", "knn", "elbo"]), default=None,
-              help="Default: the fitted detector's, else nll.")
+@click.option("--scorer", type=click.Choice(SCORER_CHOICES), default=None,
+              help="Default: the fitted detector's, else nll_char (see fit-detector --help).")
 @click.option("--aggregate", type=click.Choice(["mean", "max"]), default=None,
               help="Long documents are cut into windows: score their mean or their most unusual window. Default: the detector's (mean).")
 @_batch_option

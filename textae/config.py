@@ -81,8 +81,10 @@ MODEL_KEYS = set(_MODEL_DEFAULTS)
 
 
 def _coerce(value: Any, hint: Any) -> Any:
-    """YAML reads `3e-4` as a string and lists where tuples are meant; follow the field's type."""
+    """YAML reads `3e-4` as a string, `no` as False and lists where tuples are meant; follow the field's type."""
     text = str(hint)
+    if isinstance(value, bool) and "str" in text and "bool" not in text:
+        return "yes" if value else "no"  # e.g. train.mixed_precision=no
     if isinstance(value, str) and "float" in text:
         try:
             return float(value)

@@ -23,11 +23,13 @@ class Features:
 
     nll: np.ndarray  # (N,) total reconstruction NLL, nats (all windows)
     n_tokens: np.ndarray  # (N,) target tokens, EOS included
+    n_chars: np.ndarray  # (N,) characters of the text
     kl: np.ndarray  # (N,) KL(q(z|x) || p(z)) summed over windows; 0 for families without a prior
     codes: np.ndarray  # (N, C) the decoder's code vectors, flattened, averaged over windows
     window_doc: np.ndarray  # (W,) document of each window
     window_nll: np.ndarray  # (W,)
     window_tokens: np.ndarray  # (W,)
+    window_chars: np.ndarray  # (W,) the document's characters per token times the window's tokens
     window_kl: np.ndarray  # (W,)
     window_codes: np.ndarray  # (W, C)
 
@@ -74,14 +76,18 @@ def document_features(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 1
     count = np.bincount(doc, minlength=len(pieces))
     codes = np.zeros((len(pieces), w["codes"].shape[1]), dtype=np.float32)
     np.add.at(codes, doc, w["codes"])
+    n_tokens = np.bincount(doc, w["tokens"], len(pieces)).astype(np.int64)
+    n_chars = np.asarray([max(len(t), 1) for t in texts], dtype=np.int64)
     return Features(
         nll=np.bincount(doc, w["nll"], len(pieces)),
-        n_tokens=np.bincount(doc, w["tokens"], len(pieces)).astype(np.int64),
+        n_tokens=n_tokens,
+        n_chars=n_chars,
         kl=np.bincount(doc, w["kl"], len(pieces)),
         codes=codes / np.maximum(count, 1)[:, None],
         window_doc=doc,
         window_nll=w["nll"],
         window_tokens=w["tokens"],
+        window_chars=w["tokens"] * (n_chars / np.maximum(n_tokens, 1))[doc],
         window_kl=w["kl"],
         window_codes=w["codes"],
     )

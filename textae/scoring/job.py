@@ -18,6 +18,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from itertools import chain, islice
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..errors import DataError, TextAEError
-from .detector import DETECTOR_DIR, AnomalyDetector
+from .detector import DEFAULT_SCORER, DETECTOR_DIR, AnomalyDetector
 from .rows import Row, count_rows, read_stream
 
 log = logging.getLogger("textae")
@@ -48,15 +49,17 @@ class JobSummary:
 def load_detector(model_dir: str | Path, scorer: str | None = None, aggregate: str | None = None,
                   batch_size: int = 128) -> AnomalyDetector:
     """The model directory's fitted detector, or an unfitted one for a scorer that needs no fit."""
+    from accelerate import PartialState
+
     from ..autoencoder import load
 
-    ae = load(model_dir)
+    ae = load(model_dir, device=PartialState().device)  # under accelerate launch: this process's GPU
     saved = Path(model_dir) / DETECTOR_DIR / "detector.json"
     if saved.is_file():
         det = AnomalyDetector.load(ae, batch_size=batch_size)
         if scorer in (None, det.scorer) and aggregate in (None, det.aggregate):
             return det
-    det = AnomalyDetector(ae, scorer or "nll", aggregate=aggregate or "mean", batch_size=batch_size)
+    det = AnomalyDetector(ae, scorer or DEFAULT_SCORER, aggregate=aggregate or "mean", batch_size=batch_size)
     if det.needs_fit:
         raise TextAEError(f"the {det.scorer} scorer compares with normal texts, and {model_dir} has no detector fitted "
                           f"with it: run textae fit-detector --model {model_dir} --input NORMAL_TEXTS --scorer {det.scorer}")
@@ -89,6 +92,8 @@ def score_file(
     cut = threshold if threshold is not None else detector.threshold_
     state = PartialState()
     rank, world = state.process_index, state.num_processes
+    stream = read_stream(input_path, text_column, id_column, input_format)
+    first = list(islice(stream, 1))  # a wrong column or format fails here, before any output exists
     fingerprint = _fingerprint(input_path, detector, cut, text_column, id_column, world)
     part = Part(output, rank, world)
     done = part.open(fingerprint, resume)
@@ -98,7 +103,7 @@ def score_file(
     mine = None if total is None else len(range(rank, total, world))
     bar = tqdm(total=mine, initial=done, unit="rows", desc="scoring", disable=not progress or rank != 0,
                dynamic_ncols=True, smoothing=0.1)
-    rows = (r for r in read_stream(input_path, text_column, id_column, input_format) if r.index % world == rank)
+    rows = (r for r in chain(first, stream) if r.index % world == rank)
     for buffer in _buffers(rows, done, buffer_rows):
         records = _score_rows(detector, buffer, cut)
         part.append(records)
