@@ -167,7 +167,7 @@ def test_every_input_format_gives_the_same_scores(model_dir, tmp_path, suffix):
     assert res.exit_code == 0, res.output
     table = pq.read_table(tmp_path / "out.parquet").to_pydict()
     assert table["id"] == list(range(len(texts)))
-    expected = AnomalyDetector(model_dir).decision_function(texts)
+    expected = AnomalyDetector(model_dir, "nll_char").decision_function(texts)
     assert np.allclose(table["score"], expected, rtol=1e-4)
 
 
@@ -214,19 +214,20 @@ def test_a_missing_column_is_one_clear_error(model_dir, tmp_path):
     assert res.exit_code == 2 and "fit" in res.output
 
 
-def test_detector_api_agrees_with_the_cli_and_survives_save_and_load(fresh_model, tmp_path):
+@pytest.mark.parametrize("scorer", ["ensemble", "knn"])
+def test_detector_api_agrees_with_the_cli_and_survives_save_and_load(fresh_model, tmp_path, scorer):
     fit = tmp_path / "normal.txt"
     fit.write_text("\n".join(SENTENCES) + "\n")
-    res = _invoke(["fit-detector", "--model", fresh_model, "--input", fit, "--scorer", "knn", "--contamination", "0.2"])
+    res = _invoke(["fit-detector", "--model", fresh_model, "--input", fit, "--scorer", scorer, "--contamination", "0.2"])
     assert res.exit_code == 0, res.output
     texts = _texts(15)
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
     res = _invoke(["score", "--model", fresh_model, "--input", tmp_path / "in.txt", "--output", tmp_path / "o.jsonl",
                    "--no-progress"])
-    assert res.exit_code == 0 and "knn scorer" in res.output, res.output
+    assert res.exit_code == 0 and f"{scorer} scorer" in res.output, res.output
     rows = _read_jsonl(tmp_path / "o.jsonl")
 
-    fitted = AnomalyDetector(textae.load(fresh_model), "knn", contamination=0.2).fit(SENTENCES)
+    fitted = AnomalyDetector(textae.load(fresh_model), scorer, contamination=0.2).fit(SENTENCES)
     loaded = AnomalyDetector.load(fresh_model)
     assert loaded.threshold_ == pytest.approx(fitted.threshold_)
     assert np.array_equal(loaded.decision_scores_, fitted.decision_scores_)
@@ -273,7 +274,7 @@ def test_several_processes_split_the_rows_and_keep_input_order(model_dir, tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
     rows = _read_jsonl(tmp_path / "two.jsonl")
     assert [r["id"] for r in rows] == list(range(len(texts)))
-    assert np.allclose([r["score"] for r in rows], AnomalyDetector(model_dir).decision_function(texts), rtol=1e-4)
+    assert np.allclose([r["score"] for r in rows], AnomalyDetector(model_dir, "nll_char").decision_function(texts), rtol=1e-4)
     assert not list(tmp_path.glob("two.jsonl.part*"))
 
 

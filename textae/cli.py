@@ -212,10 +212,10 @@ def reconstruct(model_dir, input_path, output, text_column, id_column, batch_siz
 @cli.command("fit-detector")
 @_model_option
 @_input_option
-@click.option("--scorer", type=click.Choice(SCORER_CHOICES), default="nll_char",
-              help="nll_char / nll: reconstruction loss per character / per token; mahalanobis / knn: distance of a "
-                   "text's code from the codes of these normal texts; ensemble: nll_char and mahalanobis together; "
-                   "elbo: the VAE bound per token (VAE models).")
+@click.option("--scorer", type=click.Choice(SCORER_CHOICES), default="ensemble",
+              help="ensemble: nll_char and mahalanobis together (the best in benchmarks/results/anomaly.json); "
+                   "nll_char / nll: reconstruction loss per character / per token; mahalanobis / knn: distance of a "
+                   "text's code from the codes of these normal texts; elbo: the VAE bound per token (VAE models).")
 @click.option("--contamination", type=float, default=0.05, help="Expected fraction of outliers: sets the threshold.")
 @click.option("--neighbors", type=int, default=5, help="k of the knn scorer.")
 @click.option("--aggregate", type=click.Choice(["mean", "max"]), default="mean",

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..errors import DataError, TextAEError
-from .detector import DEFAULT_SCORER, DETECTOR_DIR, AnomalyDetector
+from .detector import DETECTOR_DIR, NO_FIT_SCORER, AnomalyDetector
 from .rows import Row, count_rows, read_stream
 
 log = logging.getLogger("textae")
@@ -59,7 +59,7 @@ def load_detector(model_dir: str | Path, scorer: str | None = None, aggregate: s
         det = AnomalyDetector.load(ae, batch_size=batch_size)
         if scorer in (None, det.scorer) and aggregate in (None, det.aggregate):
             return det
-    det = AnomalyDetector(ae, scorer or DEFAULT_SCORER, aggregate=aggregate or "mean", batch_size=batch_size)
+    det = AnomalyDetector(ae, scorer or NO_FIT_SCORER, aggregate=aggregate or "mean", batch_size=batch_size)
     if det.needs_fit:
         raise TextAEError(f"the {det.scorer} scorer compares with normal texts, and {model_dir} has no detector fitted "
                           f"with it: run textae fit-detector --model {model_dir} --input NORMAL_TEXTS --scorer {det.scorer}")
