@@ -97,7 +97,7 @@ def test_bad_input_gives_one_clear_line_and_status_2(model_dir, tmp_path, monkey
 
 def test_every_command_explains_itself():
     runner = CliRunner()
-    for command in ("train", "encode", "decode", "reconstruct"):
+    for command in ("train", "encode", "decode", "reconstruct", "score", "fit-detector"):
         res = runner.invoke(cli, [command, "--help"])
         assert res.exit_code == 0 and "Usage:" in res.output and "--" in res.output
     assert "[default: 128]" in runner.invoke(cli, ["encode", "--help"]).output

@@ -4,10 +4,12 @@ from .autoencoder import AutoEncoder, load
 from .config import RunConfig, load_config
 from .errors import DataError, TextAEError
 from .modeling import TextAEConfig, TextAEModel, TextAEOutput
+from .scoring import AnomalyDetector
 from .textcodec import TextCodec
 from .training import train
 
 __all__ = [
+    "AnomalyDetector",
     "AutoEncoder",
     "DataError",
     "RunConfig",
