@@ -80,11 +80,12 @@ def _evaluate(splits: dict[str, Path], finals: dict[str, Path], out: Path) -> No
         ae = load(finals[CROSS_DOMAIN.get(name, name)])
         row = {"fit": len(split.fit), "test": len(split.test), "anomalies": int(sum(split.labels))}
         raw = {"labels": split.labels}
+        probe = AnomalyDetector(ae, "nll")
+        fit, test = probe.features(split.fit), probe.features(split.test)  # one model pass serves every scorer
         for scorer in SCORERS:
             if scorer == "elbo" and ae.family != "vae":
                 continue
-            det = AnomalyDetector(ae, scorer).fit(split.fit)
-            raw[scorer] = det.decision_function(split.test).tolist()
+            raw[scorer] = AnomalyDetector(ae, scorer).fit_features(fit).scores(test).tolist()
         raw["tfidf_knn"] = tfidf_knn_scores(split.fit, split.test).tolist()
         for unit, tok in (("tokens", ae.tokenizer), ("words", None)):
             raw[f"length_{unit}"] = length_scores(split.test, tok).tolist()

@@ -77,10 +77,12 @@ class AnomalyDetector:
 
     def fit(self, texts: Sequence[str]) -> AnomalyDetector:
         """Learn what normal looks like from `texts` (normal documents) and set `threshold_`."""
-        texts = [t for t in texts if t and t.strip()]
-        if len(texts) < self.n_neighbors + 1:
-            raise TextAEError(f"fit needs at least {self.n_neighbors + 1} non-empty texts, got {len(texts)}")
-        feats = document_features(self.ae, texts, self.batch_size)
+        return self.fit_features(self.features([t for t in texts if t and t.strip()]))
+
+    def fit_features(self, feats: Features) -> AnomalyDetector:
+        """`fit` from features already computed (`features(texts)`), so several scorers can share one pass."""
+        if len(feats.nll) < self.n_neighbors + 1:
+            raise TextAEError(f"fit needs at least {self.n_neighbors + 1} non-empty texts, got {len(feats.nll)}")
         if self.scorer == "knn":
             self._bank = _unit(feats.codes)
             scores = self._knn(feats, leave_one_out=True)
