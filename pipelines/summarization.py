@@ -1,16 +1,18 @@
 """Pipeline: unsupervised summarisation with the text family, evaluated on news lead → title.
 
     python -m pipelines.summarization [--config configs/text.yaml] [--workdir runs/summarization]
-        [--pretrain-steps N] [--train-steps N] [--max-words 10] [--set k=v ...] [--results FILE]
+        [--init-from AE_DIR] [--pretrain-steps N] [--train-steps N] [--max-words 10] [--set k=v ...]
+        [--results FILE]
 
 Training reads news article sentences only (the `text` column); titles are read by the evaluate
 stage alone. Stages (each skipped when its outputs are newer than its inputs and its parameters
 are unchanged; a killed training stage resumes from its last checkpoint):
   prepare          → WORKDIR/pairs.jsonl          the lead → title evaluation pairs
   pretrain         → WORKDIR/pretrain/final/      reconstructor learns from random word subsets; the
-                                                  critic and the prior LM learn real text meanwhile
-  train            → WORKDIR/train/final/         compressor + reconstructor + WGAN-GP critic (REINFORCE)
-  no_discriminator → WORKDIR/no_discriminator/    ablation: reconstruction reward only
+                                                  compressor learns the frozen sentence encoder's word
+                                                  salience; the critic and the prior LM learn real text
+  train            → WORKDIR/train/final/         REINFORCE on reconstruction + similarity + WGAN-GP critic
+  no_discriminator → WORKDIR/no_discriminator/    ablation: the same without the critic
   prior            → WORKDIR/prior/final/         the LM prior instead of the critic
   evaluate         → WORKDIR/eval.json            ROUGE of every system and of Lead-8 / Lead-10
   report           → WORKDIR/report.md, WORKDIR/summarization.json (and --results)
@@ -29,12 +31,14 @@ from textae import load, load_config
 from textae.cli import configure_logging
 from textae.errors import TextAEError
 from textae.data import DataConfig, prepare
-from textae.summaries import attested_bigrams, lead, lead_title_pairs, rouge, timed
+from textae.similarity import SentenceEncoder
+from textae.summaries import attested_bigrams, lead, lead_title_pairs, rouge, salience_summaries, timed
 
 from .autoencoder import _train_stage
 from .stages import Stage, run_stages
 
 PRIOR_WEIGHT = 0.5
+TEACHER_PAIRS = 300
 # name → the text-family options that make the variant (over the config's own)
 VARIANTS = {
     "train": {},
@@ -62,6 +66,13 @@ def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_w
         summaries, per_s = timed(lambda: codec.summarize(sources, max_words=max_words, progress=True))
         result["systems"][name] = score(summaries) | {"sentences_per_s": per_s}
         result["summaries"][name] = summaries
+    # The sentence encoder's own choice, on a sample (one encoding per word): how far the compressor is from its teacher.
+    sample = random.Random(1).sample(range(len(pairs)), min(TEACHER_PAIRS, len(pairs)))
+    pick = lambda xs: [xs[i] for i in sample]
+    teacher = salience_summaries(pick(sources), SentenceEncoder("cpu"), max_words)
+    result["teacher_sample"] = {"pairs": len(sample), "teacher": rouge(teacher, pick(titles)),
+                                "lead8": rouge(lead(pick(sources), 8), pick(titles)),
+                                "train": rouge(pick(result["summaries"]["train"]), pick(titles))}
     out.write_text(json.dumps(result, indent=1) + "\n")
 
 
@@ -73,7 +84,7 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
     ev = json.loads(eval_json.read_text())
     pairs = [json.loads(l) for l in pairs_path.read_text().splitlines()]
     systems = ev["systems"]
-    main, lead8 = systems["train"], systems["lead8"]
+    main, lead8, teacher = systems["train"], systems["lead8"], ev["teacher_sample"]
     summary = {
         "rouge1": main["rouge1"], "rouge2": main["rouge2"], "rougeL": main["rougeL"], "avg_words": main["avg_words"],
         "attested_bigrams": main["attested_bigrams"], "titles_attested_bigrams": systems["titles"]["attested_bigrams"],
@@ -82,6 +93,7 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
         "no_discriminator": _figures(systems["no_discriminator"]),
         "prior_instead_of_discriminator": _figures(systems["prior"]),
         "sentences_per_s": main["sentences_per_s"],
+        "teacher_sample": ev["teacher_sample"],
         "target_rouge1": lead8["rouge1"] + 7,
         "pairs": ev["pairs"], "max_words": ev["max_words"],
         "device": "cpu",
@@ -106,6 +118,9 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
         f"Attested bigrams: the share of a summary's adjacent word pairs found in the training sentences "
         f"(a readability proxy; the titles score {systems['titles']['attested_bigrams']:.1f}).\n\n"
         f"Summaries per second (CPU): {main['sentences_per_s']:.0f}\n\n"
+        f"The compressor's teacher, on {teacher['pairs']} random pairs: the sentence encoder's own choice of words "
+        f"(one encoding per word, so no summariser) scores ROUGE-1 {teacher['teacher']['rouge1']:.2f}, the trained "
+        f"compressor {teacher['train']['rouge1']:.2f} and Lead-8 {teacher['lead8']['rouge1']:.2f} on the same pairs.\n\n"
         f"## 20 random examples\n\n| source | summary | title |\n|---|---|---|\n{examples}\n"
     )
 
@@ -114,14 +129,17 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default="configs/text.yaml", show_default=True,
               help="Text-family YAML config.")
 @click.option("--workdir", type=click.Path(file_okay=False), default="runs/summarization", show_default=True)
+@click.option("--init-from", type=click.Path(file_okay=False), default=None,
+              help="A trained foundation autoencoder (same sizes) to start the pre-train from: its encoder starts "
+                   "the compressor and the reader, its decoder the reconstructor's.")
 @click.option("--pretrain-steps", type=int, default=800, show_default=True, help="Reconstructor steps on random word subsets.")
-@click.option("--train-steps", type=int, default=600, show_default=True, help="Steps of each trained variant.")
+@click.option("--train-steps", type=int, default=200, show_default=True, help="Steps of each trained variant.")
 @click.option("--max-words", type=int, default=10, show_default=True, help="Word budget of the evaluated summaries.")
 @click.option("--eval-pairs", type=int, default=None, help="Evaluate on the first N pairs only (quick runs). Default: all.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config value (repeatable).")
 @click.option("--results", type=click.Path(dir_okay=False), default=None, help="Also write summarization.json here.")
 @click.option("--force", is_flag=True, help="Re-run every stage, retraining from scratch.")
-def main(config_path, workdir, pretrain_steps, train_steps, max_words, eval_pairs, sets, results, force) -> None:
+def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words, eval_pairs, sets, results, force) -> None:
     """prepare → pretrain → train (+ ablations) → evaluate → report, skipping stages that are up to date."""
     configure_logging()
     work = Path(workdir)
@@ -144,7 +162,7 @@ def main(config_path, workdir, pretrain_steps, train_steps, max_words, eval_pair
         pairs = work / "pairs.jsonl"
         # Random words only, so the readability weights change nothing here but build the critic and the
         # prior LM: every variant then starts with both trained for the same steps.
-        pre = run_config("pretrain", pretrain_steps, {"random_steps": 10**9, "prior_weight": PRIOR_WEIGHT})
+        pre = run_config("pretrain", pretrain_steps, {"random_steps": 10**9, "prior_weight": PRIOR_WEIGHT}, init_from)
         stages = [
             Stage("prepare", lambda: _prepare(pairs, eval_pairs), [pairs], params={"eval_pairs": eval_pairs}),
             Stage("pretrain", lambda: _train_stage(pre, work / "pretrain", force), [work / "pretrain/final/model.safetensors"],
@@ -160,7 +178,8 @@ def main(config_path, workdir, pretrain_steps, train_steps, max_words, eval_pair
         stages += [
             Stage("evaluate", lambda: _evaluate(pairs, finals, base.data, max_words, work / "eval.json"), [work / "eval.json"],
                   [pairs, *(f / "model.safetensors" for f in finals.values())],
-                  params={"max_words": max_words, "data": base.data, "metrics": ["rouge", "attested_bigrams"]}),
+                  params={"max_words": max_words, "data": base.data, "metrics": ["rouge", "attested_bigrams"],
+                          "teacher_pairs": TEACHER_PAIRS}),
             Stage("report", lambda: _report(work / "eval.json", pairs, work, command, Path(results) if results else None),
                   [work / "report.md", work / "summarization.json"], [work / "eval.json"], params={"results": results}),
         ]

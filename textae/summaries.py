@@ -7,6 +7,7 @@ or text are dropped. Titles are only ever read here, never by training.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -43,6 +44,24 @@ def rouge(summaries: Sequence[str], references: Sequence[str]) -> dict[str, floa
             totals[name] += score.fmeasure
     n = max(1, len(summaries))
     return {k: 100 * v / n for k, v in totals.items()} | {"avg_words": sum(len(s.split()) for s in summaries) / n}
+
+
+def salience_summaries(texts: Sequence[str], encoder, max_words: int, ratio: float = 0.5) -> list[str]:
+    """The sentence encoder's own choice, as a reference for what the text family's compressor
+    learns from it: each text's k = min(max_words, ⌈ratio · words⌉) whitespace words whose removal
+    moves its embedding most, in order. Costs one encoding per word, so it is no summariser."""
+    out = []
+    for text in texts:
+        words = text.split()
+        k = min(max_words, max(1, math.ceil(ratio * len(words))))
+        if len(words) <= k:
+            out.append(" ".join(words))
+            continue
+        vectors = encoder.encode([text, *(" ".join(words[:i] + words[i + 1:]) for i in range(len(words)))])
+        drops = 1 - vectors[1:] @ vectors[0]
+        keep = sorted(sorted(range(len(words)), key=lambda i: -drops[i])[:k])
+        out.append(" ".join(words[i] for i in keep))
+    return out
 
 
 def _bigrams(text: str) -> list[tuple[str, str]]:

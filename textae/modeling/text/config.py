@@ -17,6 +17,10 @@ class TextConfig:
     gumbel_temperature: float = 0.5  # softness of the relaxed top-k (gumbel only)
     adversarial_weight: float = 0.1  # weight of the WGAN-GP critic's score; 0 = no discriminator
     prior_weight: float = 0.0  # weight of a corpus language model's NLL of the middle text; 0 = no prior
+    similarity_weight: float = 20.0  # reward: the middle text's cosine similarity to the input (frozen MiniLM); 0 = none
+    salience_weight: float = 10.0  # learn the frozen MiniLM's leave-one-out word salience; 0 = none
+    salience_rows: int = 4  # sentences per batch whose salience is measured
+    salience_words: int | None = 6  # random words measured per sentence (one encoding each); None = all
     critic_dim: int = 64  # width of the critic and of the prior LM
     critic_layers: int = 1
     gp_weight: float = 10.0  # WGAN-GP gradient penalty
@@ -32,5 +36,10 @@ class TextConfig:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
         if self.gumbel_temperature <= 0:
             raise ValueError(f"gumbel_temperature must be > 0, got {self.gumbel_temperature}")
-        if self.adversarial_weight < 0 or self.prior_weight < 0:
-            raise ValueError("adversarial_weight and prior_weight must be >= 0")
+        if min(self.adversarial_weight, self.prior_weight, self.similarity_weight, self.salience_weight) < 0:
+            raise ValueError("adversarial_weight, prior_weight, similarity_weight and salience_weight must be >= 0")
+        if self.salience_rows < 1 or (self.salience_words is not None and self.salience_words < 2):
+            raise ValueError("salience_rows must be >= 1 and salience_words >= 2 (or None: every word)")
+        if self.similarity_weight and self.estimator != "reinforce":
+            raise ValueError("similarity_weight needs estimator 'reinforce' (the sentence encoder reads text, so no "
+                             "gradient reaches the compressor through it); set similarity_weight: 0 to use gumbel")

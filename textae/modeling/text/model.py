@@ -7,6 +7,14 @@ Data flow for a batch of B sentences of T tokens (W words, k = budget words kept
       cross-attends to the memory → a copy / generate mixture (B, T, V) over the whole input
   readability: a WGAN-GP critic scores the middle text against runs of k consecutive real words,
       and an optional small LM of the corpus scores its fluency.
+  meaning: a frozen sentence encoder (all-MiniLM-L6-v2) adds the middle text's similarity to the
+      input to the reward (REINFORCE), and teaches the keep scores its leave-one-out word salience.
+
+Why the sentence encoder: the reconstruction reward alone favours the words the reconstructor
+cannot guess (names, numbers, rare words from the tail of a long sentence), whatever they say.
+On news lead → title, a compressor that had learned salience lost 0.5 to 2.7 ROUGE-1 within 150
+steps of that reward alone; with the similarity reward added it held its score.
+
 The middle text is discrete. REINFORCE (default) samples k words without replacement and uses the
 greedy choice's reward as the baseline (self-critical); Gumbel uses a relaxed top-k whose gates
 scale the middle tokens' embeddings (1 forward, soft gradient back).
@@ -34,6 +42,7 @@ from ..layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
 from ..model import TextAEModel, TextAEOutput
 from .config import TextConfig
 from .critic import Critic, PriorLM, gradient_penalty
+from .salience import salience_loss, word_salience
 from .select import (
     NEG, budgets, compact, relaxed_top_k, sample_without_replacement, start_of_token, top_k_mask, window_mask,
     word_starts,
@@ -77,6 +86,10 @@ class TextCodeModel(PreTrainedModel):
         )
         # True for vocabulary entries that begin a word (SentencePiece "▁"); set from the tokenizer.
         self.register_buffer("word_start", torch.ones(config.vocab_size, dtype=torch.bool))
+        # Only for the similarity and salience terms, which read text: set by set_vocabulary, and the encoder is
+        # loaded on first use (anything with encode(texts) -> unit vectors; tests pass a small one).
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.sentence_encoder = None
         self.step = 0
         self.post_init()
 
@@ -91,6 +104,7 @@ class TextCodeModel(PreTrainedModel):
         pieces = tokenizer.convert_ids_to_tokens(list(range(self.config.vocab_size)))
         starts = [p is not None and p.startswith("▁") for p in pieces]
         self.word_start.copy_(torch.tensor(starts, dtype=torch.bool))
+        self.tokenizer = tokenizer
 
     def set_training_step(self, step: int) -> None:
         self.step = step
@@ -235,16 +249,45 @@ class TextCodeModel(PreTrainedModel):
                 if logp is None:
                     losses["prior"] = o.prior_weight * prior_nll.mean()
                 quality = quality - o.prior_weight * prior_nll.detach()
+            if o.similarity_weight:
+                similarity = self._similarity(rows, src)
+                stats["similarity"] = similarity[: len(middle)].mean()
+                quality = quality + o.similarity_weight * similarity
             if logp is not None:
                 sampled, baseline = quality.chunk(2)
                 advantage = sampled - baseline
                 stats["reward"], stats["advantage"] = sampled.mean(), advantage.mean()
                 advantage = advantage / advantage.std().clamp(min=1e-6) if len(advantage) > 1 else advantage
                 losses["policy"] = -(advantage * logp).mean()
+        if self.training and o.salience_weight:  # the frozen encoder's word salience, on a few rows
+            n = min(o.salience_rows, len(src))
+            salience = word_salience(src[:n], starts[:n], owner[:n], selectable[:n], self._texts,
+                                     self._sentence_encoder(src.device), o.salience_words)
+            losses["salience"] = o.salience_weight * salience_loss(logits[:n], salience)
         if self.training and (self.critic is not None or self.prior is not None):
             losses.update(self._critic_losses(src, starts, owner, selectable, k, middle, stats))
         loss = sum(losses.values())
         return TextAEOutput(loss=loss, losses=losses, logits=out_logits[: len(middle)], code=middle, stats=stats)
+
+    @torch.no_grad()
+    def _similarity(self, rows: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity (R,) of each middle text in `rows` (R = a multiple of B) to its sentence
+        in `src` (B, T), by the frozen sentence encoder; each sentence is encoded once."""
+        encoder = self._sentence_encoder(rows.device)
+        encode = lambda ids: torch.as_tensor(encoder.encode(self._texts(ids)), device=rows.device)
+        return (encode(rows) * encode(src).repeat(len(rows) // len(src), 1)).sum(1).float()
+
+    def _texts(self, ids: torch.Tensor) -> list[str]:
+        if self.tokenizer is None:
+            raise RuntimeError("the similarity and salience terms read text: call set_vocabulary(tokenizer) first")
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+    def _sentence_encoder(self, device: torch.device):
+        if self.sentence_encoder is None:
+            from ...similarity import SentenceEncoder
+
+            self.sentence_encoder = SentenceEncoder(str(device))
+        return self.sentence_encoder
 
     def _critic_score(self, middle: torch.Tensor, gates: torch.Tensor | None) -> torch.Tensor:
         """The critic's score of middle texts (B,), through frozen weights."""
