@@ -31,6 +31,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     rows = [("textae text family", result), ("no discriminator", result["no_discriminator"]),
             ("LM prior, no discriminator", result["prior_instead_of_discriminator"]),
+            ("salience only (pre-train)", result["salience_only"]),
             ("Lead-8", result["lead8"]),
             ("Lead-10", result["lead10"])]
     print(f"\n{'system':28s} {'R-1':>6s} {'R-2':>6s} {'R-L':>6s} {'words':>6s} {'bigrams%':>8s}")
@@ -38,6 +39,9 @@ def main() -> None:
         print(f"{name:28s} {r['rouge1']:6.2f} {r['rouge2']:6.2f} {r['rougeL']:6.2f} {r['avg_words']:6.1f} "
               f"{r['attested_bigrams']:8.1f}")
     print(f"target R-1 (Lead-8 + 7): {result['target_rouge1']:.2f}; summaries/s: {result['sentences_per_s']:.0f}")
+    t = result["teacher_sample"]
+    print(f"on {t['pairs']} random pairs: the sentence encoder's own choice R-1 {t['teacher']['rouge1']:.2f}, "
+          f"the compressor {t['train']['rouge1']:.2f}, Lead-8 {t['lead8']['rouge1']:.2f}")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
         "lead10": _figures(systems["lead10"]),
         "no_discriminator": _figures(systems["no_discriminator"]),
         "prior_instead_of_discriminator": _figures(systems["prior"]),
+        "salience_only": _figures(systems["pretrain"]),
         "sentences_per_s": main["sentences_per_s"],
         "teacher_sample": ev["teacher_sample"],
         "target_rouge1": lead8["rouge1"] + 7,
@@ -168,7 +169,7 @@ def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words
             Stage("pretrain", lambda: _train_stage(pre, work / "pretrain", force), [work / "pretrain/final/model.safetensors"],
                   params=pre.to_dict()),
         ]
-        finals = {}
+        finals = {"pretrain": work / "pretrain/final"}  # the compressor after salience alone, before REINFORCE
         for name, extra in VARIANTS.items():
             cfg = run_config(name, train_steps, {**extra, "random_steps": 0}, work / "pretrain/final")
             finals[name] = work / name / "final"
@@ -179,7 +180,7 @@ def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words
             Stage("evaluate", lambda: _evaluate(pairs, finals, base.data, max_words, work / "eval.json"), [work / "eval.json"],
                   [pairs, *(f / "model.safetensors" for f in finals.values())],
                   params={"max_words": max_words, "data": base.data, "metrics": ["rouge", "attested_bigrams"],
-                          "teacher_pairs": TEACHER_PAIRS}),
+                          "teacher_pairs": TEACHER_PAIRS, "systems": sorted(finals)}),
             Stage("report", lambda: _report(work / "eval.json", pairs, work, command, Path(results) if results else None),
                   [work / "report.md", work / "summarization.json"], [work / "eval.json"], params={"results": results}),
         ]
