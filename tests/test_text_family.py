@@ -124,7 +124,7 @@ class _Ids:
     """Decodes ids to their numbers as words (special ids < 5 dropped), like a tokenizer would to text."""
 
     def batch_decode(self, ids, skip_special_tokens=True):
-        return [" ".join(str(i) for i in row.tolist() if i >= 5) for row in ids]
+        return [" ".join(str(i) for i in list(map(int, row)) if i >= 5) for row in ids]
 
 
 class _Keyword:

@@ -22,18 +22,15 @@ def word_salience(input_ids: torch.Tensor, starts: torch.Tensor, owner: torch.Te
     """(B, T) salience at word starts of the sentences `input_ids` (B, T), NaN where not measured.
 
     `owner` maps each token to its word start, `decode` turns token-id rows into texts (special
-    tokens dropped) and `encoder.encode(texts)` returns unit vectors. `words` measures only that
-    many random words per sentence: the encoder's cost is one pass per measured word, and more
-    sentences with fewer words each teach the compressor more than a few sentences measured whole."""
+    tokens dropped) and `encoder.encode(texts)` returns unit vectors. The encoder's cost is one
+    pass per measured word; `words` measures only that many random words per sentence."""
     measured = starts
     if words is not None:
         noise = torch.rand(starts.shape, device=starts.device, generator=generator).masked_fill(~starts, -1.0)
         measured = starts & top_k_mask(noise, torch.full((len(starts),), words, device=starts.device))
     rows, cols = measured.nonzero(as_tuple=True)
-    texts = decode(input_ids)
-    for b, t in zip(rows.tolist(), cols.tolist()):
-        drop = (owner[b] == t) & selectable[b]
-        texts.append(decode(input_ids[b][selectable[b] & ~drop][None])[0])
+    keep = selectable[rows] & owner[rows].ne(cols[:, None])  # (N, T): each measured sentence without its word
+    texts = decode(input_ids) + decode([ids[k].tolist() for ids, k in zip(input_ids[rows], keep)])
     vectors = torch.as_tensor(encoder.encode(texts), device=input_ids.device).float()
     whole, without = vectors[: len(input_ids)], vectors[len(input_ids):]
     salience = torch.full(starts.shape, float("nan"), device=input_ids.device)
