@@ -161,8 +161,8 @@ def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words
             return load_config(config_path, values)
 
         pairs = work / "pairs.jsonl"
-        # Random words only, so the readability weights change nothing here but build the critic and the
-        # prior LM: every variant then starts with both trained for the same steps.
+        # Random words only: the compressor learns salience alone, and the readability weights change
+        # nothing but build the critic and the prior LM, so every variant starts with both trained.
         pre = run_config("pretrain", pretrain_steps, {"random_steps": 10**9, "prior_weight": PRIOR_WEIGHT}, init_from)
         stages = [
             Stage("prepare", lambda: _prepare(pairs, eval_pairs), [pairs], params={"eval_pairs": eval_pairs}),
