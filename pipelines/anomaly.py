@@ -35,7 +35,7 @@ from textae.scoring.protocols import (Split, auroc, cross_domain, length_scores,
                                      trec_splits)
 
 from .autoencoder import _train_stage
-from .stages import Stage, run_stages
+from .stages import Stage, run_pipeline
 
 CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
 # evaluation set → the split whose normal texts train its model (cross-domain sets reuse a model)
@@ -256,7 +256,8 @@ def main(workdir, pretrain_minutes, minutes, steps, throughput_rows, only, sets,
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     command = "python -m pipelines.anomaly " + " ".join(sys.argv[1:])
-    try:
+
+    def build() -> list[Stage]:
         overrides = dict(s.split("=", 1) for s in sets)
         sizes = [int(x) for x in throughput_rows.split(",") if x.strip()]
         names = [f"{p}{n}" for p in ("", "guide_") for n in ("sms", *(f"trec_{c}" for c in CLASSES))]
@@ -289,11 +290,9 @@ def main(workdir, pretrain_minutes, minutes, steps, throughput_rows, only, sets,
                   [work / "report.md", work / "anomaly.json"], [work / "eval.json", work / "throughput.json"],
                   params={"results": results, "default": DEFAULT_SCORER}),
         ]
-        ran = run_stages(stages, force=force)
-    except (TextAEError, ValueError) as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    click.echo(f"ran: {', '.join(ran) or 'nothing (all up to date)'}; report: {work / 'report.md'}")
+        return stages
+
+    run_pipeline(build, work / "report.md", force)
 
 
 if __name__ == "__main__":

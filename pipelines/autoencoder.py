@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import click
@@ -22,7 +21,7 @@ from textae.cli import configure_logging
 from textae.errors import TextAEError
 from textae.training.metrics import bleu, exact_match
 
-from .stages import Stage, run_stages
+from .stages import Stage, run_pipeline
 
 
 def _train_stage(cfg, run_dir: Path, force: bool) -> None:
@@ -78,25 +77,21 @@ def main(config_path: str | None, workdir: str, sets: tuple[str, ...], force: bo
     configure_logging()
     work = Path(workdir)
     run_dir = work / "run"
-    try:
+
+    def build() -> list[Stage]:
         overrides = dict(s.split("=", 1) for s in sets)
         overrides["train.output_dir"] = str(run_dir)
         cfg = load_config(config_path, overrides)
         final = run_dir / "final"
-        ran = run_stages(
-            [
-                Stage("train", lambda: _train_stage(cfg, run_dir, force), [final / "model.safetensors"], params=cfg.to_dict()),
-                Stage("evaluate", lambda: _evaluate(final, run_dir / "heldout.txt", work / "eval.json"),
-                      [work / "eval.json"], [final / "model.safetensors"]),
-                Stage("report", lambda: _report(work / "eval.json", run_dir / "metrics.jsonl", work / "report.md"),
-                      [work / "report.md"], [work / "eval.json"]),
-            ],
-            force=force,
-        )
-    except (TextAEError, ValueError) as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    click.echo(f"ran: {', '.join(ran) or 'nothing (all up to date)'}; report: {work / 'report.md'}")
+        return [
+            Stage("train", lambda: _train_stage(cfg, run_dir, force), [final / "model.safetensors"], params=cfg.to_dict()),
+            Stage("evaluate", lambda: _evaluate(final, run_dir / "heldout.txt", work / "eval.json"),
+                  [work / "eval.json"], [final / "model.safetensors"]),
+            Stage("report", lambda: _report(work / "eval.json", run_dir / "metrics.jsonl", work / "report.md"),
+                  [work / "report.md"], [work / "eval.json"]),
+        ]
+
+    run_pipeline(build, work / "report.md", force)
 
 
 if __name__ == "__main__":

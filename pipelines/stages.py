@@ -6,10 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import click
+
+from textae.errors import TextAEError
 
 log = logging.getLogger("textae.pipeline")
 
@@ -55,3 +60,14 @@ def run_stages(stages: Sequence[Stage], force: bool = False) -> list[str]:
         ran.append(stage.name)
         force = True  # everything after a re-run stage depends on it
     return ran
+
+
+def run_pipeline(build: Callable[[], Sequence[Stage]], report: Path, force: bool = False) -> None:
+    """What every pipeline command does: build its stages and run them. A bad config, bad data or
+    a stale run is one `error:` line and exit status 2; otherwise it says which stages ran."""
+    try:
+        ran = run_stages(build(), force=force)
+    except (TextAEError, ValueError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"ran: {', '.join(ran) or 'nothing (all up to date)'}; report: {report}")

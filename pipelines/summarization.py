@@ -35,7 +35,7 @@ from textae.similarity import SentenceEncoder
 from textae.summaries import attested_bigrams, lead, lead_title_pairs, rouge, salience_summaries, timed
 
 from .autoencoder import _train_stage
-from .stages import Stage, run_stages
+from .stages import Stage, run_pipeline
 
 PRIOR_WEIGHT = 0.5
 TEACHER_PAIRS = 300
@@ -146,7 +146,8 @@ def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     command = "python -m pipelines.summarization " + " ".join(sys.argv[1:])
-    try:
+
+    def build() -> list[Stage]:
         overrides = dict(s.split("=", 1) for s in sets)
         base = load_config(config_path, overrides)
         if base.model.get("family") != "text":
@@ -184,11 +185,9 @@ def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words
             Stage("report", lambda: _report(work / "eval.json", pairs, work, command, Path(results) if results else None),
                   [work / "report.md", work / "summarization.json"], [work / "eval.json"], params={"results": results}),
         ]
-        ran = run_stages(stages, force=force)
-    except (TextAEError, ValueError) as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    click.echo(f"ran: {', '.join(ran) or 'nothing (all up to date)'}; report: {work / 'report.md'}")
+        return stages
+
+    run_pipeline(build, work / "report.md", force)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,12 @@ def test_overrides_and_their_errors():
         build_config(overrides={"noise.mask_rate": 2.0})
     with pytest.raises(TextAEError, match="section.key"):
         build_config(overrides={"lr": 1})
+    # A value of the wrong type is one clear error, not a traceback from deep inside training.
+    with pytest.raises(TextAEError, match=r"train.lr = 'abc' is not float"):
+        build_config(overrides={"train.lr": "abc"})
+    with pytest.raises(TextAEError, match=r"train.max_steps = 2.5 is not int \| None"):
+        build_config(overrides={"train.max_steps": "2.5"})
+    assert build_config(overrides={"train.max_minutes": "2", "data.max_examples": "null"}).train.max_minutes == 2
 
 
 def test_saved_config_round_trips(tmp_path):

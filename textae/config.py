@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,13 +94,29 @@ def _coerce(value: Any, hint: Any) -> Any:
     return tuple(value) if isinstance(value, list) and "tuple" in text else value
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a (coerced) value has the field's scalar type; containers are left to the section."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, int if hint is int else (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) if hint in (str, bool) else True
+
+
 def _section(default: Any, values: dict[str, Any], name: str):
-    """The run's default section with `values` applied; unknown keys are errors."""
+    """The run's default section with `values` applied; unknown keys and values of the wrong type are errors."""
     hints = typing.get_type_hints(type(default))
     unknown = set(values) - set(hints)
     if unknown:
         raise TextAEError(f"unknown key(s) {sorted(unknown)} in config section '{name}'; known: {sorted(hints)}")
-    return dataclasses.replace(default, **{k: _coerce(v, hints[k]) for k, v in values.items()})
+    coerced = {k: _coerce(v, hints[k]) for k, v in values.items()}
+    for key, value in coerced.items():
+        if not _fits(value, hints[key]):
+            kind = getattr(hints[key], "__name__", str(hints[key]))
+            raise TextAEError(f"{name}.{key} = {values[key]!r} is not {kind}; see configs/ for examples")
+    return dataclasses.replace(default, **coerced)
 
 
 def build_config(values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
