@@ -130,11 +130,7 @@ class _Ids:
 class _Keyword:
     """A sentence encoder that only sees whether the text holds word 7: [has 7, 1], unit length."""
 
-    def __init__(self):
-        self.calls = 0
-
     def encode(self, texts):
-        self.calls += 1
         vectors = torch.tensor([[float("7" in t.split()), 1.0] for t in texts])
         return torch.nn.functional.normalize(vectors, dim=-1).numpy()
 

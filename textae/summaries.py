@@ -7,13 +7,15 @@ or text are dropped. Titles are only ever read here, never by training.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
+
+import torch
 
 from .data.builtin import load_builtin
 from .data.clean import clean_text
 from .data.sentences import split_sentences
+from .modeling.text.select import budgets
 
 
 def lead_title_pairs() -> list[dict[str, str | int]]:
@@ -48,12 +50,12 @@ def rouge(summaries: Sequence[str], references: Sequence[str]) -> dict[str, floa
 
 def salience_summaries(texts: Sequence[str], encoder, max_words: int, ratio: float = 0.5) -> list[str]:
     """The sentence encoder's own choice, as a reference for what the text family's compressor
-    learns from it: each text's k = min(max_words, ⌈ratio · words⌉) whitespace words whose removal
+    learns from it: each text's k whitespace words (the compressor's own `budgets`) whose removal
     moves its embedding most, in order. Costs one encoding per word, so it is no summariser."""
     out = []
-    for text in texts:
+    ks = budgets(torch.tensor([len(t.split()) for t in texts]), max_words, ratio).tolist() if texts else []
+    for text, k in zip(texts, ks):
         words = text.split()
-        k = min(max_words, max(1, math.ceil(ratio * len(words))))
         if len(words) <= k:
             out.append(" ".join(words))
             continue

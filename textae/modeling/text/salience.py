@@ -3,9 +3,10 @@
 A word's salience is how far the sentence's embedding moves when that word alone is dropped
 (1 − cosine, all-MiniLM-L6-v2). Why: rebuilding the sentence rewards the words a reconstructor
 cannot guess (names, numbers, rare words from the tail of a long sentence) whatever their role,
-while the encoder's leave-one-out drop ranks the words that carry the sentence's meaning. On 200
-news lead → title pairs, keeping each sentence's 10 most salient words scored ROUGE-1 32.1 against
-Lead-8's 22.3. The compressor learns to predict it, so no encoder runs when it summarises.
+while the encoder's leave-one-out drop ranks the words that carry the sentence's meaning. On 300
+news lead → title pairs, keeping each sentence's 10 most salient words scored ROUGE-1 29.5 against
+Lead-8's 22.2 (benchmarks/results/summarization.json, `teacher_sample`). The compressor learns to
+predict it, so no encoder runs when it summarises.
 """
 
 from __future__ import annotations
