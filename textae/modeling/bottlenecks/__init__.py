@@ -7,6 +7,8 @@ from typing import Any
 
 from .base import Bottleneck, BottleneckOutput
 from .continuous import ContinuousBottleneck, ContinuousConfig
+from .cvae import CVAEBottleneck, CVAEConfig
+from .gmvae import GMVAEBottleneck, GMVAEConfig
 from .vae import VAEBottleneck, VAEConfig
 from .vq import VQBottleneck, VQConfig
 from ..text.config import TextConfig
@@ -15,6 +17,8 @@ FAMILIES: dict[str, tuple[type, type[Bottleneck]]] = {
     "ae": (ContinuousConfig, ContinuousBottleneck),
     "vae": (VAEConfig, VAEBottleneck),
     "vq": (VQConfig, VQBottleneck),
+    "cvae": (CVAEConfig, CVAEBottleneck),
+    "gmvae": (GMVAEConfig, GMVAEBottleneck),
 }
 
 

@@ -37,7 +37,8 @@ class Bottleneck(nn.Module):
     """Maps the encoder's K summary vectors (B, K, D) to the code the decoder reads.
 
     `slot_mask` (B, K) is True where a code slot covers at least one real token; slots past the
-    end of a sentence carry no information and must not shape any statistics.
+    end of a sentence carry no information and must not shape any statistics. `condition` (B,)
+    holds label ids (-1 = unknown) for conditional families; the others ignore it.
     """
 
     def __init__(self, num_codes: int, dim: int):
@@ -45,7 +46,9 @@ class Bottleneck(nn.Module):
         self.num_codes, self.dim = num_codes, dim
         self.step = 0
 
-    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor) -> BottleneckOutput:  # pragma: no cover - interface
+    def forward(
+        self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> BottleneckOutput:  # pragma: no cover - interface
         raise NotImplementedError
 
     def set_step(self, step: int) -> None:

@@ -20,5 +20,5 @@ class ContinuousBottleneck(Bottleneck):
         super().__init__(num_codes, dim)
         self.norm = nn.LayerNorm(dim, elementwise_affine=False) if cfg.normalize else nn.Identity()
 
-    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor) -> BottleneckOutput:
+    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None) -> BottleneckOutput:
         return BottleneckOutput(code=self.norm(h))

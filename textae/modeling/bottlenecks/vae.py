@@ -113,20 +113,31 @@ class VAEBottleneck(Bottleneck):
         mu, logvar = self.to_posterior(h.flatten(1)).chunk(2, dim=-1)
         return mu, (logvar + INITIAL_LOGVAR).clamp(-12.0, 8.0)  # clamp: exp(logvar) stays finite in bf16
 
-    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor) -> BottleneckOutput:
+    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None) -> BottleneckOutput:
         if self.training and not bool(self.initialised):
             self._initialise(h.detach())
         mu, logvar = self.posterior(h)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation: gradients reach mu and sigma
-        kl = gaussian_kl(mu.float(), logvar.float())  # (B, Z)
         beta = beta_at(self.step, self.cfg)
+        losses, stats = self.kl_terms(mu, logvar, z, beta)
         return BottleneckOutput(
-            code=self.to_decoder(z),
-            losses={"kl": beta * free_bits_kl(kl, self.cfg.free_bits)},
-            per_sentence=("kl",),
-            stats={"beta": torch.tensor(beta), "kl_nats": kl.sum(-1).mean().detach()},
+            code=self.to_decoder(self.stored_code(z, h, condition)),
+            losses=losses,
+            per_sentence=tuple(losses),
+            stats={"beta": torch.tensor(beta), **stats},
             latent={"mu": mu, "logvar": logvar},
         )
+
+    def kl_terms(
+        self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, beta: float
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(losses per sentence, stats): β·KL to the standard normal prior, with free bits."""
+        kl = gaussian_kl(mu.float(), logvar.float())  # (B, Z)
+        return {"kl": beta * free_bits_kl(kl, self.cfg.free_bits)}, {"kl_nats": kl.sum(-1).mean().detach()}
+
+    def stored_code(self, z: torch.Tensor, h: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """A latent draw in the form users store (conditional families append the label)."""
+        return z
 
     def encode(self, h: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         return self.posterior(h)[0]  # the posterior mean

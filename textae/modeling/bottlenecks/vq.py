@@ -92,7 +92,7 @@ class VQBottleneck(Bottleneck):
         """Indices (B, S) of the codebook entries nearest to x (B, S, D/H)."""
         return torch.cdist(x.float().flatten(0, 1), self.codebook).argmin(-1).view(x.shape[:2])
 
-    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor) -> BottleneckOutput:
+    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None) -> BottleneckOutput:
         x = self._parts(h)
         mask = slot_mask.repeat_interleave(self.cfg.heads, dim=1)  # (B, K·H)
         valid = x[mask].detach().float()  # (N, D/H): the only vectors statistics may see

@@ -1,0 +1,195 @@
+"""Issue 8: the conditional VAE (label-conditioned decoder, `textae transfer`) and the mixture-prior
+VAE (`textae cluster`), from bottleneck maths to the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+from click.testing import CliRunner
+
+import textae
+from textae.cli import cli
+from textae.clustering import top_words
+from textae.config import build_config
+from textae.errors import TextAEError
+from textae.latent import sample
+from textae.modeling.bottlenecks import build_bottleneck
+from textae.modeling.bottlenecks.cvae import UNKNOWN, label_ids
+from textae.modeling.bottlenecks.gmvae import gaussian_pair_kl
+from textae.training import train
+from textae.transfer import transfer
+
+from .conftest import SENTENCES, tiny_overrides
+
+K, D = 2, 8
+# The same content in two styles: the label alone says how a sentence ends.
+STYLED = [(s[:-2] + " .", "calm") for s in SENTENCES] + [(s[:-2] + " !", "loud") for s in SENTENCES]
+
+
+def _train(tmp_path, name: str, family: str, options: dict, corpus, steps: int):
+    AcceleratorState._reset_state(True)
+    cfg = build_config(overrides={
+        **tiny_overrides(corpus, tmp_path / name, **{"train.max_steps": steps, "train.eval_every": steps}),
+        "model.family": family, "model.bottleneck": options,
+    })
+    try:
+        return train(cfg, progress=False)
+    finally:
+        AcceleratorState._reset_state(True)
+
+
+@pytest.fixture(scope="module")
+def styled_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("styled") / "styled.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "style": y}) + "\n" for t, y in STYLED))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cvae(tmp_path_factory, styled_corpus):
+    options = {"latent_dim": 8, "beta_steps": 100, "label_column": "style", "adversary_weight": 1.0}
+    return _train(tmp_path_factory.mktemp("cvae"), "cvae", "cvae", options, styled_corpus, 300)
+
+
+@pytest.fixture(scope="module")
+def gmvae(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("gm") / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n")
+    return _train(tmp_path_factory.mktemp("gmvae"), "gmvae", "gmvae", {"latent_dim": 8, "components": 3}, corpus, 150)
+
+
+# ----- conditional VAE ----------------------------------------------------------------------
+def test_label_ids_map_values_and_mark_unknown_ones():
+    assert label_ids(["ham", "spam", None, "eggs", 1], ["ham", "spam", "1"]) == [0, 1, UNKNOWN, UNKNOWN, 2]
+
+
+def test_cvae_code_is_content_plus_label_and_known_labels_are_one_hot():
+    torch.manual_seed(0)
+    b = build_bottleneck("cvae", K, D, {"latent_dim": 4, "labels": ["a", "b", "c"]}).train()
+    h, mask = torch.randn(5, K, D), torch.ones(5, K, dtype=torch.bool)
+    code = b.encode(h, mask)
+    assert code.shape == (5, 7) and torch.allclose(code[:, 4:].sum(-1), torch.ones(5))  # q(y|x) when unknown
+    assert torch.allclose(b.stored_code(code[:, :4], h, torch.tensor([2, -1, 0, 1, 2]))[0, 4:], torch.tensor([0.0, 0.0, 1.0]))
+    moved = b.with_label(code, 1)
+    assert torch.equal(moved[:, :4], code[:, :4]) and torch.equal(moved[:, 4:], torch.tensor([[0.0, 1.0, 0.0]] * 5))
+    assert not torch.allclose(b.to_decoder(moved), b.to_decoder(b.with_label(code, 0)))  # the label reaches the decoder
+
+
+def test_cvae_adversary_learns_the_label_while_the_leak_term_trains_only_the_encoder():
+    torch.manual_seed(0)
+    b = build_bottleneck("cvae", K, D, {"latent_dim": 4, "labels": ["a", "b"]}).train()
+    h = torch.randn(6, K, D, requires_grad=True)
+    out = b(h, torch.ones(6, K, dtype=torch.bool), torch.tensor([0, 1, 0, 1, -1, -1]))
+    assert {"kl", "leak", "adversary", "label"} <= set(out.losses) and 0 <= out.losses["leak"] <= math.log(2)
+    out.losses["leak"].backward(retain_graph=True)
+    assert h.grad.abs().sum() > 0 and all(p.grad is None for p in b.adversary.parameters())
+    h.grad = None
+    out.losses["adversary"].backward()
+    assert h.grad is None and all(p.grad is not None for p in b.adversary.parameters())
+
+
+def test_the_label_changes_the_decoders_output_and_transfer_keeps_the_content(cvae):
+    ae = textae.load(cvae)
+    calm = [t for t, y in STYLED if y == "calm"]
+    assert sum(r == t for r, t in zip(ae.reconstruct(calm), calm)) >= 6  # the model fits its data
+    loud = transfer(ae, calm, "loud")
+    assert loud != ae.reconstruct(calm)  # same content codes, other label, other text
+    assert sum(t.endswith("!") for t in loud) >= 6, loud  # the style the label stands for
+    kept = [t[:-2] == c[:-2] for t, c in zip(loud, calm)]
+    assert sum(kept) >= 6, list(zip(calm, loud))  # the content is what the code says
+
+
+def test_transfer_through_the_cli_keeps_ids_and_order_and_explains_bad_labels(cvae, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, (t, _) in enumerate(STYLED[:4])))
+    out, runner = tmp_path / "out.jsonl", CliRunner()
+    res = runner.invoke(cli, ["transfer", "--model", str(cvae), "--input", str(src), "--to", "loud", "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["r0", "r1", "r2", "r3"] and [r["text"] for r in rows] == [t for t, _ in STYLED[:4]]
+    assert [r["transferred"] for r in rows] == transfer(textae.load(cvae), [t for t, _ in STYLED[:4]], "loud")
+    assert {r["label"] for r in rows} <= {"calm", "loud"}
+    res = runner.invoke(cli, ["transfer", "--model", str(cvae), "--input", str(src), "--to", "angry", "--output", str(out)])
+    assert res.exit_code == 2 and "unknown label 'angry'; this model knows calm, loud" in res.output
+
+
+def test_cvae_training_explains_a_missing_or_unusable_label_column(tmp_path, corpus, styled_corpus):
+    with pytest.raises(TextAEError, match="conditions on the column 'label'.*columns: text"):
+        _train(tmp_path, "a", "cvae", {}, corpus, 2)
+    with pytest.raises(TextAEError, match="holds 17 distinct value"):  # the text column is not a label
+        _train(tmp_path, "b", "cvae", {"label_column": "text"}, styled_corpus, 2)
+
+
+# ----- mixture prior --------------------------------------------------------------------------
+def test_gmvae_responsibilities_sum_to_one_and_separate_two_blobs():
+    torch.manual_seed(0)
+    b = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 2}).train()
+    blobs = torch.cat([torch.randn(50, 3) * 0.1 + 4, torch.randn(50, 3) * 0.1 - 4])
+    b._initialise_mixture(blobs)
+    r = b.responsibilities(blobs)
+    assert r.shape == (100, 2) and torch.allclose(r.sum(-1), torch.ones(100))
+    picks = r.argmax(-1)
+    assert picks[:50].unique().numel() == 1 and picks[50:].unique().numel() == 1 and picks[0] != picks[-1]
+    for _ in range(300):  # the components follow the data (online EM)
+        b._update_mixture(blobs + 1.0, torch.full((100, 3), -9.0))
+    assert torch.allclose(b.means.sort(0).values, torch.tensor([[-3.0] * 3, [5.0] * 3]), atol=0.1)
+
+
+def test_gmvae_kl_term_matches_closed_form_and_restarts_dead_components():
+    mu, logvar = torch.tensor([[0.5, -1.0]]), torch.tensor([[-1.0, 0.2]])
+    means, logvars = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.3, -0.4]])
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, (0.5 * logvar).exp()), torch.distributions.Normal(means, (0.5 * logvars).exp()))
+    assert torch.allclose(gaussian_pair_kl(mu, logvar, means, logvars)[:, 0], expected, atol=1e-6)
+    b = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 4}).train()
+    data = torch.randn(64, 3)
+    b._initialise_mixture(data)
+    b.means[3] = 1e3  # far from everything: no sentence will pick it
+    for _ in range(400):
+        b._update_mixture(data, torch.zeros(64, 3))
+    assert b.means.abs().max() < 10 and (b.responsibilities(data).argmax(-1).bincount(minlength=4) > 0).sum() >= 3
+
+
+def test_cluster_through_the_cli_writes_rows_in_order_and_top_words(gmvae, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("id,text\n" + "".join(f"k{i},{s}\n" for i, s in enumerate(SENTENCES)))
+    out, runner = tmp_path / "clusters.jsonl", CliRunner()
+    res = runner.invoke(cli, ["cluster", "--model", str(gmvae), "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"k{i}" for i in range(len(SENTENCES))]
+    assert all(0 <= r["cluster"] < 3 and 1 / 3 - 1e-6 <= r["probability"] <= 1 for r in rows)
+    summary = json.loads((tmp_path / "clusters.clusters.json").read_text())
+    assert sum(v["size"] for v in summary.values()) == len(SENTENCES)
+    assert set(summary) == {str(r["cluster"]) for r in rows}
+    res = runner.invoke(cli, ["cluster", "--model", str(gmvae), "--input", str(src), "--output", str(tmp_path / "c.txt")])
+    assert res.exit_code == 2 and ".jsonl, .csv or .parquet" in res.output
+
+
+def test_each_verb_refuses_the_wrong_family(gmvae, cvae, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("hello there\n")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["transfer", "--model", str(gmvae), "--input", str(src), "--to", "x", "--output", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 2 and "--family cvae" in res.output
+    res = runner.invoke(cli, ["cluster", "--model", str(cvae), "--input", str(src), "--output", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 2 and "--family gmvae" in res.output
+
+
+def test_gmvae_model_samples_and_logs_cluster_usage(gmvae):
+    ae = textae.load(gmvae)
+    assert len(sample(ae, 3)) == 3
+    events = [json.loads(l) for l in (gmvae.parent / "metrics.jsonl").read_text().splitlines()]
+    assert {"kl", "cluster_perplexity", "active_units", "mi"} <= set().union(*events)
+
+
+def test_top_words_pick_each_clusters_own_words():
+    texts = ["stocks fell sharply", "stocks rose", "markets and stocks", "the cat purred", "a cat slept", "cat food"]
+    words = top_words(texts, np.array([0, 0, 0, 1, 1, 1]), n=2)
+    assert words[0][0] == "stocks" and words[1][0] == "cat"
+    assert top_words(["the", "a"], np.array([0, 1])) == {0: [], 1: []}  # only stop words: nothing to list

@@ -1,0 +1,40 @@
+"""Labels for conditional families: the label vocabulary and each training row's label id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import datasets
+
+from ..errors import TextAEError
+from ..modeling.bottlenecks import family_config
+from ..modeling.bottlenecks.cvae import UNKNOWN, label_ids
+
+MAX_LABELS = 100  # more distinct values than this (or than half the rows) is free text, not a label
+
+
+def conditions(model: dict[str, Any], train: datasets.Dataset, source: str) -> tuple[dict[str, Any], list[int] | None]:
+    """(the model section with the label vocabulary filled in, label id per training row), or
+    (model, None) for families that read no label. Rows without a label get UNKNOWN: the model
+    guesses theirs, and they teach only reconstruction."""
+    if model.get("family") != "cvae":
+        return model, None
+    options = family_config("cvae", model.get("bottleneck"))
+    column = options.label_column
+    if column not in train.column_names:
+        raise TextAEError(
+            f"--family cvae conditions on the column '{column}', which {source} does not have "
+            f"(columns: {', '.join(train.column_names)}); name it with --set model.bottleneck='{{label_column: NAME}}'"
+        )
+    values = train[column]
+    labels = [str(v) for v in options.labels] or sorted({str(v) for v in values if v is not None})
+    ids = label_ids(values, labels)
+    labelled = sum(i != UNKNOWN for i in ids)
+    if not 2 <= len(labels) <= min(MAX_LABELS, labelled / 2):
+        raise TextAEError(
+            f"column '{column}' of {source} holds {len(labels)} distinct value(s) in {labelled} labelled rows; a cvae "
+            f"needs 2 to {MAX_LABELS} labels, each on several rows (a categorical column such as ham/spam or a question type)"
+        )
+    if all(i == UNKNOWN for i in ids):
+        raise TextAEError(f"no training row of {source} has one of the labels {labels} in column '{column}'")
+    return {**model, "bottleneck": {**(model.get("bottleneck") or {}), "labels": labels}}, ids
