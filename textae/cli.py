@@ -74,7 +74,8 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "bf16", "fp16"]), default=None,
               help="auto = bf16 on GPU, fp32 on CPU.")
 @click.option("--family", type=click.Choice(["ae", "vae", "vq", "cvae", "gmvae", "text"]), default=None,
-              help="Code family: ae (plain vectors), vae (Gaussian latent), vq (integer codes), text (a few of the input's words: summaries). Default from the config: ae.")
+              help="Code family: ae (plain vectors), vae (Gaussian latent), vq (integer codes), cvae (latent + a label column: "
+                   "transfer), gmvae (mixture prior: cluster), text (a few of the input's words: summaries). Default from the config: ae.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Start from a trained model directory (its tokenizer and every matching weight), e.g. a plain AE before a VAE.")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's last checkpoint.")
@@ -115,7 +116,8 @@ _beams_option = click.option("--num-beams", type=int, default=1, help="Beam widt
 @_model_option
 @_input_option
 @click.option("--output", required=True, type=click.Path(),
-              help="Codes file (.parquet): columns id and code (ae: K×D floats; vae: Z floats; vq: K·heads integers; "
+              help="Codes file (.parquet): columns id and code (ae: K×D floats; vae, gmvae: Z floats; cvae: Z floats then the "
+                   "label distribution; vq: K·heads integers; "
                    "text: the middle text, also as .jsonl/.csv/.txt).")
 @_text_column_option
 @_id_column_option
@@ -291,7 +293,7 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @click.option("--seed", type=int, default=0, help="Random seed: the same seed gives the same sentences.")
 @_friendly
 def sample(model_dir, n, output, num_beams, seed) -> None:
-    """Decode codes drawn from the prior (vae: z ~ N(0, I); vq: each slot's empirical code distribution)."""
+    """Decode codes drawn from the prior (vae: z ~ N(0, I); gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution)."""
     from .autoencoder import load
     from .latent import sample as draw
 

@@ -13,12 +13,16 @@ from ..modeling.bottlenecks.cvae import UNKNOWN, label_ids
 MAX_LABELS = 100  # more distinct values than this (or than half the rows) is free text, not a label
 
 
-def conditions(model: dict[str, Any], train: datasets.Dataset, source: str) -> tuple[dict[str, Any], list[int] | None]:
-    """(the model section with the label vocabulary filled in, label id per training row), or
-    (model, None) for families that read no label. Rows without a label get UNKNOWN: the model
-    guesses theirs, and they teach only reconstruction."""
+def conditions(
+    model: dict[str, Any], data: datasets.DatasetDict, source: str
+) -> tuple[dict[str, Any], dict[str, list[int]] | None]:
+    """(the model section with the label vocabulary filled in, label ids per row of each split), or
+    (model, None) for families that read no label. The vocabulary comes from the training split;
+    rows without one of its labels get UNKNOWN: the model guesses theirs, and they teach only
+    reconstruction."""
     if model.get("family") != "cvae":
         return model, None
+    train = data["train"]
     options = family_config("cvae", model.get("bottleneck"))
     column = options.label_column
     if column not in train.column_names:
@@ -37,4 +41,5 @@ def conditions(model: dict[str, Any], train: datasets.Dataset, source: str) -> t
         )
     if all(i == UNKNOWN for i in ids):
         raise TextAEError(f"no training row of {source} has one of the labels {labels} in column '{column}'")
-    return {**model, "bottleneck": {**(model.get("bottleneck") or {}), "labels": labels}}, ids
+    split_ids = {name: ids if name == "train" else label_ids(split[column], labels) for name, split in data.items()}
+    return {**model, "bottleneck": {**(model.get("bottleneck") or {}), "labels": labels}}, split_ids

@@ -22,10 +22,11 @@ def evaluate(
     collator: Collator,
     batch_size: int = 64,
     nll_samples: int = 16,
+    conditions: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """Teacher-forced loss terms and token accuracy on clean inputs, the family's latent metrics
     (VAE: active units, MI, KL, NLL; VQ: codebook usage, perplexity), then greedy reconstruction
-    BLEU / exact match."""
+    BLEU / exact match. `conditions`: label ids of the rows, for conditional families."""
     model = autoencoder.model
     collator = dataclasses.replace(collator, noise=NoiseConfig())  # held-out loss on clean inputs, like inference
     was_training = model.training
@@ -34,7 +35,9 @@ def evaluate(
     correct = counted = 0
     batches = []
     for start in range(0, len(ids), batch_size):
-        batch = {k: v.to(autoencoder.device) for k, v in collator(ids[start : start + batch_size], seed=0).items()}
+        rows = slice(start, start + batch_size)
+        batch = collator(ids[rows], seed=0, conditions=conditions and conditions[rows])
+        batch = {k: v.to(autoencoder.device) for k, v in batch.items()}
         batch.pop("decoder_input_ids")  # teacher forcing from the labels
         batches.append(batch)
         out = model(**batch)

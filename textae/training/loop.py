@@ -157,7 +157,9 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     if main:  # the held-out sentences evaluation decodes, for people to try the model on
         (run_dir / "heldout.txt").write_text("".join(" ".join(t.split()) + "\n" for t in val["text"]))
 
-    model_section, train_conditions = conditions(cfg.model, data["train"], cfg.data.source)
+    model_section, split_conditions = conditions(cfg.model, data, cfg.data.source)
+    train_conditions = split_conditions and split_conditions["train"]
+    val_conditions = split_conditions and split_conditions["validation"][: len(val_ids)]
     model_cfg = TextAEConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
@@ -214,7 +216,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
 
     def run_eval() -> None:
         if main:
-            result = evaluate(evaluator, val_ids, list(val["text"]), collator)
+            result = evaluate(evaluator, val_ids, list(val["text"]), collator, conditions=val_conditions)
             metrics.write(step=step, minutes=round(elapsed / 60, 3), **{k: round(v, 4) for k, v in result.items()})
             tqdm.write(f"step {step} | {elapsed / 60:.1f} min | " + " ".join(f"{k} {v:.3f}" for k, v in result.items()))
         accelerator.wait_for_everyone()
@@ -227,7 +229,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         for micro in range(tc.grad_accum):
             rows = next(stream)
             batch = collator([train_ids[i] for i in rows], seed=tc.seed * 1_000_003 + step * tc.grad_accum + micro,
-                             conditions=None if train_conditions is None else [train_conditions[i] for i in rows])
+                             conditions=train_conditions and [train_conditions[i] for i in rows])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             accelerator.unwrap_model(model).set_training_step(step)
             with accelerator.accumulate(model):
