@@ -4,6 +4,7 @@ Every model is trained with the `textae train` CLI, each started from the founda
 (`--init-from`, default runs/bench-default/final, which `make bench` trains on news):
   cvae-sms    --family cvae on SMS, label ham/spam
   cvae-trec   --family cvae on TREC questions, label = coarse type (6)
+  cvae-sms-no-adversary   the SMS run with adversary_weight 0 (the ablation)
   gmvae-trec  --family gmvae, 6 components;   vae-trec  the plain VAE, same settings
   gmvae-news  --family gmvae on news sentences, 9 components (one per outlet); vae-news likewise
 A finished run is reused (pass --fresh to retrain). Every figure is measured on the rows the run
@@ -19,7 +20,8 @@ transfer: each held-out row rewritten toward another label (SMS: ham → spam an
 cluster: each held-out row's mixture component against its label (TREC coarse type; news: the
   article's outlet), NMI and purity, beside k-means with as many clusters on TF-IDF vectors and
   on the plain VAE's posterior means (both fitted on training rows, then applied to held-out).
-Writes benchmarks/results/conditional.json.
+Writes benchmarks/results/conditional.json and cluster_map_trec.png (the mixture VAE's codes of
+TREC questions, coloured by their real type).
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def runs(init: str) -> dict[str, tuple[str, list[str]]]:
         source, label, data = DATASETS[dataset]
         out[f"cvae-{dataset}"] = (dataset, ["--data", source, "--family", "cvae", *common, *data,
                                             "--set", f"model.bottleneck={{label_column: {label}}}"])
+    dataset, (source, label, data) = "sms", DATASETS["sms"]  # the ablation: no penalty on label information in z
+    out["cvae-sms-no-adversary"] = (dataset, ["--data", source, "--family", "cvae", *common, *data,
+                                              "--set", f"model.bottleneck={{label_column: {label}, adversary_weight: 0.0}}"])
     for dataset, components in (("trec", 6), ("news", 9)):
         source, _, data = DATASETS[dataset]
         out[f"gmvae-{dataset}"] = (dataset, ["--data", source, "--family", "gmvae", *common, *data,
@@ -204,13 +209,20 @@ def main() -> None:
 
     encoder, limit = SentenceEncoder(), 100 if args.quick else args.heldout
     transfer = {d: transfer_figures(args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit) for d in ("sms", "trec")}
+    ablation = {"sms_no_adversary": transfer_figures(args.root / "cvae-sms-no-adversary", "label", encoder, limit)}
     cluster = {d: cluster_figures(args.root / f"gmvae-{d}", args.root / f"vae-{d}", DATASETS[d][1], limit, 300 if args.quick else 10000)
                for d in ("trec", "news")}
+    map_path = (args.root if args.quick else RESULTS) / "cluster_map_trec.png"
+    plot_cmd = ["textae", "plot", "--model", str(args.root / "gmvae-trec" / "final"), "--data", "trec", "--label-column", "coarse",
+                "--no-split-sentences", "--max-points", "2000", "--output", str(map_path)]
+    subprocess.run([sys.executable, "-m", "textae", *plot_cmd[1:]], check=True)
     result = {
         "transfer": transfer,
+        "transfer_ablation": ablation,
         "cluster": cluster,
         "train_commands": commands,
         "train_wall_minutes": minutes,
+        "plot_command": " ".join(plot_cmd),
         "device": device_name(),
         "command": "python benchmarks/conditional.py" + (f" --init-from {args.init_from}" if args.init_from != "runs/bench-default/final" else ""),
     }
@@ -219,11 +231,12 @@ def main() -> None:
         return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "conditional.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'transfer':14} {'accuracy':>9} {'BLEU':>6} {'similarity':>11}   (copy: acc / reconstruction: acc BLEU sim)")
-    for d, t in transfer.items():
+    print(f"\n{'transfer':18} {'accuracy':>9} {'BLEU':>6} {'similarity':>11} {'probe(z)':>9} {'majority':>9}   "
+          "(copy: acc / reconstruction: acc BLEU sim)")
+    for d, t in {**transfer, **ablation}.items():
         c, r = t["copy_row"], t["reconstruction_row"]
-        print(f"{d:14} {t['accuracy']:9.3f} {t['bleu']:6.1f} {t['similarity']:11.3f}   "
-              f"(copy {c['accuracy']:.3f} / rebuilt {r['accuracy']:.3f} {r['bleu']:.1f} {r['similarity']:.3f})")
+        print(f"{d:18} {t['accuracy']:9.3f} {t['bleu']:6.1f} {t['similarity']:11.3f} {t['label_probe_on_z_accuracy']:9.3f} "
+              f"{t['majority_accuracy']:9.3f}   (copy {c['accuracy']:.3f} / rebuilt {r['accuracy']:.3f} {r['bleu']:.1f} {r['similarity']:.3f})")
     print(f"\n{'cluster':14} {'NMI':>6} {'purity':>7} {'kmeans-tfidf':>13} {'kmeans-vae':>11} {'majority':>9}")
     for d, c in cluster.items():
         print(f"{d:14} {c['nmi']:6.3f} {c['purity']:7.3f} {c['kmeans_tfidf_nmi']:13.3f} {c['kmeans_vae_nmi']:11.3f} {c['majority_purity']:9.3f}")

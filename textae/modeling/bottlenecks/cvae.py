@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from .base import BottleneckOutput
 from .vae import VAEBottleneck, VAEConfig
 
 UNKNOWN = -1  # condition id of a row without a label
@@ -79,7 +80,7 @@ class CVAEBottleneck(VAEBottleneck):
     def stored_code(self, z: torch.Tensor, h: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         return torch.cat([z, self.label_probs(h, condition).to(z)], dim=-1)
 
-    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None):
+    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None) -> BottleneckOutput:
         out = super().forward(h, slot_mask, condition)
         mu = out.latent["mu"].float()
         frozen = {k: v.detach() for k, v in self.adversary.named_parameters()}

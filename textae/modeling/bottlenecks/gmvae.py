@@ -111,7 +111,10 @@ class GMVAEBottleneck(VAEBottleneck):
         """q(c|x) (B, C) for stored codes (posterior means): each row sums to one."""
         return self.log_joint(code).softmax(-1)
 
-    def kl_terms(self, mu, logvar, z, beta):
+    def kl_terms(
+        self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, beta: float
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(losses, stats): β × the VaDE bound for the encoder; one online EM step of the mixture first."""
         if self.training:
             if not bool(self.mixture_initialised):
                 self._initialise_mixture(mu.detach())
