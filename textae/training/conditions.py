@@ -34,12 +34,12 @@ def conditions(
     labels = [str(v) for v in options.labels] or sorted({str(v) for v in values if v is not None})
     ids = label_ids(values, labels)
     labelled = sum(i != UNKNOWN for i in ids)
+    if not labelled:
+        raise TextAEError(f"no training row of {source} has one of the labels {labels} in column '{column}'")
     if not 2 <= len(labels) <= min(MAX_LABELS, labelled / 2):
         raise TextAEError(
             f"column '{column}' of {source} holds {len(labels)} distinct value(s) in {labelled} labelled rows; a cvae "
             f"needs 2 to {MAX_LABELS} labels, each on several rows (a categorical column such as ham/spam or a question type)"
         )
-    if all(i == UNKNOWN for i in ids):
-        raise TextAEError(f"no training row of {source} has one of the labels {labels} in column '{column}'")
     split_ids = {name: ids if name == "train" else label_ids(split[column], labels) for name, split in data.items()}
     return {**model, "bottleneck": {**(model.get("bottleneck") or {}), "labels": labels}}, split_ids

@@ -65,8 +65,7 @@ def vae_metrics(model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]], 
         "mi": mutual_information(mu, logvar, gen),
     }
     if model.config.family == "gmvae":  # the prior is the mixture: how evenly held-out sentences spread over it
-        usage = model.bottleneck.responsibilities(mu).mean(0)
-        out["cluster_perplexity"] = float((-(usage * usage.clamp(min=1e-12).log()).sum()).exp())
+        out["cluster_perplexity"] = float(code_perplexity(model.bottleneck.responsibilities(mu).sum(0)))
     else:
         out["kl"] = float(gaussian_kl(mu, logvar).sum(-1).mean())
     if nll_samples:

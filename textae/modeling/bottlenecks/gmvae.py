@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from .vae import VAEBottleneck, VAEConfig, free_bits_kl, gaussian_log_density
-from .vq import kmeans
+from .vq import code_perplexity, kmeans
 
 
 @dataclass
@@ -122,13 +122,9 @@ class GMVAEBottleneck(VAEBottleneck):
         r = self.log_joint(z).softmax(-1)
         per_dim = (r[..., None] * gaussian_pair_kl(mu.float(), logvar.float(), self.means, self.logvars)).sum(1)
         kl_c = (r * (r.clamp(min=1e-12).log() + math.log(self.cfg.components))).sum(-1)
-        usage = r.detach().mean(0)
         return (
             {"kl": beta * (free_bits_kl(per_dim, self.cfg.free_bits) + kl_c.mean())},
-            {
-                "kl_nats": (per_dim.sum(-1) + kl_c).mean().detach(),
-                "cluster_perplexity": (-(usage * usage.clamp(min=1e-12).log()).sum()).exp(),
-            },
+            {"kl_nats": (per_dim.sum(-1) + kl_c).mean().detach(), "cluster_perplexity": code_perplexity(r.detach().sum(0))},
         )
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
