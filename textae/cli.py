@@ -110,6 +110,8 @@ _id_column_option = click.option("--id-column", default=None, help="Column passe
 _batch_option = click.option("--batch-size", type=int, default=128, help="Rows per batch.")
 SCORER_CHOICES = ["nll_char", "nll", "elbo", "knn", "mahalanobis", "ensemble"]  # textae.scoring.SCORERS, without importing torch
 _beams_option = click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy).")
+_repetition_option = click.option("--repetition-penalty", type=float, default=1.0,
+                                  help="Above 1, tokens already produced are less likely again (breaks loops such as '0000000'); 1 = off.")
 
 
 @cli.command()
@@ -290,14 +292,15 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @click.option("-n", "--num", "n", type=int, default=10, help="How many sentences to draw.")
 @click.option("--output", type=click.Path(), default=None, help="Write .txt/.jsonl/.csv/.parquet instead of printing.")
 @_beams_option
+@_repetition_option
 @click.option("--seed", type=int, default=0, help="Random seed: the same seed gives the same sentences.")
 @_friendly
-def sample(model_dir, n, output, num_beams, seed) -> None:
+def sample(model_dir, n, output, num_beams, repetition_penalty, seed) -> None:
     """Decode codes drawn from the prior (vae: z ~ N(0, I); gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution)."""
     from .autoencoder import load
     from .latent import sample as draw
 
-    texts = draw(load(model_dir), n, seed=seed, num_beams=num_beams)
+    texts = draw(load(model_dir), n, seed=seed, num_beams=num_beams, repetition_penalty=repetition_penalty)
     _write_or_print(output, {"id": list(range(len(texts))), "text": texts})
 
 
@@ -359,8 +362,9 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column,
 @_id_column_option
 @_batch_option
 @_beams_option
+@_repetition_option
 @_friendly
-def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams) -> None:
+def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams, repetition_penalty) -> None:
     """Rewrite texts toward another label, keeping their content (a --family cvae model)."""
     from .autoencoder import load
     from .io import read_texts, write_rows
@@ -368,7 +372,8 @@ def transfer(model_dir, input_path, to_label, output, text_column, id_column, ba
 
     model = load(model_dir)
     ids, texts = read_texts(input_path, text_column, id_column)
-    moved = rewrite(model, texts, to_label, batch_size=batch_size, progress=True, num_beams=num_beams)
+    moved = rewrite(model, texts, to_label, batch_size=batch_size, progress=True, num_beams=num_beams,
+                    repetition_penalty=repetition_penalty)
     write_rows(output, {"id": ids, "text": texts, "label": predict_labels(model, texts, batch_size), "transferred": moved})
     click.echo(f"wrote {len(moved)} texts rewritten toward '{to_label}' to {output}")
 

@@ -27,6 +27,15 @@ def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tens
     return logits
 
 
+def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty (Keskar et al. 2019, as in transformers): the logit of every token a
+    row has already produced is divided by `penalty` where positive and multiplied where negative,
+    which breaks the loops greedy decoding falls into ("0000000…")."""
+    if penalty == 1.0:
+        return logits
+    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
 def greedy_or_sample(
     model: TextAEModel,
     code: torch.Tensor,
@@ -36,22 +45,25 @@ def greedy_or_sample(
     top_k: int,
     top_p: float,
     generator: torch.Generator | None,
+    repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     cfg = model.config
     kvs, extra = model._memory(code)
     b = code.shape[0]
     tokens = code.new_full((b, 1), cfg.bos_token_id, dtype=torch.long)
     done = torch.zeros(b, dtype=torch.bool, device=code.device)
+    seen = torch.zeros(b, cfg.vocab_size, dtype=torch.bool, device=code.device)
     out, caches = [], None
     for step in range(max_new_tokens):
         hidden, caches = model._decode(tokens, step, kvs, extra, caches)
-        logits = model.output_logits(hidden[:, -1:], extra)[:, 0].float()
+        logits = penalise_repeats(model.output_logits(hidden[:, -1:], extra)[:, 0].float(), seen, repetition_penalty)
         if do_sample:
             probs = _filter_logits(logits / max(temperature, 1e-5), top_k, top_p).softmax(-1)
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
             nxt = logits.argmax(-1)
         nxt = nxt.masked_fill(done, cfg.pad_token_id)
+        seen.scatter_(1, nxt.unsqueeze(1), True)
         out.append(nxt)
         done |= nxt.eq(cfg.eos_token_id)
         if done.all():
@@ -61,7 +73,8 @@ def greedy_or_sample(
 
 
 def beam_search(
-    model: TextAEModel, code: torch.Tensor, max_new_tokens: int, num_beams: int, length_penalty: float
+    model: TextAEModel, code: torch.Tensor, max_new_tokens: int, num_beams: int, length_penalty: float,
+    repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     """Standard beam search; a finished beam keeps its score and only extends with padding."""
     cfg = model.config
@@ -74,10 +87,12 @@ def beam_search(
     done = torch.zeros(b * num_beams, dtype=torch.bool, device=code.device)
     lengths = torch.zeros(b * num_beams, device=code.device)
     tokens = code.new_full((b * num_beams, 1), cfg.bos_token_id, dtype=torch.long)
+    seen = torch.zeros(b * num_beams, v, dtype=torch.bool, device=code.device)
     caches = None
     for step in range(max_new_tokens):
         hidden, caches = model._decode(tokens, step, kvs, extra, caches)
-        logp = model.output_logits(hidden[:, -1:], extra)[:, 0].float().log_softmax(-1)  # (B*N, V)
+        logits = model.output_logits(hidden[:, -1:], extra)[:, 0].float()
+        logp = penalise_repeats(logits, seen, repetition_penalty).log_softmax(-1)  # (B*N, V)
         # Finished beams: only padding, at no cost.
         logp[done] = float("-inf")
         logp[done, cfg.pad_token_id] = 0.0
@@ -88,6 +103,7 @@ def beam_search(
         seqs = torch.cat([seqs[beam], nxt.unsqueeze(1)], dim=1)
         lengths = lengths[beam] + (~done[beam]).float()
         done = done[beam] | nxt.eq(cfg.eos_token_id)
+        seen = seen[beam].scatter_(1, nxt.unsqueeze(1), True)
         caches = [(k[beam], val[beam]) for k, val in caches]
         if done.all():
             break

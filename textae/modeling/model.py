@@ -198,11 +198,13 @@ class TextAEModel(PreTrainedModel):
         top_p: float = 1.0,
         length_penalty: float = 1.0,
         generator: torch.Generator | None = None,
+        repetition_penalty: float = 1.0,
     ) -> torch.Tensor:
         """Decode stored codes (what `encode` returns) into token ids (B, T) ending in EOS, padded with PAD.
 
         Greedy by default; `num_beams > 1` runs beam search, `do_sample` samples with
-        temperature / top-k / top-p. Every step reuses the self-attention key/value cache.
+        temperature / top-k / top-p; `repetition_penalty` > 1 discourages tokens already produced.
+        Every step reuses the self-attention key/value cache.
         """
         from .generation import beam_search, greedy_or_sample
 
@@ -211,5 +213,5 @@ class TextAEModel(PreTrainedModel):
         if num_beams > 1:
             if do_sample:
                 raise ValueError("beam search with sampling is not supported; pick num_beams=1 or do_sample=False")
-            return beam_search(self, code, max_new_tokens, num_beams, length_penalty)
-        return greedy_or_sample(self, code, max_new_tokens, do_sample, temperature, top_k, top_p, generator)
+            return beam_search(self, code, max_new_tokens, num_beams, length_penalty, repetition_penalty)
+        return greedy_or_sample(self, code, max_new_tokens, do_sample, temperature, top_k, top_p, generator, repetition_penalty)

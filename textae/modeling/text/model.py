@@ -320,7 +320,7 @@ class TextCodeModel(PreTrainedModel):
     @torch.no_grad()
     def generate(self, code: torch.Tensor, max_new_tokens: int | None = None, num_beams: int = 1, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, length_penalty: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, repetition_penalty: float = 1.0) -> torch.Tensor:
         """Expand middle texts (B, M token ids, PAD-padded) into sentences (B, T) ending in EOS."""
         from ..generation import beam_search, greedy_or_sample
 
@@ -328,5 +328,5 @@ class TextCodeModel(PreTrainedModel):
         if num_beams > 1:
             if do_sample:
                 raise ValueError("beam search with sampling is not supported; pick num_beams=1 or do_sample=False")
-            return beam_search(self, code, max_new_tokens, num_beams, length_penalty)
-        return greedy_or_sample(self, code, max_new_tokens, do_sample, temperature, top_k, top_p, generator)
+            return beam_search(self, code, max_new_tokens, num_beams, length_penalty, repetition_penalty)
+        return greedy_or_sample(self, code, max_new_tokens, do_sample, temperature, top_k, top_p, generator, repetition_penalty)
