@@ -11,7 +11,7 @@ A finished run is reused (pass --fresh to retrain). Every figure is measured on 
 held out (its validation split), which no model trained on:
 
 transfer: each held-out row rewritten toward another label (SMS: ham → spam and spam → ham;
-  TREC: a random other type, seed 0). accuracy = how often a TF-IDF logistic regression trained
+  TREC: a random other type, seed 0), greedy; again with repetition_penalty 1.2. accuracy = how often a TF-IDF logistic regression trained
   on the training rows' real labels assigns the target label; bleu = corpus BLEU of the rewrite
   against its source; similarity = all-MiniLM-L6-v2 cosine to the source. Rows beside it: the
   source copied unchanged, and the model's reconstruction with the row's own predicted label.
@@ -94,7 +94,8 @@ def splits(run: Path, label: str, limit: int) -> tuple[dict, dict]:
     return out[0], out[1]
 
 
-def transfer_figures(run: Path, label: str, encoder, limit: int) -> dict:
+def transfer_figures(run: Path, label: str, encoder, limit: int, **generate) -> dict:
+    """`generate`: decoding options for the rewrites and reconstructions (e.g. repetition_penalty)."""
     import textae
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -115,10 +116,10 @@ def transfer_figures(run: Path, label: str, encoder, limit: int) -> dict:
     moved = [""] * len(texts)
     for target in sorted(set(targets)):  # one call per target label, rows put back in order
         rows = [i for i, t in enumerate(targets) if t == target]
-        for i, text in zip(rows, transfer(ae, [texts[i] for i in rows], target)):
+        for i, text in zip(rows, transfer(ae, [texts[i] for i in rows], target, **generate)):
             moved[i] = text
     seconds = time.perf_counter() - start
-    rebuilt = ae.reconstruct(texts)
+    rebuilt = ae.reconstruct(texts, **generate)
     # How much label is left in the content code: a fresh probe on z, against always guessing the majority.
     dim = ae.model.bottleneck.cfg.latent_dim
     probe = LogisticRegression(max_iter=2000).fit(ae.encode(train_rows["texts"][:5000])[:, :dim], train_rows["labels"][:5000])
@@ -210,6 +211,9 @@ def main() -> None:
     encoder, limit = SentenceEncoder(), 100 if args.quick else args.heldout
     transfer = {d: transfer_figures(args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit) for d in ("sms", "trec")}
     ablation = {"sms_no_adversary": transfer_figures(args.root / "cvae-sms-no-adversary", "label", encoder, limit)}
+    for d in ("sms", "trec"):  # the same models, decoded with CTRL's usual repetition penalty (fixed, not tuned here)
+        ablation[f"{d}_repetition_penalty_1.2"] = transfer_figures(
+            args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit, repetition_penalty=1.2)
     cluster = {d: cluster_figures(args.root / f"gmvae-{d}", args.root / f"vae-{d}", DATASETS[d][1], limit, 300 if args.quick else 10000)
                for d in ("trec", "news")}
     map_path = (args.root if args.quick else RESULTS) / "cluster_map_trec.png"
@@ -231,11 +235,11 @@ def main() -> None:
         return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "conditional.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'transfer':18} {'accuracy':>9} {'BLEU':>6} {'similarity':>11} {'probe(z)':>9} {'majority':>9}   "
+    print(f"\n{'transfer':30} {'accuracy':>9} {'BLEU':>6} {'similarity':>11} {'probe(z)':>9} {'majority':>9}   "
           "(copy: acc / reconstruction: acc BLEU sim)")
     for d, t in {**transfer, **ablation}.items():
         c, r = t["copy_row"], t["reconstruction_row"]
-        print(f"{d:18} {t['accuracy']:9.3f} {t['bleu']:6.1f} {t['similarity']:11.3f} {t['label_probe_on_z_accuracy']:9.3f} "
+        print(f"{d:30} {t['accuracy']:9.3f} {t['bleu']:6.1f} {t['similarity']:11.3f} {t['label_probe_on_z_accuracy']:9.3f} "
               f"{t['majority_accuracy']:9.3f}   (copy {c['accuracy']:.3f} / rebuilt {r['accuracy']:.3f} {r['bleu']:.1f} {r['similarity']:.3f})")
     print(f"\n{'cluster':14} {'NMI':>6} {'purity':>7} {'kmeans-tfidf':>13} {'kmeans-vae':>11} {'majority':>9}")
     for d, c in cluster.items():
