@@ -5,6 +5,7 @@ Every model is trained with the `textae train` CLI, each started from the founda
   cvae-sms    --family cvae on SMS, label ham/spam
   cvae-trec   --family cvae on TREC questions, label = coarse type (6)
   cvae-sms-no-adversary   the SMS run with adversary_weight 0 (the ablation)
+  cvae-sms-z128           the SMS run with a 128-dim z instead of 32 (does a larger code keep content?)
   gmvae-trec  --family gmvae, 6 components;   vae-trec  the plain VAE, same settings
   gmvae-news  --family gmvae on news sentences, 9 components (one per outlet); vae-news likewise
 A finished run is reused (pass --fresh to retrain). Every figure is measured on the rows the run
@@ -61,6 +62,8 @@ def runs(init: str) -> dict[str, tuple[str, list[str]]]:
     dataset, (source, label, data) = "sms", DATASETS["sms"]  # the ablation: no penalty on label information in z
     out["cvae-sms-no-adversary"] = (dataset, ["--data", source, "--family", "cvae", *common, *data,
                                               "--set", f"model.bottleneck={{label_column: {label}, adversary_weight: 0.0}}"])
+    out["cvae-sms-z128"] = (dataset, ["--data", source, "--family", "cvae", *common, *data,  # a 4× larger content code
+                                      "--set", f"model.bottleneck={{label_column: {label}, latent_dim: 128}}"])
     for dataset, components in (("trec", 6), ("news", 9)):
         source, _, data = DATASETS[dataset]
         out[f"gmvae-{dataset}"] = (dataset, ["--data", source, "--family", "gmvae", *common, *data,
@@ -211,6 +214,7 @@ def main() -> None:
     encoder, limit = SentenceEncoder(), 100 if args.quick else args.heldout
     transfer = {d: transfer_figures(args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit) for d in ("sms", "trec")}
     ablation = {"sms_no_adversary": transfer_figures(args.root / "cvae-sms-no-adversary", "label", encoder, limit)}
+    ablation["sms_z128"] = transfer_figures(args.root / "cvae-sms-z128", "label", encoder, limit)
     for d in ("sms", "trec"):  # the same models, decoded with CTRL's usual repetition penalty (fixed, not tuned here)
         ablation[f"{d}_repetition_penalty_1.2"] = transfer_figures(
             args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit, repetition_penalty=1.2)
