@@ -41,7 +41,7 @@ import numpy as np
 from common import device_name
 
 RESULTS = Path(__file__).parent / "results"
-STEPS = 1200  # per run; about 6 minutes on 2 CPU cores
+STEPS = 1200  # per run; about 5 minutes on 2 CPU cores
 WHOLE_ROWS = ["--set", "data.split_sentences=false", "--set", "data.min_words=1", "--set", "data.validation_size=0.1"]
 DATASETS = {  # name: (source, label column, data options)
     "sms": ("sms", "label", WHOLE_ROWS),
