@@ -1,8 +1,13 @@
-"""What the benchmarks share: naming the device a figure was measured on."""
+"""What the benchmarks share: naming the device a figure was measured on, and training a run with the CLI."""
 
 from __future__ import annotations
 
 import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import torch
 
@@ -21,3 +26,17 @@ def device_name(device: str | torch.device | None = None) -> str:
     except (OSError, StopIteration):
         pass
     return f"CPU {cpu}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def train_run(root: Path, name: str, args: list[str], fresh: bool) -> tuple[list[str], float]:
+    """`textae train` into root/name, as a user would, unless a finished run is there (or `fresh`);
+    returns the command and the wall minutes the training took."""
+    out = root / name
+    command = ["textae", "train", "--output", str(out), "--no-progress", *args]
+    if fresh or not (out / "final" / "model.safetensors").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        print(f"--- {name}: {' '.join(command)}", flush=True)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "textae", *command[1:]], check=True)
+        (out / "wall_minutes.txt").write_text(f"{(time.perf_counter() - start) / 60:.2f}\n")
+    return command, float((out / "wall_minutes.txt").read_text())

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import device_name
+from common import device_name, train_run
 
 RESULTS = Path(__file__).parent / "results"
 STEPS = 1200  # per run; about 5 minutes on 2 CPU cores
@@ -70,18 +69,6 @@ def runs(init: str) -> dict[str, tuple[str, list[str]]]:
                                              "--set", f"model.bottleneck={{components: {components}}}"])
         out[f"vae-{dataset}"] = (dataset, ["--data", source, "--family", "vae", *common, *data])
     return out
-
-
-def train(root: Path, name: str, args: list[str], fresh: bool) -> tuple[str, float]:
-    out = root / name
-    command = ["textae", "train", "--output", str(out), "--no-progress", *args]
-    if fresh or not (out / "final" / "model.safetensors").is_file():
-        shutil.rmtree(out, ignore_errors=True)
-        print(f"--- {name}: {' '.join(command)}", flush=True)
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "textae", *command[1:]], check=True)
-        (out / "wall_minutes.txt").write_text(f"{(time.perf_counter() - start) / 60:.2f}\n")
-    return " ".join(command), float((out / "wall_minutes.txt").read_text())
 
 
 def splits(run: Path, label: str, limit: int) -> tuple[dict, dict]:
@@ -207,7 +194,8 @@ def main() -> None:
     quick = ["--max-steps", "20", "--set", "data.max_examples=2000", "--set", "train.eval_sentences=32"] if args.quick else []
     commands, minutes = {}, {}
     for name, (_, run_args) in runs(args.init_from).items():
-        commands[name], minutes[name] = train(args.root, name, run_args + quick, args.fresh)
+        command, minutes[name] = train_run(args.root, name, run_args + quick, args.fresh)
+        commands[name] = " ".join(command)
 
     from textae.similarity import SentenceEncoder
 

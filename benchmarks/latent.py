@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import device_name
+from common import device_name, train_run
 
 RESULTS = Path(__file__).parent / "results"
 STEPS = 1000  # every VAE / VQ run: 4 β cycles of 250 steps, about 5 minutes on 2 CPU cores
@@ -45,18 +44,6 @@ def runs(root: Path) -> dict[str, list[str]]:
         "vae-no-ae-init": [*vae, "--set", VAE % ""],
         "vq": ["--family", "vq", "--max-steps", str(STEPS), "--init-from", ae],
     }
-
-
-def train(root: Path, name: str, args: list[str], fresh: bool) -> tuple[list[str], float]:
-    out = root / name
-    command = ["textae", "train", "--output", str(out), "--no-progress", *args]
-    if fresh or not (out / "final" / "model.safetensors").is_file():
-        shutil.rmtree(out, ignore_errors=True)
-        print(f"--- {name}: {' '.join(command)}", flush=True)
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "textae", *command[1:]], check=True)
-        (out / "wall_minutes.txt").write_text(f"{(time.perf_counter() - start) / 60:.2f}\n")
-    return command, float((out / "wall_minutes.txt").read_text())
 
 
 def last_eval(run: Path) -> dict:
@@ -123,7 +110,7 @@ def main() -> None:
     quick = ["--max-steps", "30", "--set", "data.max_examples=2000", "--set", "train.eval_sentences=32"] if args.quick else []
     commands, minutes, logged, evals = {}, {}, {}, {}
     for name, run_args in runs(root).items():
-        commands[name], minutes[name] = train(root, name, run_args + quick, args.fresh)
+        commands[name], minutes[name] = train_run(root, name, run_args + quick, args.fresh)
         logged[name] = last_eval(root / name)
     # Every figure recomputed here on the same held-out sentences, whatever code trained the runs.
     n_latent, n_paraphrase = (32, 20) if args.quick else (256, args.paraphrase_sentences)
