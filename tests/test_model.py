@@ -114,6 +114,7 @@ def test_repetition_penalty_scales_only_seen_tokens_and_breaks_greedy_loops():
     logits, seen = torch.tensor([[2.0, -1.0, 3.0, 0.5]]), torch.tensor([[True, True, False, False]])
     assert torch.equal(penalise_repeats(logits, seen, 2.0), torch.tensor([[1.0, -2.0, 3.0, 0.5]]))
     assert torch.equal(penalise_repeats(logits, seen, 1.0), logits)
+    assert torch.equal(penalise_repeats(logits, None, 2.0), logits)  # off: nothing recorded, nothing changed
     torch.manual_seed(0)
     cfg = TextAEConfig(vocab_size=60, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=64,
                        num_codes=4, code_dim=16, max_positions=32)

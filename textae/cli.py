@@ -368,13 +368,15 @@ def transfer(model_dir, input_path, to_label, output, text_column, id_column, ba
     """Rewrite texts toward another label, keeping their content (a --family cvae model)."""
     from .autoencoder import load
     from .io import read_texts, write_rows
-    from .transfer import predict_labels, transfer as rewrite
+    from .transfer import decode_as, label_index, label_names
 
     model = load(model_dir)
+    label_index(model, to_label)  # a bad label fails before reading or encoding anything
     ids, texts = read_texts(input_path, text_column, id_column)
-    moved = rewrite(model, texts, to_label, batch_size=batch_size, progress=True, num_beams=num_beams,
-                    repetition_penalty=repetition_penalty)
-    write_rows(output, {"id": ids, "text": texts, "label": predict_labels(model, texts, batch_size), "transferred": moved})
+    codes = model.encode(texts, batch_size=batch_size, progress=True)  # once: for the rewrite and the input's label
+    moved = decode_as(model, codes, to_label, batch_size=batch_size, progress=True, num_beams=num_beams,
+                      repetition_penalty=repetition_penalty)
+    write_rows(output, {"id": ids, "text": texts, "label": label_names(model, codes), "transferred": moved})
     click.echo(f"wrote {len(moved)} texts rewritten toward '{to_label}' to {output}")
 
 

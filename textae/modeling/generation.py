@@ -27,13 +27,18 @@ def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tens
     return logits
 
 
-def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor | None, penalty: float) -> torch.Tensor:
     """CTRL's repetition penalty (Keskar et al. 2019, as in transformers): the logit of every token a
     row has already produced is divided by `penalty` where positive and multiplied where negative,
-    which breaks the loops greedy decoding falls into ("0000000…")."""
-    if penalty == 1.0:
+    which breaks the loops greedy decoding falls into ("0000000…"). `seen` is None when it is off."""
+    if seen is None:
         return logits
     return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
+def _no_tokens_yet(rows: int, vocab_size: int, device: torch.device, penalty: float) -> torch.Tensor | None:
+    """The (rows, V) record of produced tokens the penalty needs; None (no work per step) when it is off."""
+    return None if penalty == 1.0 else torch.zeros(rows, vocab_size, dtype=torch.bool, device=device)
 
 
 def greedy_or_sample(
@@ -52,7 +57,7 @@ def greedy_or_sample(
     b = code.shape[0]
     tokens = code.new_full((b, 1), cfg.bos_token_id, dtype=torch.long)
     done = torch.zeros(b, dtype=torch.bool, device=code.device)
-    seen = torch.zeros(b, cfg.vocab_size, dtype=torch.bool, device=code.device)
+    seen = _no_tokens_yet(b, cfg.vocab_size, code.device, repetition_penalty)
     out, caches = [], None
     for step in range(max_new_tokens):
         hidden, caches = model._decode(tokens, step, kvs, extra, caches)
@@ -63,7 +68,8 @@ def greedy_or_sample(
         else:
             nxt = logits.argmax(-1)
         nxt = nxt.masked_fill(done, cfg.pad_token_id)
-        seen.scatter_(1, nxt.unsqueeze(1), True)
+        if seen is not None:
+            seen.scatter_(1, nxt.unsqueeze(1), True)
         out.append(nxt)
         done |= nxt.eq(cfg.eos_token_id)
         if done.all():
@@ -87,7 +93,7 @@ def beam_search(
     done = torch.zeros(b * num_beams, dtype=torch.bool, device=code.device)
     lengths = torch.zeros(b * num_beams, device=code.device)
     tokens = code.new_full((b * num_beams, 1), cfg.bos_token_id, dtype=torch.long)
-    seen = torch.zeros(b * num_beams, v, dtype=torch.bool, device=code.device)
+    seen = _no_tokens_yet(b * num_beams, v, code.device, repetition_penalty)
     caches = None
     for step in range(max_new_tokens):
         hidden, caches = model._decode(tokens, step, kvs, extra, caches)
@@ -103,7 +109,8 @@ def beam_search(
         seqs = torch.cat([seqs[beam], nxt.unsqueeze(1)], dim=1)
         lengths = lengths[beam] + (~done[beam]).float()
         done = done[beam] | nxt.eq(cfg.eos_token_id)
-        seen = seen[beam].scatter_(1, nxt.unsqueeze(1), True)
+        if seen is not None:
+            seen = seen[beam].scatter_(1, nxt.unsqueeze(1), True)
         caches = [(k[beam], val[beam]) for k, val in caches]
         if done.all():
             break
