@@ -1,13 +1,16 @@
-"""The fast paths give the plain path's outputs: cached decoding, bf16 autocast, length-sorted encoding."""
+"""The fast paths give the plain path's outputs: cached decoding, bf16 autocast, length-sorted encoding,
+the loss fused with the output projection."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from textae.autoencoder import AutoEncoder
 from textae.modeling import TextAEConfig, TextAEModel
+from textae.modeling.loss import linear_cross_entropy
 from textae.tokenizer import train_tokenizer
 
 from .conftest import SENTENCES
@@ -71,6 +74,53 @@ def test_bf16_autocast_loss_matches_fp32_on_a_trained_model():
     torch.testing.assert_close(bf16.loss, fp32.loss, rtol=2e-2, atol=0.0)  # measured: 0.0875 vs 0.0876
     agree = (bf16.logits.argmax(-1) == fp32.logits.argmax(-1)).float().mean()
     assert agree > 0.98
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 64, 4096])  # uneven chunks, one chunk per call, a single chunk
+def test_fused_loss_matches_linear_then_cross_entropy(chunk_rows):
+    g = torch.Generator().manual_seed(3)
+    hidden, weight = torch.randn(150, 16, generator=g), torch.randn(40, 16, generator=g)
+    labels = torch.randint(0, 40, (150,), generator=g)
+    labels[::6] = -100
+    grads = []
+    for fn in (lambda h, w: F.cross_entropy(F.linear(h, w), labels), lambda h, w: linear_cross_entropy(h, w, labels, chunk_rows)):
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        loss = fn(h, w)
+        (3 * loss).backward()  # a non-unit upstream gradient must scale the stored ones
+        grads.append((loss.detach(), h.grad, w.grad))
+    for plain, fused in zip(*grads):
+        torch.testing.assert_close(fused, plain, atol=1e-6, rtol=1e-5)
+
+
+def test_fused_loss_is_zero_when_every_label_is_ignored():
+    hidden = torch.randn(5, 8, requires_grad=True)
+    loss = linear_cross_entropy(hidden, torch.randn(10, 8), torch.full((5,), -100))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(hidden.grad, torch.zeros(5, 8))
+
+
+def test_training_forward_fuses_the_loss_and_keeps_the_gradients():
+    """In training the model skips the logits; its loss and every parameter's gradient stay the same."""
+    model = tiny().train()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randint(5, 60, (6, 9), generator=g)
+    labels = torch.cat([x, torch.full((6, 1), 3)], dim=1)
+    labels[0, 5:] = -100
+    results = []
+    for return_logits in (None, True):
+        model.zero_grad()
+        out = model(x, labels=labels, return_logits=return_logits)
+        out.loss.backward()
+        results.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (fused, fused_grads), (plain, plain_grads) = results
+    assert fused.logits is None and plain.logits.shape == (6, 10, 60)
+    torch.testing.assert_close(fused.loss, plain.loss)
+    assert fused_grads.keys() == plain_grads.keys() and "embed_tokens.weight" in fused_grads  # tied to lm_head
+    for name in plain_grads:
+        torch.testing.assert_close(fused_grads[name], plain_grads[name], atol=1e-6, rtol=1e-4, msg=name)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 matmuls, as nn.Linear's would be
+        bf16 = model(x, labels=labels).loss
+    torch.testing.assert_close(bf16, plain.loss, rtol=2e-2, atol=0.0)
 
 
 @pytest.fixture(scope="module")

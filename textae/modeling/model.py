@@ -29,6 +29,7 @@ from transformers.utils import ModelOutput
 from .bottlenecks import build_bottleneck
 from .config import TextAEConfig
 from .layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
+from .loss import linear_cross_entropy
 
 
 @dataclass
@@ -156,12 +157,15 @@ class TextAEModel(PreTrainedModel):
         labels: torch.Tensor | None = None,
         decoder_input_ids: torch.Tensor | None = None,
         condition: torch.Tensor | None = None,
+        return_logits: bool | None = None,
         **kwargs,
     ) -> TextAEOutput:
         """Reconstruct `labels` (B, T; -100 = ignore) from the code of `input_ids` (possibly noised).
 
         `decoder_input_ids` defaults to `labels` shifted right; pass them to apply word dropout.
         `condition` (B,) gives conditional families each row's label id (-1 = unknown).
+        `return_logits` defaults to False in training with labels: the loss is then fused with the
+        output projection (loss.py) and the (B, T, V) logits are never built; True elsewhere.
         """
         bottleneck = self.bottleneck(*self._summarise(input_ids, attention_mask), condition)
         if decoder_input_ids is None:
@@ -170,7 +174,9 @@ class TextAEModel(PreTrainedModel):
             decoder_input_ids = self.shift_right(labels)
         kvs, bias = self._memory(bottleneck.code)
         hidden, _ = self._decode(decoder_input_ids, 0, kvs, bias)
-        logits = self.lm_head(hidden)
+        if return_logits is None:
+            return_logits = labels is None or not self.training
+        logits = self.lm_head(hidden) if return_logits else None
         losses = dict(bottleneck.losses)
         loss = None
         if labels is not None:
@@ -179,7 +185,11 @@ class TextAEModel(PreTrainedModel):
             tokens_per_sentence = labels.ne(-100).sum().clamp(min=1) / labels.shape[0]
             for name in bottleneck.per_sentence:
                 losses[name] = losses[name] / tokens_per_sentence
-            losses = {"reconstruction": F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten()), **losses}
+            if logits is None:
+                reconstruction = linear_cross_entropy(hidden.flatten(0, 1), self.lm_head.weight, labels.flatten())
+            else:
+                reconstruction = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten())
+            losses = {"reconstruction": reconstruction, **losses}
             loss = sum(losses.values())
         return TextAEOutput(
             loss=loss, losses=losses, logits=logits, code=bottleneck.code, stats=bottleneck.stats, latent=bottleneck.latent
