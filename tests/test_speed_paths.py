@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from textae.autoencoder import AutoEncoder
 from textae.modeling import TextAEConfig, TextAEModel
+from textae.modeling.linear import Linear
 from textae.modeling.loss import linear_cross_entropy
 from textae.tokenizer import train_tokenizer
 
@@ -121,6 +122,26 @@ def test_training_forward_fuses_the_loss_and_keeps_the_gradients():
     with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 matmuls, as nn.Linear's would be
         bf16 = model(x, labels=labels).loss
     torch.testing.assert_close(bf16, plain.loss, rtol=2e-2, atol=0.0)
+
+
+def test_cpu_bf16_linear_gives_nn_linears_outputs_and_gradients():
+    """The bf16 backward in the fast GEMM layout computes what nn.Linear's autocast backward does."""
+    torch.manual_seed(5)
+    ours, plain = Linear(48, 24), torch.nn.Linear(48, 24)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 10, 48)
+    results = []
+    for layer in (ours, plain):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = layer(xi)
+        (y.float() ** 2).sum().backward()
+        results.append((y, xi.grad, layer.weight.grad, layer.bias.grad))
+    for a, b in zip(*results):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), plain(x), rtol=0, atol=0)  # fp32: nn.Linear itself
 
 
 @pytest.fixture(scope="module")

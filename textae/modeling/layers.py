@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import Linear
+
 KVCache = tuple[torch.Tensor, torch.Tensor]  # (B, H, T, Dh) keys and values
 MemoryKV = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # memory keys, values, (B, 1, 1, M) mask or None
 
@@ -18,8 +20,8 @@ class SelfAttention(nn.Module):
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
         self.n_heads, self.dropout = n_heads, dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.out = nn.Linear(d_model, d_model)
+        self.qkv = Linear(d_model, 3 * d_model)
+        self.out = Linear(d_model, d_model)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, H, T, Dh)
         b, t, d = x.shape
@@ -49,9 +51,9 @@ class CrossAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
         self.n_heads, self.dropout = n_heads, dropout
-        self.q = nn.Linear(d_model, d_model)
-        self.kv = nn.Linear(d_model, 2 * d_model)
-        self.out = nn.Linear(d_model, d_model)
+        self.q = Linear(d_model, d_model)
+        self.kv = Linear(d_model, 2 * d_model)
+        self.out = Linear(d_model, d_model)
 
     def memory_kv(self, memory: torch.Tensor, mask: torch.Tensor | None = None) -> MemoryKV:
         """Keys and values of the memory (B, M, d), and its padding mask (B, M; True = real) if it
@@ -69,7 +71,7 @@ class CrossAttention(nn.Module):
 
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ffn_dim: int, dropout: float):
-        super().__init__(nn.Linear(d_model, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, d_model), nn.Dropout(dropout))
+        super().__init__(Linear(d_model, ffn_dim), nn.GELU(), Linear(ffn_dim, d_model), nn.Dropout(dropout))
 
 
 class EncoderLayer(nn.Module):

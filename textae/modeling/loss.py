@@ -23,6 +23,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
         with torch.autocast(device, enabled=False):
             h, w = hidden.to(dtype), weight.to(dtype)
+            # The input gradient's GEMM in the layout a CPU's bf16 kernel is fast at (see linear.py).
+            w_back = w.T.contiguous().T if device == "cpu" and dtype == torch.bfloat16 else w
             valid = labels.ne(-100)
             scale = 1.0 / valid.sum().clamp(min=1)  # mean over the tokens that count
             weights = valid * scale  # (N,) each row's share of the loss
@@ -39,7 +41,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 total = probs.sum(-1, keepdim=True)
                 loss += ((top + total.log() - picked) * wc).sum()  # −log softmax at the target
                 grad = probs.mul_(wc / total).scatter_add_(1, tc, -wc).to(dtype)  # (softmax − one-hot) · weight
-                grad_hidden[s : s + chunk_rows] = grad @ w
+                grad_hidden[s : s + chunk_rows] = grad @ w_back
                 grad_weight += grad.T @ hc
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return loss

@@ -29,6 +29,7 @@ from transformers.utils import ModelOutput
 from .bottlenecks import build_bottleneck
 from .config import TextAEConfig
 from .layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
+from .linear import Linear
 from .loss import linear_cross_entropy
 
 
@@ -60,11 +61,11 @@ class TextAEModel(PreTrainedModel):
             EncoderLayer(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(config.encoder_layers)
         )
         self.encoder_norm = nn.LayerNorm(d)
-        self.to_code = nn.Linear(d * config.chunk_size, config.code_dim)  # the compression step
+        self.to_code = Linear(d * config.chunk_size, config.code_dim)  # the compression step
         self.bottleneck = build_bottleneck(config.family, config.num_codes, config.code_dim, config.bottleneck)
-        self.from_code = nn.Linear(config.code_dim, d)
+        self.from_code = Linear(config.code_dim, d)
         self.memory_norm = nn.LayerNorm(d)
-        self.code_to_input = nn.Linear(d, d)
+        self.code_to_input = Linear(d, d)
         self.decoder = nn.ModuleList(
             DecoderLayer(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(config.decoder_layers)
         )
