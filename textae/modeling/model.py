@@ -109,25 +109,25 @@ class TextAEModel(PreTrainedModel):
         self.bottleneck.set_step(step)
 
     # ----- decoder side -------------------------------------------------------------------
-    def _memory(self, code: torch.Tensor) -> tuple[list[MemoryKV], torch.Tensor | None]:
-        """Code (B, K, D) → per-layer cross-attention keys/values and each chunk's input bias (B, K, d)."""
+    def _memory(self, code: torch.Tensor) -> tuple[list[MemoryKV], torch.Tensor]:
+        """Code (B, K, D) → per-layer cross-attention keys/values, and what every decoder position
+        adds to its token embedding (B, P, d): its position embedding plus the code of its own
+        chunk, t // S, read directly. Both are computed once per batch and reused every step."""
         memory = self.memory_norm(self.from_code(code))  # (B, K, d)
         kvs = [layer.cross_attn.memory_kv(memory) for layer in self.decoder]
-        return kvs, self.code_to_input(memory)
+        chunk_bias = self.code_to_input(memory).repeat_interleave(self.config.chunk_size, dim=1)  # (B, P, d)
+        return kvs, chunk_bias + self.embed_positions.weight
 
     def _decode(
         self,
         tokens: torch.Tensor,
         start: int,
         kvs: list[MemoryKV],
-        bias: torch.Tensor,
+        position_inputs: torch.Tensor,
         caches: list[KVCache] | None = None,
     ) -> tuple[torch.Tensor, list[KVCache]]:
         """Decoder hidden states for `tokens` (B, T) placed at positions start..start+T-1."""
-        pos = torch.arange(start, start + tokens.shape[1], device=tokens.device)
-        # Position t also reads the code of its own chunk, t // S, directly.
-        x = self.embed_tokens(tokens) + self.embed_positions(pos) + bias[:, pos // self.config.chunk_size]
-        x = self.drop(x)
+        x = self.drop(self.embed_tokens(tokens) + position_inputs[:, start : start + tokens.shape[1]])
         new_caches = []
         for i, layer in enumerate(self.decoder):
             x, c = layer(x, kvs[i], None if caches is None else caches[i])
@@ -140,8 +140,8 @@ class TextAEModel(PreTrainedModel):
 
     def sequence_log_likelihood(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """log p(labels | code) summed per sentence (B,), for a code as the decoder reads it (B, K, D)."""
-        kvs, bias = self._memory(code)
-        hidden, _ = self._decode(self.shift_right(labels), 0, kvs, bias)
+        kvs, position_inputs = self._memory(code)
+        hidden, _ = self._decode(self.shift_right(labels), 0, kvs, position_inputs)
         nll = F.cross_entropy(self.lm_head(hidden).flatten(0, 1).float(), labels.flatten(), reduction="none")
         return -nll.view(labels.shape).sum(1)  # ignored (-100) positions contribute 0
 
@@ -173,8 +173,8 @@ class TextAEModel(PreTrainedModel):
             if labels is None:
                 raise ValueError("pass labels or decoder_input_ids")
             decoder_input_ids = self.shift_right(labels)
-        kvs, bias = self._memory(bottleneck.code)
-        hidden, _ = self._decode(decoder_input_ids, 0, kvs, bias)
+        kvs, position_inputs = self._memory(bottleneck.code)
+        hidden, _ = self._decode(decoder_input_ids, 0, kvs, position_inputs)
         if return_logits is None:
             return_logits = labels is None or not self.training
         logits = self.lm_head(hidden) if return_logits else None
