@@ -31,7 +31,7 @@ bench: install
 bench-latent: install
 	$(PY) benchmarks/latent.py
 
-# Side by side with a same-size Hugging Face BART (issue 7; targets not yet met, see the README).
+# Side by side with a same-size Hugging Face BART (issue 7; the decoding target is not met yet, see the README).
 bench-speed: install
 	$(PY) benchmarks/speed.py
 

@@ -48,6 +48,6 @@ class _BF16Linear(torch.autograd.Function):
 
 class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if cpu_bf16_autocast(x) and torch.is_grad_enabled():
+        if torch.is_grad_enabled() and cpu_bf16_autocast(x):  # the cheap test first: decoding skips the rest
             return _BF16Linear.apply(x, self.weight, self.bias)
         return super().forward(x)
