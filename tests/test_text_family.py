@@ -17,7 +17,7 @@ from textae.cli import cli
 from textae.config import build_config
 from textae.modeling import TextAEConfig, TextCodeModel
 from textae.modeling.text.critic import gradient_penalty
-from textae.modeling.text.salience import word_salience
+from textae.modeling.text.salience import first_order_drops, word_salience
 from textae.modeling.text.select import (
     NEG, budgets, compact, relaxed_top_k, sample_without_replacement, top_k_mask, window_mask,
 )
@@ -128,11 +128,15 @@ class _Ids:
 
 
 class _Keyword:
-    """A sentence encoder that only sees whether the text holds word 7: [has 7, 1], unit length."""
+    """A sentence encoder that only sees whether the text holds word 7: [has 7, 1], unit length;
+    its token states are one [is 7, 1] per word."""
 
     def encode(self, texts):
         vectors = torch.tensor([[float("7" in t.split()), 1.0] for t in texts])
         return torch.nn.functional.normalize(vectors, dim=-1).numpy()
+
+    def token_states(self, texts):
+        return [(torch.tensor([[float(w == "7"), 1.0] for w in words]), torch.arange(len(words))) for words in texts]
 
 
 def _sevens(generator: torch.Generator) -> torch.Tensor:
@@ -166,24 +170,43 @@ def test_similarity_reward_teaches_the_compressor_to_keep_what_the_encoder_value
     assert before < 0.4 and after > 0.9, (before, after)
 
 
-def test_salience_is_the_encoders_leave_one_out_drop():
+def test_first_order_drop_is_the_cosine_without_the_words_tokens():
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(7, 5, generator=g)
+    word_of = torch.tensor([-1, 0, 0, 1, 2, 2, -1])  # [CLS], a word of two tokens, ..., [SEP]; word 3 was cut off
+    drops = first_order_drops(states, word_of, 4)
+    for w in range(3):
+        rest = states[word_of.ne(w)].mean(0)
+        expected = 1 - torch.nn.functional.cosine_similarity(rest, states.mean(0), dim=0)
+        assert torch.allclose(drops[w], expected, atol=1e-6)
+    assert drops[3].isnan()
+
+
+def test_salience_is_measured_at_every_word_start_and_ranks_the_keyword_first():
     model = _tiny_model()
     model.tokenizer = _Ids()
     labels = _sevens(torch.Generator().manual_seed(0))
     starts, owner, selectable, _ = model._words(labels)
     salience = word_salience(labels, starts, owner, selectable, model._texts, _Keyword())
-    # Only dropping 7 moves the embedding: from [1, 1]/√2 to [0, 1], a cosine of 1/√2.
+    assert (salience.isnan() == ~starts).all()  # measured at every word, and only there
     measured = salience.nan_to_num(-1.0)
     assert measured.argmax(1).tolist() == labels.eq(7).int().argmax(1).tolist()
-    assert torch.allclose(measured.max(1).values, torch.full((32,), 1 - 2**-0.5))
-    assert salience.nansum(1).sub(1 - 2**-0.5).abs().max() < 1e-5
-    assert (salience.isnan() == ~starts).all()  # measured at every word, and only there
-    some = word_salience(labels, starts, owner, selectable, model._texts, _Keyword(), words=3)
-    assert (~some.isnan()).sum(1).eq(3).all() and torch.equal(some.nan_to_num(-1) >= 0, ~some.isnan())
+    # Without word 7 the mean of the others is [0, 1] against [1/8, 1] for all eight words.
+    assert torch.allclose(measured.max(1).values, torch.full((32,), 1 - 8 / 65**0.5))
+
+
+def test_teacher_summary_keeps_the_most_salient_words_in_order():
+    from textae.summaries import salience_summaries
+
+    texts = ["1 2 7 3 4 5 6 8", "9 7", "9", ""]  # budgets (max 2 words, half the words): 2, 1, 1, 0
+    out = salience_summaries(texts, _Keyword(), max_words=2)
+    assert out[1:] == ["7", "9", ""]
+    assert len(out[0].split()) == 2 and "7" in out[0].split()
+    assert out[0].split() == [w for w in texts[0].split() if w in out[0].split()]  # sentence order
 
 
 def test_salience_loss_teaches_the_compressor_the_salient_words():
-    before, after = _learns_to_keep_seven("salience", salience_weight=10.0, salience_rows=16, salience_words=None)
+    before, after = _learns_to_keep_seven("salience", salience_weight=10.0, salience_rows=16)
     assert before < 0.4 and after > 0.9, (before, after)
 
 

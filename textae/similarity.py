@@ -70,6 +70,21 @@ class SentenceEncoder:
             out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
 
+    @torch.no_grad()
+    def token_states(self, texts: Sequence[Sequence[str]], batch_size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each text given as its words: the token states the embedding averages (T, 384), and each
+        token's word index (T,; -1 for [CLS] and [SEP]). Words past 128 tokens are cut off."""
+        out = []
+        for start in range(0, len(texts), batch_size):
+            chunk = [list(words) for words in texts[start : start + batch_size]]
+            batch = self.tokenizer(chunk, is_split_into_words=True, padding=True, truncation=True,
+                                   max_length=128, return_tensors="pt")
+            hidden = self.model(**batch.to(self.device)).last_hidden_state
+            for row in range(len(chunk)):
+                word_of = torch.tensor([-1 if w is None else w for w in batch.word_ids(row)])
+                out.append((hidden[row, : len(word_of)], word_of.to(self.device)))
+        return out
+
     def similarity(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """Cosine similarity of each pair (a[i], b[i])."""
         return (self.encode(a) * self.encode(b)).sum(1)

@@ -15,6 +15,7 @@ import torch
 from .data.builtin import load_builtin
 from .data.clean import clean_text
 from .data.sentences import split_sentences
+from .modeling.text.salience import first_order_drops
 from .modeling.text.select import budgets
 
 
@@ -50,19 +51,16 @@ def rouge(summaries: Sequence[str], references: Sequence[str]) -> dict[str, floa
 
 def salience_summaries(texts: Sequence[str], encoder, max_words: int, ratio: float = 0.5) -> list[str]:
     """The sentence encoder's own choice, as a reference for what the text family's compressor
-    learns from it: each text's k whitespace words (the compressor's own `budgets`) whose removal
-    moves its embedding most, in order. Costs one encoding per word, so it is no summariser."""
-    out = []
-    ks = budgets(torch.tensor([len(t.split()) for t in texts]), max_words, ratio).tolist() if texts else []
-    for text, k in zip(texts, ks):
-        words = text.split()
-        if len(words) <= k:
-            out.append(" ".join(words))
-            continue
-        vectors = encoder.encode([text, *(" ".join(words[:i] + words[i + 1:]) for i in range(len(words)))])
-        drops = 1 - vectors[1:] @ vectors[0]
-        keep = sorted(sorted(range(len(words)), key=lambda i: -drops[i])[:k])
-        out.append(" ".join(words[i] for i in keep))
+    learns from it: each text's k whitespace words (the compressor's own `budgets`) with the
+    largest salience (first-order leave-one-out, see salience.py), in order. Needs the encoder
+    at summary time, so it is no summariser."""
+    words = [text.split() for text in texts]
+    ks = budgets(torch.tensor([len(w) for w in words]), max_words, ratio).tolist() if texts else []
+    out = [" ".join(w) for w in words]  # texts within their budget stay whole
+    longer = [i for i, (w, k) in enumerate(zip(words, ks)) if len(w) > k]
+    for i, (states, word_of) in zip(longer, encoder.token_states([words[i] for i in longer])):
+        drops = first_order_drops(states.float(), word_of, len(words[i])).nan_to_num(-1.0)
+        out[i] = " ".join(words[i][j] for j in sorted(drops.topk(ks[i]).indices.tolist()))
     return out
 
 

@@ -18,9 +18,8 @@ class TextConfig:
     adversarial_weight: float = 0.1  # weight of the WGAN-GP critic's score; 0 = no discriminator
     prior_weight: float = 0.0  # weight of a corpus language model's NLL of the middle text; 0 = no prior
     similarity_weight: float = 20.0  # reward: the middle text's cosine similarity to the input (frozen MiniLM); 0 = none
-    salience_weight: float = 10.0  # learn the frozen MiniLM's leave-one-out word salience; 0 = none
-    salience_rows: int = 4  # sentences per batch whose salience is measured
-    salience_words: int | None = 6  # random words measured per sentence (one encoding each); None = all
+    salience_weight: float = 10.0  # learn the frozen MiniLM's word salience (salience.py); 0 = none
+    salience_rows: int = 16  # sentences per batch whose salience is measured (one MiniLM pass each)
     critic_dim: int = 64  # width of the critic and of the prior LM
     critic_layers: int = 1
     gp_weight: float = 10.0  # WGAN-GP gradient penalty
@@ -38,8 +37,8 @@ class TextConfig:
             raise ValueError(f"gumbel_temperature must be > 0, got {self.gumbel_temperature}")
         if min(self.adversarial_weight, self.prior_weight, self.similarity_weight, self.salience_weight) < 0:
             raise ValueError("adversarial_weight, prior_weight, similarity_weight and salience_weight must be >= 0")
-        if self.salience_rows < 1 or (self.salience_words is not None and self.salience_words < 2):
-            raise ValueError("salience_rows must be >= 1 and salience_words >= 2 (or None: every word)")
+        if self.salience_rows < 1:
+            raise ValueError(f"salience_rows must be >= 1, got {self.salience_rows}")
         if self.similarity_weight and self.estimator != "reinforce":
             raise ValueError("similarity_weight needs estimator 'reinforce' (the sentence encoder reads text, so no "
                              "gradient reaches the compressor through it); set similarity_weight: 0 to use gumbel")

@@ -8,7 +8,7 @@ Data flow for a batch of B sentences of T tokens (W words, k = budget words kept
   readability: a WGAN-GP critic scores the middle text against runs of k consecutive real words,
       and an optional small LM of the corpus scores its fluency.
   meaning: a frozen sentence encoder (all-MiniLM-L6-v2) adds the middle text's similarity to the
-      input to the reward (REINFORCE), and teaches the keep scores its leave-one-out word salience.
+      input to the reward (REINFORCE), and teaches the keep scores its word salience (salience.py).
 
 Why the sentence encoder: the reconstruction reward alone favours the words the reconstructor
 cannot guess (names, numbers, rare words from the tail of a long sentence), whatever they say.
@@ -259,10 +259,10 @@ class TextCodeModel(PreTrainedModel):
                 stats["reward"], stats["advantage"] = sampled.mean(), advantage.mean()
                 advantage = advantage / advantage.std().clamp(min=1e-6) if len(advantage) > 1 else advantage
                 losses["policy"] = -(advantage * logp).mean()
-        if self.training and o.salience_weight:  # the frozen encoder's word salience, on a few rows
+        if self.training and o.salience_weight:  # the frozen encoder's word salience, on the first rows
             n = min(o.salience_rows, len(src))
             salience = word_salience(src[:n], starts[:n], owner[:n], selectable[:n], self._texts,
-                                     self._sentence_encoder(src.device), o.salience_words)
+                                     self._sentence_encoder(src.device))
             losses["salience"] = o.salience_weight * salience_loss(logits[:n], salience)
         if self.training and (self.critic is not None or self.prior is not None):
             losses.update(self._critic_losses(src, starts, owner, selectable, k, middle, stats))
