@@ -35,7 +35,7 @@ bench-latent: install
 bench-speed: install
 	$(PY) benchmarks/speed.py
 
-# Text family: unsupervised summarisation, news lead → title, with ablations (about 40 minutes on 2 CPU cores;
+# Text family: unsupervised summarisation, news lead → title, with ablations (about 35 minutes on 2 CPU cores;
 # starts from the foundation AE that `make bench` trains).
 bench-summarization: install
 	$(PY) benchmarks/summarization.py --init-from runs/bench-default/final

@@ -66,7 +66,7 @@ def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_w
         summaries, per_s = timed(lambda: codec.summarize(sources, max_words=max_words, progress=True))
         result["systems"][name] = score(summaries) | {"sentences_per_s": per_s}
         result["summaries"][name] = summaries
-    # The sentence encoder's own choice, on a sample (one encoding per word): how far the compressor is from its teacher.
+    # The sentence encoder's own choice, on a sample: how far the compressor is from its teacher.
     sample = random.Random(1).sample(range(len(pairs)), min(TEACHER_PAIRS, len(pairs)))
     pick = lambda xs: [xs[i] for i in sample]
     teacher = salience_summaries(pick(sources), SentenceEncoder("cpu"), max_words)
@@ -120,7 +120,7 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
         f"(a readability proxy; the titles score {systems['titles']['attested_bigrams']:.1f}).\n\n"
         f"Summaries per second (CPU): {main['sentences_per_s']:.0f}\n\n"
         f"The compressor's teacher, on {teacher['pairs']} random pairs: the sentence encoder's own choice of words "
-        f"(one encoding per word, so no summariser) scores ROUGE-1 {teacher['teacher']['rouge1']:.2f}, the trained "
+        f"(it needs the encoder at summary time, so it is no summariser) scores ROUGE-1 {teacher['teacher']['rouge1']:.2f}, the trained "
         f"compressor {teacher['train']['rouge1']:.2f} and Lead-8 {teacher['lead8']['rouge1']:.2f} on the same pairs.\n\n"
         f"## 20 random examples\n\n| source | summary | title |\n|---|---|---|\n{examples}\n"
     )
