@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 
 
-
 def first_order_drops(states: torch.Tensor, word_of: torch.Tensor, n_words: int) -> torch.Tensor:
     """(n_words,) 1 − cos(mean of the tokens outside word i, mean of all tokens) for token states
     (T, D) whose token t belongs to word `word_of[t]` (-1: a token of no word, such as [CLS]);
     NaN for a word with no tokens (cut off by the encoder's length limit)."""
+    if n_words == 0:
+        return states.new_zeros(0)
     members = F.one_hot(word_of.clamp(min=0), n_words).T.to(states.dtype) * word_of.ge(0).to(states.dtype)  # (W, T)
     total, counts = states.sum(0), members.sum(1)
     rest = (total - members @ states) / (len(states) - counts).clamp(min=1)[:, None]  # (W, D)
