@@ -24,8 +24,10 @@ demo: install
 test: install
 	$(PY) -m pytest tests
 
+# The default model's training run, then the speed comparison with BART (bench-speed alone).
 bench: install
 	$(PY) benchmarks/default_train.py
+	$(PY) benchmarks/speed.py
 
 # VAE and VQ families: latent health, ablation, paraphrase, code map (about 40 minutes on 2 CPU cores).
 bench-latent: install
