@@ -119,6 +119,8 @@ def test_training_forward_fuses_the_loss_and_keeps_the_gradients():
     assert fused_grads.keys() == plain_grads.keys() and "embed_tokens.weight" in fused_grads  # tied to lm_head
     for name in plain_grads:
         torch.testing.assert_close(fused_grads[name], plain_grads[name], atol=1e-6, rtol=1e-4, msg=name)
+    with torch.no_grad():  # no gradients wanted: the plain path, which does not compute them
+        assert model(x, labels=labels).logits is not None
     with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 matmuls, as nn.Linear's would be
         bf16 = model(x, labels=labels).loss
     torch.testing.assert_close(bf16, plain.loss, rtol=2e-2, atol=0.0)

@@ -20,9 +20,10 @@ def cpu_bf16_autocast(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
-def nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b with b as the transposed view of a contiguous copy: the fast bf16 layout."""
-    return a @ b.T.contiguous().T
+def fast_bf16_operand(b: torch.Tensor) -> torch.Tensor:
+    """b, the same values, as the transposed view of a contiguous copy: the layout a CPU's bf16
+    GEMM is fast at as the second operand."""
+    return b.T.contiguous().T
 
 
 class _BF16Linear(torch.autograd.Function):
@@ -40,7 +41,7 @@ class _BF16Linear(torch.autograd.Function):
         xb, wb = ctx.saved_tensors
         with torch.autocast("cpu", enabled=False):
             g = grad.to(torch.bfloat16).flatten(0, -2)  # (N, out)
-            grad_x = nt(g, wb).view(*xb.shape[:-1], wb.shape[1])  # (N, out) @ (out, in)
+            grad_x = (g @ fast_bf16_operand(wb)).view(*xb.shape[:-1], wb.shape[1])  # (N, out) @ (out, in)
             grad_w = g.T @ xb.flatten(0, -2)  # (out, N) @ (N, in): already a fast layout
             grad_b = g.float().sum(0) if ctx.has_bias else None
         return grad_x.to(ctx.dtypes[0]), grad_w.to(ctx.dtypes[1]), grad_b

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .linear import fast_bf16_operand
+
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
@@ -24,7 +26,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         with torch.autocast(device, enabled=False):
             h, w = hidden.to(dtype), weight.to(dtype)
             # The input gradient's GEMM in the layout a CPU's bf16 kernel is fast at (see linear.py).
-            w_back = w.T.contiguous().T if device == "cpu" and dtype == torch.bfloat16 else w
+            w_back = fast_bf16_operand(w) if device == "cpu" and dtype == torch.bfloat16 else w
             valid = labels.ne(-100)
             scale = 1.0 / valid.sum().clamp(min=1)  # mean over the tokens that count
             weights = valid * scale  # (N,) each row's share of the loss

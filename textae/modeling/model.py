@@ -165,8 +165,9 @@ class TextAEModel(PreTrainedModel):
 
         `decoder_input_ids` defaults to `labels` shifted right; pass them to apply word dropout.
         `condition` (B,) gives conditional families each row's label id (-1 = unknown).
-        `return_logits` defaults to False in training with labels: the loss is then fused with the
-        output projection (loss.py) and the (B, T, V) logits are never built; True elsewhere.
+        `return_logits` defaults to False when training with labels and gradients on: the loss is
+        then fused with the output projection (loss.py, which computes its gradients in the forward
+        pass) and the (B, T, V) logits are never built; True elsewhere.
         """
         bottleneck = self.bottleneck(*self._summarise(input_ids, attention_mask), condition)
         if decoder_input_ids is None:
@@ -176,7 +177,7 @@ class TextAEModel(PreTrainedModel):
         kvs, position_inputs = self._memory(bottleneck.code)
         hidden, _ = self._decode(decoder_input_ids, 0, kvs, position_inputs)
         if return_logits is None:
-            return_logits = labels is None or not self.training
+            return_logits = labels is None or not (self.training and torch.is_grad_enabled())
         logits = self.lm_head(hidden) if return_logits else None
         losses = dict(bottleneck.losses)
         loss = None
