@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from textae.autoencoder import AutoEncoder
 from textae.modeling import TextAEConfig, TextAEModel
+from textae.modeling.generation import linear_argmax
 from textae.modeling.linear import Linear
 from textae.modeling.loss import linear_cross_entropy
 from textae.tokenizer import train_tokenizer
@@ -52,6 +53,24 @@ def test_cached_greedy_equals_uncached_token_for_token(batch_size):
     for step in range(20):
         hidden, caches = model._decode(inputs[:, step : step + 1], step, kvs, bias, caches)
         torch.testing.assert_close(model.lm_head(hidden[:, 0]), full[:, step], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("vocab_size", [7, 64, 100, 4000])
+def test_linear_argmax_is_the_argmax_of_the_logits(vocab_size):
+    g = torch.Generator().manual_seed(vocab_size)
+    hidden, weight = torch.randn(9, 16, generator=g), torch.randn(vocab_size, 16, generator=g)
+    expected = F.linear(hidden, weight).argmax(-1)
+    assert torch.equal(linear_argmax(hidden, weight), expected)
+    # Ties go to the lowest id, as torch.argmax: a repeated best row, in another block and in the tail.
+    for copy_to in {vocab_size - 1, vocab_size // 2, 33 % vocab_size}:
+        tied = weight.clone()
+        tied[copy_to] = weight[expected[0]]
+        assert linear_argmax(hidden, tied)[0] == min(copy_to, expected[0])
+    # The winner in the tail (ids past the last full block of 32) and inside a block.
+    for winner in {vocab_size - 1, vocab_size // 3}:
+        boosted = weight.clone()
+        boosted[winner] = hidden[0] * 100
+        assert linear_argmax(hidden, boosted)[0] == winner
 
 
 def test_bf16_autocast_loss_matches_fp32_on_a_trained_model():

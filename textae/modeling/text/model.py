@@ -165,6 +165,10 @@ class TextCodeModel(PreTrainedModel):
         generate = torch.sigmoid(self.copy_gate(hidden).float())  # (B, T, 1)
         return torch.log(generate * self.lm_head(hidden).float().softmax(-1) + (1 - generate) * copy + 1e-9)
 
+    def greedy_tokens(self, hidden: torch.Tensor, source: tuple) -> torch.Tensor:
+        """argmax of `output_logits` for decoder states (B, d): the copy mixture needs all the logits."""
+        return self.output_logits(hidden[:, None], source)[:, 0].argmax(-1)
+
     def _decode(self, tokens: torch.Tensor, start: int, kvs: list[MemoryKV], extra: tuple | None = None,
                 caches: list[KVCache] | None = None) -> tuple[torch.Tensor, list[KVCache]]:
         """Decoder hidden states for `tokens` (B, T) at positions start..start+T-1 (same contract as TextAEModel)."""
