@@ -33,7 +33,7 @@ bench: install
 bench-latent: install
 	$(PY) benchmarks/latent.py
 
-# Side by side with a same-size Hugging Face BART (issue 7; the decoding target is not met yet, see the README).
+# Side by side with a same-size Hugging Face BART (issue 7; greedy decoding sits at its 1.5x target, see the README).
 bench-speed: install
 	$(PY) benchmarks/speed.py
 
