@@ -55,6 +55,18 @@ def test_cached_greedy_equals_uncached_token_for_token(batch_size):
         torch.testing.assert_close(model.lm_head(hidden[:, 0]), full[:, step], atol=1e-4, rtol=1e-4)
 
 
+def test_generated_ids_can_feed_training():
+    """generate runs under inference mode; what it returns must still be an ordinary tensor that a
+    training step can embed and save for backward (an inference tensor raises there)."""
+    model = tiny()
+    x = torch.randint(5, 60, (3, 9), generator=torch.Generator().manual_seed(2))
+    out = model.generate(model.encode(x).detach(), max_new_tokens=9)
+    assert not out.is_inference()
+    labels = out.masked_fill(out.eq(model.config.pad_token_id), -100)
+    model.train()(input_ids=out, labels=labels).loss.backward()
+    assert model.embed_tokens.weight.grad is not None
+
+
 @pytest.mark.parametrize("vocab_size", [7, 64, 100, 4000])
 def test_linear_argmax_is_the_argmax_of_the_logits(vocab_size):
     g = torch.Generator().manual_seed(vocab_size)

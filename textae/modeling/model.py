@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput
 
 from .bottlenecks import build_bottleneck
 from .config import TextAEConfig
-from .generation import beam_search, greedy_or_sample, linear_argmax
+from .generation import beam_search, greedy_or_sample, inference, linear_argmax
 from .layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
 from .linear import Linear
 from .loss import linear_cross_entropy
@@ -203,7 +203,7 @@ class TextAEModel(PreTrainedModel):
         )
 
     # ----- generation ---------------------------------------------------------------------
-    @torch.no_grad()
+    @inference
     def generate(
         self,
         code: torch.Tensor,

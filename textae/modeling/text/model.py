@@ -38,6 +38,7 @@ from torch.func import functional_call
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..config import TextAEConfig
+from ..generation import beam_search, greedy_or_sample, inference
 from ..layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
 from ..model import TextAEModel, TextAEOutput
 from .config import TextConfig
@@ -321,13 +322,11 @@ class TextCodeModel(PreTrainedModel):
         return losses
 
     # ----- generation ---------------------------------------------------------------------
-    @torch.no_grad()
+    @inference
     def generate(self, code: torch.Tensor, max_new_tokens: int | None = None, num_beams: int = 1, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, length_penalty: float = 1.0,
                  generator: torch.Generator | None = None, repetition_penalty: float = 1.0) -> torch.Tensor:
         """Expand middle texts (B, M token ids, PAD-padded) into sentences (B, T) ending in EOS."""
-        from ..generation import beam_search, greedy_or_sample
-
         max_new_tokens = min(max_new_tokens or self.config.max_positions, self.config.max_positions)
         if num_beams > 1:
             if do_sample:
