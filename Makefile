@@ -33,7 +33,7 @@ bench: install
 bench-latent: install
 	$(PY) benchmarks/latent.py
 
-# Side by side with a same-size Hugging Face BART (issue 7; greedy decoding sits at its 1.5x target, see the README).
+# Side by side with a same-size Hugging Face BART (issue 7: training, decoding and bf16 MFU against their targets, see the README).
 bench-speed: install
 	$(PY) benchmarks/speed.py
 
