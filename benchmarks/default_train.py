@@ -29,7 +29,7 @@ def other_domains(model_dir: Path, n: int = 256) -> dict[str, dict[str, float]]:
     out = {}
     for name in ("sms", "trec"):
         texts = prepare(DataConfig(source=name, split_sentences=False, min_words=4, max_words=40, validation_size=n))["validation"]["text"]
-        references = ae.tokenizer.batch_decode(ae._token_ids(texts), skip_special_tokens=True)  # as truncated for the model
+        references = ae.tokenizer.batch_decode(ae.token_ids(texts), skip_special_tokens=True)  # as truncated for the model
         hypotheses = ae.reconstruct(texts)
         out[name] = {"bleu": round(bleu(hypotheses, references), 2), "exact_match": round(exact_match(hypotheses, references), 4), "sentences": len(texts)}
     return out

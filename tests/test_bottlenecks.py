@@ -10,7 +10,7 @@ import torch
 from textae.modeling.bottlenecks import build_bottleneck, family_config
 from textae.modeling.bottlenecks.vae import VAEConfig, beta_at, free_bits_kl, gaussian_kl
 from textae.modeling.bottlenecks.vq import VQBottleneck, VQConfig, kmeans
-from textae.training.latent_metrics import mutual_information
+from textae.modeling.bottlenecks.vae import mutual_information
 
 K, D = 4, 16
 

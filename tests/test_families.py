@@ -62,7 +62,7 @@ def test_model_directory_reloads_with_from_pretrained(models, family):
     assert again.config.family == family
     for name, tensor in ae.model.state_dict().items():
         assert torch.equal(tensor.cpu(), again.state_dict()[name]), name
-    ids = ae._pad(ae._token_ids(SENTENCES[:3]))
+    ids = ae.pad(ae.token_ids(SENTENCES[:3]))
     assert torch.equal(ae.model.encode(ids), again.encode(ids))
 
 

@@ -36,9 +36,9 @@ def test_decoder_sees_only_the_code():
     model = tiny()
     x, labels = batch()
     code = model.encode(x)
-    kvs, bias = model._memory(code)
+    memory = model.decoder_memory(code)
     dec_in = model.shift_right(labels)
-    hidden, _ = model._decode(dec_in, 0, kvs, bias)
+    hidden, _ = model.decoder_states(dec_in, 0, memory)
     assert torch.allclose(model.lm_head(hidden), model(x, labels=labels).logits, atol=1e-5)
     other = torch.randint(5, 50, x.shape)
     assert not torch.allclose(model.encode(other), code)
@@ -56,9 +56,9 @@ def test_cached_greedy_equals_uncached_argmax():
     x, _ = batch()
     code = model.encode(x)
     generated = model.generate(code, max_new_tokens=12)
-    kvs, bias = model._memory(code)
+    memory = model.decoder_memory(code)
     inputs = torch.cat([torch.full((4, 1), model.config.bos_token_id), generated[:, :-1]], dim=1)
-    hidden, _ = model._decode(inputs, 0, kvs, bias)
+    hidden, _ = model.decoder_states(inputs, 0, memory)
     full = model.lm_head(hidden).argmax(-1)
     alive = torch.ones_like(generated, dtype=torch.bool)  # positions before (and at) the first EOS
     alive[:, 1:] = generated[:, :-1].ne(model.config.eos_token_id).cumprod(1).bool()
@@ -71,9 +71,9 @@ def test_beam_search_scores_at_least_as_well_as_greedy():
     code = model.encode(x)
 
     def logprob(seqs):
-        kvs, bias = model._memory(code)
+        memory = model.decoder_memory(code)
         inputs = torch.cat([torch.full((4, 1), model.config.bos_token_id), seqs[:, :-1]], dim=1)
-        logp = model.lm_head(model._decode(inputs, 0, kvs, bias)[0]).log_softmax(-1)
+        logp = model.lm_head(model.decoder_states(inputs, 0, memory)[0]).log_softmax(-1)
         tok = logp.gather(-1, seqs.unsqueeze(-1)).squeeze(-1)
         return tok.masked_fill(seqs.eq(model.config.pad_token_id), 0).sum(-1)
 

@@ -27,10 +27,10 @@ def tiny(**kw) -> TextAEModel:
 
 def uncached_greedy(model: TextAEModel, code: torch.Tensor, steps: int) -> torch.Tensor:
     """Greedy decoding the slow way: re-run the whole decoder over the growing prefix at every step."""
-    kvs, bias = model._memory(code)
+    memory = model.decoder_memory(code)
     prefix = torch.full((code.shape[0], 1), model.config.bos_token_id)
     for _ in range(steps):
-        hidden, _ = model._decode(prefix, 0, kvs, bias)
+        hidden, _ = model.decoder_states(prefix, 0, memory)
         prefix = torch.cat([prefix, model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)], dim=1)
     return prefix[:, 1:]
 
@@ -46,12 +46,12 @@ def test_cached_greedy_equals_uncached_token_for_token(batch_size):
     assert cached.shape == (batch_size, 20)
     assert torch.equal(cached, uncached_greedy(model, code, 20))
     # The logits too, so a cache that is ignored cannot pass just because argmax hides it.
-    kvs, bias = model._memory(code)
+    memory = model.decoder_memory(code)
     inputs = torch.cat([torch.full((batch_size, 1), model.config.bos_token_id), cached[:, :-1]], dim=1)
-    full = model.lm_head(model._decode(inputs, 0, kvs, bias)[0])  # (B, 20, V), no cache
+    full = model.lm_head(model.decoder_states(inputs, 0, memory)[0])  # (B, 20, V), no cache
     caches = None
     for step in range(20):
-        hidden, caches = model._decode(inputs[:, step : step + 1], step, kvs, bias, caches)
+        hidden, caches = model.decoder_states(inputs[:, step : step + 1], step, memory, caches)
         torch.testing.assert_close(model.lm_head(hidden[:, 0]), full[:, step], atol=1e-4, rtol=1e-4)
 
 
@@ -200,7 +200,7 @@ def test_length_sorted_batches_return_codes_in_input_order(autoencoder):
         "he paid 3.5 dollars for 2 apples .",
         "the cat sat .",
     ]
-    lengths = [len(x) for x in autoencoder._token_ids(texts)]
+    lengths = [len(x) for x in autoencoder.token_ids(texts)]
     # The sorted batches really reorder and pad, and nothing is truncated.
     assert lengths != sorted(lengths) and len(set(lengths)) > 3 and max(lengths) < 64
     batched = autoencoder.encode(texts, batch_size=3)

@@ -1,8 +1,9 @@
 """textae: unsupervised text autoencoders — compress sentences into codes and rebuild them."""
 
-from .autoencoder import AutoEncoder, load
+from .autoencoder import AutoEncoder
 from .config import RunConfig, load_config
 from .errors import DataError, TextAEError
+from .loading import load
 from .modeling import TextAEConfig, TextAEModel, TextAEOutput
 from .scoring import AnomalyDetector
 from .textcodec import TextCodec

@@ -16,6 +16,22 @@ import click
 from .errors import TextAEError
 
 
+class FamilyChoice(click.Choice):
+    """The registered code families, read when the option is used, so a family registered after
+    import (a plugin, a test) is a valid choice too."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from .modeling import family_names
+
+        return tuple(family_names())
+
+    @choices.setter
+    def choices(self, value) -> None:  # click's __init__ assigns it; the registry is the source
+        pass
 
 
 def _friendly(fn):
@@ -73,7 +89,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes of training.")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "bf16", "fp16"]), default=None,
               help="auto = bf16 on GPU, fp32 on CPU.")
-@click.option("--family", type=click.Choice(["ae", "vae", "vq", "cvae", "gmvae", "text"]), default=None,
+@click.option("--family", type=FamilyChoice(), default=None,
               help="Code family: ae (plain vectors), vae (Gaussian latent), vq (integer codes), cvae (latent + a label column: "
                    "transfer), gmvae (mixture prior: cluster), text (a few of the input's words: summaries). Default from the config: ae.")
 @click.option("--init-from", type=click.Path(), default=None,
@@ -127,15 +143,15 @@ _repetition_option = click.option("--repetition-penalty", type=float, default=1.
 @_friendly
 def encode(model_dir, input_path, output, text_column, id_column, batch_size) -> None:
     """Compress texts into codes, one per input row, in input order."""
-    from .autoencoder import load
+    from .loading import load
     from .io import read_texts, write_rows
 
     model = load(model_dir)
-    if model.family != "text" and not output.endswith(".parquet"):
+    if not model.text_codes and not output.endswith(".parquet"):
         raise TextAEError("codes are written as .parquet; name the output e.g. codes.parquet")
     ids, texts = read_texts(input_path, text_column, id_column)
     codes = model.encode(texts, batch_size=batch_size, progress=True)
-    if model.family == "text":
+    if model.text_codes:
         write_rows(output, {"id": ids, "code": codes})
         click.echo(f"wrote {len(ids)} middle texts to {output}")
         return
@@ -153,11 +169,11 @@ def encode(model_dir, input_path, output, text_column, id_column, batch_size) ->
 @_friendly
 def decode(model_dir, input_path, output, id_column, batch_size, num_beams) -> None:
     """Expand codes (the file `textae encode` wrote) back into text; a text-family model expands any short texts."""
-    from .autoencoder import load
+    from .loading import load
     from .io import read_codes, read_texts, write_rows
 
     model = load(model_dir)
-    if model.family == "text":
+    if model.text_codes:
         ids, codes = read_texts(input_path, "code", id_column) if not input_path.endswith(".txt") else read_texts(input_path)
     else:
         ids, codes = read_codes(input_path, id_column)
@@ -178,12 +194,10 @@ def decode(model_dir, input_path, output, id_column, batch_size, num_beams) -> N
 @_friendly
 def summarize(model_dir, input_path, output, max_words, ratio, text_column, id_column, batch_size) -> None:
     """Summarise each row with a text-family model: its most informative words, in order, within the budget."""
-    from .autoencoder import load
+    from .loading import load
     from .io import read_texts, write_rows
 
     model = load(model_dir)
-    if model.family != "text":
-        raise TextAEError(f"{model_dir} is a {model.family} model; summaries need a text-family model (textae train --family text)")
     ids, texts = read_texts(input_path, text_column, id_column)
     summaries = model.summarize(texts, max_words=max_words, ratio=ratio, batch_size=batch_size, progress=True)
     write_rows(output, {"id": ids, "text": texts, "summary": summaries})
@@ -202,7 +216,7 @@ def summarize(model_dir, input_path, output, max_words, ratio, text_column, id_c
 @_friendly
 def reconstruct(model_dir, input_path, output, text_column, id_column, batch_size, num_beams, show) -> None:
     """Text → code → text: how well does the model rebuild each row?"""
-    from .autoencoder import load
+    from .loading import load
     from .io import read_texts, write_rows
 
     ids, texts = read_texts(input_path, text_column, id_column)
@@ -297,7 +311,7 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @_friendly
 def sample(model_dir, n, output, num_beams, repetition_penalty, seed) -> None:
     """Decode codes drawn from the prior (vae: z ~ N(0, I); gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution)."""
-    from .autoencoder import load
+    from .loading import load
     from .latent import sample as draw
 
     texts = draw(load(model_dir), n, seed=seed, num_beams=num_beams, repetition_penalty=repetition_penalty)
@@ -313,7 +327,7 @@ def sample(model_dir, n, output, num_beams, repetition_penalty, seed) -> None:
 @_friendly
 def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
     """Decode evenly spaced points between the codes of two sentences."""
-    from .autoencoder import load
+    from .loading import load
     from .latent import interpolate as between
 
     for k, text in enumerate(between(load(model_dir), sentence_a, sentence_b, steps, num_beams=num_beams)):
@@ -336,7 +350,7 @@ def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
 @_friendly
 def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column, id_column, batch_size, seed) -> None:
     """Rewrite each input: decode codes near its own, drop copies, rank by code similarity."""
-    from .autoencoder import load
+    from .loading import load
     from .io import read_texts, write_rows
     from .latent import paraphrase as rewrite
 
@@ -366,7 +380,7 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column,
 @_friendly
 def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams, repetition_penalty) -> None:
     """Rewrite texts toward another label, keeping their content (a --family cvae model)."""
-    from .autoencoder import load
+    from .loading import load
     from .io import read_texts, write_rows
     from .transfer import decode_as, label_index, label_names
 
@@ -394,7 +408,7 @@ def cluster(model_dir, input_path, output, top_words, text_column, id_column, ba
     """Assign each text to a cluster of a --family gmvae model, and list each cluster's typical words."""
     import json
 
-    from .autoencoder import load
+    from .loading import load
     from .clustering import cluster as assign, top_words as typical
     from .io import read_texts, write_rows
 
@@ -426,7 +440,7 @@ def cluster(model_dir, input_path, output, top_words, text_column, id_column, ba
 @_friendly
 def plot(model_dir, sources, label_column, text_column, output, method, max_points, split_sentences) -> None:
     """Draw a 2-D map of the codes of held-out sentences, coloured by source or label."""
-    from .autoencoder import load
+    from .loading import load
     from datasets import concatenate_datasets
 
     from .data import DataConfig, prepare

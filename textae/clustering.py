@@ -13,7 +13,8 @@ from .errors import TextAEError
 
 def cluster(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> np.ndarray:
     """q(c|x) (N, C): each row is a text's cluster probabilities (summing to one), in input order."""
-    if ae.family != "gmvae":
+    ae.require_vector_codes("cluster")
+    if not ae.model.bottleneck.mixture_prior:
         raise TextAEError(f"cluster needs a mixture-prior model; this one is '{ae.family}'. "
                           "Train one with --family gmvae (set the number of clusters with "
                           "--set model.bottleneck='{components: 6}')")

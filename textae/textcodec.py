@@ -15,16 +15,23 @@ import torch
 from .autoencoder import AutoEncoder
 from .errors import TextAEError
 
+NOT_VECTORS = "a text-family model's codes are texts, not vectors: use summarize, encode or decode"
+
 
 class TextCodec(AutoEncoder):
     """Summarise (compress to at most `max_words` words) and expand back."""
 
+    text_codes = True
+
+    def require_vector_codes(self, verb: str) -> None:
+        raise TextAEError(f"{verb} moves through a vector code space; {NOT_VECTORS} (or train an ae / vae / vq model)")
+
     @property
     def code_shape(self) -> tuple[int, ...]:
-        raise TextAEError("a text-family model's codes are texts, not vectors: use summarize, encode or decode")
+        raise TextAEError(NOT_VECTORS)
 
     def code_tensor(self, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
-        raise TextAEError("a text-family model's codes are texts, not vectors: use summarize, encode or decode")
+        raise TextAEError(NOT_VECTORS)
 
     @torch.no_grad()
     def summarize(self, texts: Sequence[str], max_words: int | None = None, ratio: float | None = None,
@@ -35,13 +42,10 @@ class TextCodec(AutoEncoder):
             raise TextAEError(f"--max-words must be at least 1, got {max_words}")
         if ratio is not None and not 0 < ratio <= 1:
             raise TextAEError(f"the ratio must be in (0, 1], got {ratio}")
-        ids = self._token_ids(texts)
-        out: list[str] = [""] * len(ids)
-        for batch in self._batches([len(x) for x in ids], batch_size, "summarizing", progress):
-            middle = self.model.compress(self._pad([ids[i] for i in batch]), max_words, ratio)
-            for i, text in zip(batch, self._detokenize(middle)):
-                out[i] = text if len(ids[i]) > 1 else ""
-        return out
+        ids = self.token_ids(texts)
+        middles = self._over_ids(ids, lambda batch: self.detokenize(self.model.compress(batch, max_words, ratio)),
+                                 batch_size, "summarizing", progress)
+        return [text if len(row) > 1 else "" for text, row in zip(middles, ids)]
 
     def encode(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> list[str]:  # type: ignore[override]
         """The middle texts (the text family's codes), in input order."""
@@ -55,12 +59,15 @@ class TextCodec(AutoEncoder):
         limit = self.model.config.max_positions
         ids = [x[:limit] or [self.model.config.unk_token_id]
                for x in self.tokenizer([str(c) for c in codes], add_special_tokens=False)["input_ids"]]
-        out: list[str] = [""] * len(ids)
-        for batch in self._batches([len(x) for x in ids], batch_size, "decoding", progress):
-            for i, text in zip(batch, self._detokenize(self.model.generate(self._pad([ids[i] for i in batch]), **generate))):
-                out[i] = text
-        return out
+        return self._over_ids(ids, lambda batch: self.detokenize(self.model.generate(batch, **generate)),
+                              batch_size, "decoding", progress)
 
     def reconstruct(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False, **generate: Any) -> list[str]:
         """Text → middle text → text, in input order."""
         return self.decode(self.summarize(texts, batch_size=batch_size, progress=progress), batch_size, progress, **generate)
+
+    def heldout_reconstructions(self, texts: Sequence[str], batch_size: int = 128) -> tuple[list[str], dict[str, float]]:
+        """The sentences rebuilt from the middle texts, and how long those summaries are."""
+        middles = self.summarize(texts, batch_size=batch_size)
+        words = sum(len(m.split()) for m in middles) / max(1, len(middles))
+        return self.decode(middles, batch_size=batch_size), {"summary_words": words}

@@ -13,7 +13,7 @@ from .errors import TextAEError
 
 
 def require_cvae(ae: AutoEncoder, verb: str) -> None:
-    if ae.family != "cvae":
+    if not ae.model.conditional:
         raise TextAEError(f"{verb} needs a conditional model; this one is '{ae.family}'. "
                           "Train one with --family cvae on data with a label column")
 

@@ -1,30 +1,57 @@
 """Decoding from codes: greedy, sampling and beam search over the decoder's key/value cache.
 
-A model provides `_memory(code) → (kvs, extra)`, `_decode(tokens, start, kvs, extra, caches)`,
-`output_logits(hidden, extra)` and `greedy_tokens(hidden, extra)` (the argmax of the logits for one
-position); `extra` is whatever else its decoder reads (position inputs, a copy source).
+Any model that follows `Decodable` can be decoded: it turns a batch of codes into a
+`DecoderMemory` once, then gives hidden states for new tokens and their logits or argmax.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from .model import TextAEModel
+from .layers import KVCache, MemoryKV
+
+
+@dataclass
+class DecoderMemory:
+    """What the decoder reads besides its own tokens, computed once per batch of codes."""
+
+    kvs: list[MemoryKV]  # per decoder layer: cross-attention keys and values
+    position_inputs: torch.Tensor  # (B or 1, P, d): what each position adds to its token embedding
+    source: Any = None  # whatever else `output_logits` reads (the text family's copy source)
+
+
+class Decodable(Protocol):
+    """The decoding contract: what greedy, sampling and beam search call on a model."""
+
+    config: Any
+
+    def decoder_memory(self, code: torch.Tensor) -> DecoderMemory: ...
+
+    def decoder_states(
+        self, tokens: torch.Tensor, start: int, memory: DecoderMemory, caches: list[KVCache] | None = None
+    ) -> tuple[torch.Tensor, list[KVCache]]: ...
+
+    def output_logits(self, hidden: torch.Tensor, memory: DecoderMemory) -> torch.Tensor:
+        """Next-token logits (B, T, V) for decoder states (B, T, d)."""
+        ...
+
+    def greedy_tokens(self, hidden: torch.Tensor, memory: DecoderMemory) -> torch.Tensor:
+        """argmax of `output_logits` for decoder states (B, d): (B,) token ids."""
+        ...
 
 
 def inference(generate: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """Run a `generate` method under torch.inference_mode and hand back an ordinary tensor.
 
     Why: inference mode skips the version counters and autograd bookkeeping `no_grad` still keeps
-    on every operator; a decoding step is a few hundred small operators, and greedy decoding ran
-    1.05x as fast as under no_grad at batch 64 and 1.14x at batch 1 (32 tokens, 2 cores, medians of
-    paired interleaved rounds). The copy at the end (a few KB of token ids) lets callers feed the
-    result to training later, which an inference tensor refuses.
+    on every operator, and a decoding step is a few hundred small operators, most of all at batch 1
+    (the paired A/B is in the README, "Speed against BART"). The copy at the end (a few KB of token
+    ids) lets callers feed the result to training later, which an inference tensor refuses.
     """
 
     @functools.wraps(generate)
@@ -40,13 +67,12 @@ def linear_argmax(hidden: torch.Tensor, weight: torch.Tensor, block: int = 32) -
     """argmax(hidden @ weight.T, -1) for decoder states (B, d) and an output matrix (V, d): the greedy
     next tokens, ties to the lowest id as torch.argmax.
 
-    Why: greedy decoding at batch 64 spent a third of each step here on CPU. The logits are built as
-    (V, B), which this CPU multiplies about 1.5x faster than (B, V) at B = 64, and torch's argmax is a
-    scalar loop (0.3 ms for 64 x 4,000 logits) while amax is vectorised: the first block of `block`
-    vocabulary rows holding each column's maximum is found from the block maxima, and argmax runs
-    only inside that block. Measured in whole greedy runs (B=64, 32 tokens, V=4,000, 2 cores) it made
-    decoding 13 % faster. On GPUs, where argmax is one fast kernel, and for fewer than 32 rows
-    (measured crossover: 3 extra small operators cost more than they save) this is the plain argmax.
+    Why: on CPU the next-token argmax over (B, V) logits is a large share of a greedy step (the A/B is
+    in the README, "Speed against BART"). The logits are built as (V, B), the layout this CPU
+    multiplies faster at B = 64, and torch's argmax is a scalar loop while amax is vectorised: the
+    first block of `block` vocabulary rows holding each column's maximum is found from the block
+    maxima, and argmax runs only inside that block. On GPUs, where argmax is one fast kernel, and for
+    fewer than 32 rows (where 3 extra small operators cost more than they save) this is the plain argmax.
     """
     if hidden.device.type != "cpu" or hidden.shape[0] < 32:  # below 32 rows the plain path is faster
         return F.linear(hidden, weight).argmax(-1)
@@ -93,7 +119,7 @@ def _no_tokens_yet(rows: int, vocab_size: int, device: torch.device, penalty: fl
 
 
 def greedy_or_sample(
-    model: TextAEModel,
+    model: Decodable,
     code: torch.Tensor,
     max_new_tokens: int,
     do_sample: bool,
@@ -104,18 +130,18 @@ def greedy_or_sample(
     repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     cfg = model.config
-    kvs, extra = model._memory(code)
+    memory = model.decoder_memory(code)
     b = code.shape[0]
     tokens = code.new_full((b, 1), cfg.bos_token_id, dtype=torch.long)
     done = torch.zeros(b, dtype=torch.bool, device=code.device)
     seen = _no_tokens_yet(b, cfg.vocab_size, code.device, repetition_penalty)
     out, caches = [], None
     for step in range(max_new_tokens):
-        hidden, caches = model._decode(tokens, step, kvs, extra, caches)
+        hidden, caches = model.decoder_states(tokens, step, memory, caches)
         if not do_sample and seen is None:
-            nxt = model.greedy_tokens(hidden[:, -1], extra)
+            nxt = model.greedy_tokens(hidden[:, -1], memory)
         else:
-            logits = penalise_repeats(model.output_logits(hidden[:, -1:], extra)[:, 0].float(), seen, repetition_penalty)
+            logits = penalise_repeats(model.output_logits(hidden[:, -1:], memory)[:, 0].float(), seen, repetition_penalty)
             if do_sample:
                 probs = _filter_logits(logits / max(temperature, 1e-5), top_k, top_p).softmax(-1)
                 nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
@@ -133,14 +159,14 @@ def greedy_or_sample(
 
 
 def beam_search(
-    model: TextAEModel, code: torch.Tensor, max_new_tokens: int, num_beams: int, length_penalty: float,
+    model: Decodable, code: torch.Tensor, max_new_tokens: int, num_beams: int, length_penalty: float,
     repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     """Standard beam search; a finished beam keeps its score and only extends with padding."""
     cfg = model.config
     b, v = code.shape[0], cfg.vocab_size
     code = code.repeat_interleave(num_beams, dim=0)  # (B*N, K, D)
-    kvs, extra = model._memory(code)
+    memory = model.decoder_memory(code)
     scores = code.new_zeros(b, num_beams, dtype=torch.float)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     seqs = code.new_zeros(b * num_beams, 0, dtype=torch.long)
@@ -150,8 +176,8 @@ def beam_search(
     seen = _no_tokens_yet(b * num_beams, v, code.device, repetition_penalty)
     caches = None
     for step in range(max_new_tokens):
-        hidden, caches = model._decode(tokens, step, kvs, extra, caches)
-        logits = model.output_logits(hidden[:, -1:], extra)[:, 0].float()
+        hidden, caches = model.decoder_states(tokens, step, memory, caches)
+        logits = model.output_logits(hidden[:, -1:], memory)[:, 0].float()
         logp = penalise_repeats(logits, seen, repetition_penalty).log_softmax(-1)  # (B*N, V)
         # Finished beams: only padding, at no cost.
         logp[done] = float("-inf")

@@ -2,11 +2,11 @@
 
 Why: on a CPU without bf16 units (AVX2 only, like the 2-core machines textae is developed on)
 oneDNN's bf16 GEMM is fast only when the second operand is a transposed view ("NT", what
-nn.Linear's forward x @ W.T is) and 10-20x slower on plain row-major operands ("NN", what the
-input gradient g @ W is). Measured with torch 2.13: g (2048, 128) @ W (128, 512) took 209 ms NN
-against 32 ms as g @ W.T.contiguous().T, and the input gradient of the output projection 825
-against 49 ms; those NN products were three quarters of a bf16 training step. Everywhere else
-(fp32, GPUs, CPUs with bf16 units) this is exactly nn.Linear.
+nn.Linear's forward x @ W.T is) and many times slower on plain row-major operands ("NN", what the
+input gradient g @ W is), so those NN products dominated a bf16 training step. The measured layouts
+are in benchmarks/results/speed.json (`matmul_peak_flops_per_s.bf16`, NN / NT / TN), the bf16 step
+in `rows.default.train_bf16`. Everywhere else (fp32, GPUs, CPUs with bf16 units) this is exactly
+nn.Linear.
 """
 
 from __future__ import annotations

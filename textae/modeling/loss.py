@@ -1,11 +1,12 @@
 """The reconstruction loss fused with the output projection: cross-entropy of `hidden @ weight.T`
 without keeping the (N, V) logits.
 
-Why: on this CPU the plain path (linear → log_softmax → NLL, then their backward) spends about a
-quarter of its time on the logits outside the matmuls: log_softmax, its backward and the zeroed
-(N, V) gradient of the NLL each walk all N·V floats, and exp runs twice. Here each chunk of rows
-gets its logits, one exp, and its gradients at once (the idea of Liger Kernel's
-FusedLinearCrossEntropy and of Apple's Cut Cross-Entropy): softmax − one-hot is the logits'
+Why: on this CPU the plain path (linear → log_softmax → NLL, then their backward) spends much of
+its time on the logits outside the matmuls: log_softmax, its backward and the zeroed (N, V)
+gradient of the NLL each walk all N·V floats, and exp runs twice (the A/B is in the README,
+"Speed against BART"; step times in benchmarks/results/speed.json, `rows.default.train_fp32`).
+Here each chunk of rows gets its logits, one exp, and its gradients at once (the idea of Liger
+Kernel's FusedLinearCrossEntropy and of Apple's Cut Cross-Entropy): softmax − one-hot is the logits'
 gradient, so the backward pass only scales what the forward already computed. Peak memory drops
 from N·V logits to `chunk_rows`·V, which is what matters for large vocabularies on a GPU.
 """
@@ -32,7 +33,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             weights = valid * scale  # (N,) each row's share of the loss
             targets = labels.clamp(min=0).unsqueeze(1)  # (N, 1); ignored rows weigh 0
             # One logits buffer for every chunk, and the gradients written in place: fresh (n, V)
-            # and (V, d) tensors per chunk cost page faults and copies (2-4 % of a training step).
+            # and (V, d) tensors per chunk cost page faults and copies (README, "Speed against BART").
             buffer = h.new_empty(min(chunk_rows, h.shape[0]), w.shape[0])
             grad_hidden = h.new_empty(h.shape)
             grad_weight = torch.zeros_like(weight, dtype=torch.float32)

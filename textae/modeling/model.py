@@ -10,34 +10,34 @@ its input; it never sees per-token encoder states, so the code must carry the wh
 
 Why chunks rather than K learned queries attending over the sentence: the projection keeps
 word order inside a chunk for free, and the decoder finds each word's code from its position,
-so nothing has to discover the routing first. Measured on news sentences (2 CPU cores, d=128,
-2,048 code floats, no noise): chunks of 2 / 4 tokens reached held-out BLEU 99.6 / 11.7 after
-2 minutes, chunks of 8 were still at BLEU 0.0 (loss 6.3) after 1 minute; K=8 learned queries
-(d=256 for 4 minutes, d=128 for 3) stayed at BLEU 0.0.
+so nothing has to discover the routing first (the measurements: README, "Why chunks").
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .bottlenecks import build_bottleneck
 from .config import TextAEConfig
-from .generation import beam_search, greedy_or_sample, inference, linear_argmax
-from .layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
+from .generation import DecoderMemory, linear_argmax
+from .layers import EncoderLayer
 from .linear import Linear
 from .loss import linear_cross_entropy
+from .pretrained import TextAEPreTrainedModel
 
 
 @dataclass
 class TextAEOutput(ModelOutput):
     """`loss` is the sum of the named terms in `losses`; `code` is what the decoder read; `stats` and
-    `latent` are the bottleneck's numbers to log and its latent variables (see BottleneckOutput)."""
+    `latent` are the bottleneck's numbers to log and its latent variables (see BottleneckOutput).
+    `adversary_loss` (the sum of `adversary_losses`) trains only the weights of
+    `adversary_parameter_groups()`, by their own optimiser; it is logged apart from `loss`."""
 
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] | None = None
@@ -45,19 +45,17 @@ class TextAEOutput(ModelOutput):
     code: torch.Tensor | None = None
     stats: dict[str, torch.Tensor] | None = None
     latent: dict[str, torch.Tensor] | None = None
+    adversary_loss: torch.Tensor | None = None
+    adversary_losses: dict[str, torch.Tensor] | None = None
 
 
-class TextAEModel(PreTrainedModel):
-    config_class = TextAEConfig
-    base_model_prefix = "textae"
-    _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
+class TextAEModel(TextAEPreTrainedModel):
+    """The encoder → bottleneck → decoder model every bottleneck family shares (see the module docstring)."""
 
     def __init__(self, config: TextAEConfig):
         super().__init__(config)
         d = config.d_model
-        self.embed_tokens = nn.Embedding(config.vocab_size, d, padding_idx=config.pad_token_id)
-        self.embed_positions = nn.Embedding(config.max_positions, d)
-        self.drop = nn.Dropout(config.dropout)
+        self._build_embeddings(config)
         self.encoder = nn.ModuleList(
             EncoderLayer(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(config.encoder_layers)
         )
@@ -67,21 +65,19 @@ class TextAEModel(PreTrainedModel):
         self.from_code = Linear(config.code_dim, d)
         self.memory_norm = nn.LayerNorm(d)
         self.code_to_input = Linear(d, d)
-        self.decoder = nn.ModuleList(
-            DecoderLayer(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(config.decoder_layers)
-        )
-        self.decoder_norm = nn.LayerNorm(d)
-        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self._build_decoder(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embed_tokens
+    @property
+    def find_unused_parameters(self) -> bool:  # type: ignore[override]
+        return self.bottleneck.find_unused_parameters
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+    @property
+    def conditional(self) -> bool:  # type: ignore[override]
+        return self.bottleneck.conditional
 
     # ----- encoder side -------------------------------------------------------------------
-    def _summarise(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def chunk_summaries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (B, T) → K summary vectors projected to the code size (B, K, D), and the slot
         mask (B, K): True where the slot's chunk holds at least one real token."""
         if input_ids.shape[1] > self.config.max_positions:
@@ -103,58 +99,44 @@ class TextAEModel(PreTrainedModel):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Deterministic codes to store or decode later: (B, K, D) floats for the plain family, the
         posterior mean (B, Z) for a VAE, integers (B, K·heads) for VQ."""
-        return self.bottleneck.encode(*self._summarise(input_ids, attention_mask))
+        return self.bottleneck.encode(*self.chunk_summaries(input_ids, attention_mask))
 
     def set_training_step(self, step: int) -> None:
         """Tell schedule-driven losses (a VAE's β) which optimiser step comes next."""
+        super().set_training_step(step)
         self.bottleneck.set_step(step)
 
+    def latent_metrics(self, batches: Sequence[dict[str, torch.Tensor]], nll_samples: int = 16) -> dict[str, float]:
+        """The bottleneck family's latent-space metrics ({} for plain codes)."""
+        return self.bottleneck.latent_metrics(self, batches, nll_samples)
+
     # ----- decoder side -------------------------------------------------------------------
-    def _memory(self, code: torch.Tensor) -> tuple[list[MemoryKV], torch.Tensor]:
+    def decoder_code(self, code: torch.Tensor) -> torch.Tensor:
+        """Stored codes → the code vectors the decoder reads (B, K, D)."""
+        return self.bottleneck.to_decoder(code)
+
+    def decoder_memory(self, code: torch.Tensor) -> DecoderMemory:
         """Code (B, K, D) → per-layer cross-attention keys/values, and what every decoder position
         adds to its token embedding (B, P, d): its position embedding plus the code of its own
         chunk, t // S, read directly. Both are computed once per batch and reused every step."""
         memory = self.memory_norm(self.from_code(code))  # (B, K, d)
         kvs = [layer.cross_attn.memory_kv(memory) for layer in self.decoder]
         chunk_bias = self.code_to_input(memory).repeat_interleave(self.config.chunk_size, dim=1)  # (B, P, d)
-        return kvs, chunk_bias + self.embed_positions.weight
+        return DecoderMemory(kvs, chunk_bias + self.embed_positions.weight)
 
-    def _decode(
-        self,
-        tokens: torch.Tensor,
-        start: int,
-        kvs: list[MemoryKV],
-        position_inputs: torch.Tensor,
-        caches: list[KVCache] | None = None,
-    ) -> tuple[torch.Tensor, list[KVCache]]:
-        """Decoder hidden states for `tokens` (B, T) placed at positions start..start+T-1."""
-        x = self.drop(self.embed_tokens(tokens) + position_inputs[:, start : start + tokens.shape[1]])
-        new_caches = []
-        for i, layer in enumerate(self.decoder):
-            x, c = layer(x, kvs[i], None if caches is None else caches[i])
-            new_caches.append(c)
-        return self.decoder_norm(x), new_caches
-
-    def output_logits(self, hidden: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def output_logits(self, hidden: torch.Tensor, memory: DecoderMemory | None = None) -> torch.Tensor:
         """Next-token logits (B, T, V) from decoder states (the generation contract; see generation.py)."""
         return self.lm_head(hidden)
 
-    def greedy_tokens(self, hidden: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def greedy_tokens(self, hidden: torch.Tensor, memory: DecoderMemory | None = None) -> torch.Tensor:
         """argmax of `output_logits` for decoder states (B, d), without building (B, V) logits."""
         return linear_argmax(hidden, self.lm_head.weight)
 
     def sequence_log_likelihood(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """log p(labels | code) summed per sentence (B,), for a code as the decoder reads it (B, K, D)."""
-        kvs, position_inputs = self._memory(code)
-        hidden, _ = self._decode(self.shift_right(labels), 0, kvs, position_inputs)
+        hidden, _ = self.decoder_states(self.shift_right(labels), 0, self.decoder_memory(code))
         nll = F.cross_entropy(self.lm_head(hidden).flatten(0, 1).float(), labels.flatten(), reduction="none")
         return -nll.view(labels.shape).sum(1)  # ignored (-100) positions contribute 0
-
-    def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
-        """Teacher-forcing inputs: BOS followed by the labels, ignored positions turned into padding."""
-        start = labels.new_full((labels.shape[0], 1), self.config.bos_token_id)
-        shifted = torch.cat([start, labels[:, :-1]], dim=1)
-        return shifted.masked_fill(shifted.eq(-100), self.config.pad_token_id)
 
     def forward(
         self,
@@ -164,7 +146,6 @@ class TextAEModel(PreTrainedModel):
         decoder_input_ids: torch.Tensor | None = None,
         condition: torch.Tensor | None = None,
         return_logits: bool | None = None,
-        **kwargs,
     ) -> TextAEOutput:
         """Reconstruct `labels` (B, T; -100 = ignore) from the code of `input_ids` (possibly noised).
 
@@ -174,13 +155,12 @@ class TextAEModel(PreTrainedModel):
         then fused with the output projection (loss.py, which computes its gradients in the forward
         pass) and the (B, T, V) logits are never built; True elsewhere.
         """
-        bottleneck = self.bottleneck(*self._summarise(input_ids, attention_mask), condition)
+        bottleneck = self.bottleneck(*self.chunk_summaries(input_ids, attention_mask), condition)
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("pass labels or decoder_input_ids")
             decoder_input_ids = self.shift_right(labels)
-        kvs, position_inputs = self._memory(bottleneck.code)
-        hidden, _ = self._decode(decoder_input_ids, 0, kvs, position_inputs)
+        hidden, _ = self.decoder_states(decoder_input_ids, 0, self.decoder_memory(bottleneck.code))
         if return_logits is None:
             return_logits = labels is None or not (self.training and torch.is_grad_enabled())
         logits = self.lm_head(hidden) if return_logits else None
@@ -201,32 +181,3 @@ class TextAEModel(PreTrainedModel):
         return TextAEOutput(
             loss=loss, losses=losses, logits=logits, code=bottleneck.code, stats=bottleneck.stats, latent=bottleneck.latent
         )
-
-    # ----- generation ---------------------------------------------------------------------
-    @inference
-    def generate(
-        self,
-        code: torch.Tensor,
-        max_new_tokens: int | None = None,
-        num_beams: int = 1,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        length_penalty: float = 1.0,
-        generator: torch.Generator | None = None,
-        repetition_penalty: float = 1.0,
-    ) -> torch.Tensor:
-        """Decode stored codes (what `encode` returns) into token ids (B, T) ending in EOS, padded with PAD.
-
-        Greedy by default; `num_beams > 1` runs beam search, `do_sample` samples with
-        temperature / top-k / top-p; `repetition_penalty` > 1 discourages tokens already produced.
-        Every step reuses the self-attention key/value cache.
-        """
-        max_new_tokens = min(max_new_tokens or self.config.max_positions, self.config.max_positions)
-        code = self.bottleneck.to_decoder(code)  # (B, K, D)
-        if num_beams > 1:
-            if do_sample:
-                raise ValueError("beam search with sampling is not supported; pick num_beams=1 or do_sample=False")
-            return beam_search(self, code, max_new_tokens, num_beams, length_penalty, repetition_penalty)
-        return greedy_or_sample(self, code, max_new_tokens, do_sample, temperature, top_k, top_p, generator, repetition_penalty)

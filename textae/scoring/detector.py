@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from ..autoencoder import AutoEncoder, load
+from ..autoencoder import AutoEncoder
+from ..loading import load
 from ..errors import TextAEError
 from .features import Features, document_features
 
@@ -47,10 +48,9 @@ class AnomalyDetector:
         self.ae = load(model) if isinstance(model, str | Path) else model
         if scorer not in SCORERS:
             raise TextAEError(f"unknown scorer '{scorer}'; choose one of {', '.join(SCORERS)}")
-        if scorer == "elbo" and self.ae.family != "vae":
+        self.ae.require_vector_codes("anomaly scoring")
+        if scorer == "elbo" and not self.ae.model.bottleneck.standard_normal_prior:
             raise TextAEError(f"the elbo scorer needs a VAE; this is a {self.ae.family} model (use nll_char, nll, knn, mahalanobis or ensemble)")
-        if self.ae.family == "text":
-            raise TextAEError("anomaly scoring needs an ae, vae or vq model; a text-family model's codes are summaries")
         if aggregate not in AGGREGATES:
             raise TextAEError(f"unknown aggregate '{aggregate}'; choose mean or max")
         _check_contamination(contamination)

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from ..autoencoder import AutoEncoder
-from ..modeling.bottlenecks.vae import gaussian_kl
 
 
 @dataclass
@@ -46,26 +45,25 @@ def windows(ae: AutoEncoder, texts: Sequence[str]) -> list[list[list[int]]]:
 def window_features(ae: AutoEncoder, rows: Sequence[Sequence[int]], batch_size: int = 128) -> dict[str, np.ndarray]:
     """nll (W,), tokens (W,), kl (W,) and codes (W, C) of token windows, batched by length."""
     model = ae.model
-    n = len(rows)
-    out = {"nll": np.zeros(n), "tokens": np.zeros(n, dtype=np.int64), "kl": np.zeros(n), "codes": None}
-    for batch in ae._batches([len(r) for r in rows], batch_size, "scoring", progress=False):
-        ids = ae._pad([rows[i] for i in batch])
+
+    def features(ids: torch.Tensor) -> list[tuple]:
         labels = ids.masked_fill(ids.eq(model.config.pad_token_id), -100)
-        h, slot_mask = model._summarise(ids, ids.ne(model.config.pad_token_id))
-        stored = model.bottleneck.encode(h, slot_mask)  # deterministic: the posterior mean for a VAE
-        code = model.bottleneck.to_decoder(stored)  # (B, K, D)
-        out["nll"][batch] = (-model.sequence_log_likelihood(code, labels)).float().cpu().numpy()
-        out["tokens"][batch] = labels.ne(-100).sum(1).cpu().numpy()
-        if hasattr(model.bottleneck, "posterior"):
-            mu, logvar = model.bottleneck.posterior(h)
-            out["kl"][batch] = gaussian_kl(mu.float(), logvar.float()).sum(-1).cpu().numpy()
-        flat = code.flatten(1).float().cpu().numpy()
-        if out["codes"] is None:
-            out["codes"] = np.zeros((n, flat.shape[1]), dtype=np.float32)
-        out["codes"][batch] = flat
-    if out["codes"] is None:
-        out["codes"] = np.zeros((0, 0), dtype=np.float32)
-    return out
+        h, slot_mask = model.chunk_summaries(ids, ids.ne(model.config.pad_token_id))
+        code = model.bottleneck.to_decoder(model.bottleneck.encode(h, slot_mask))  # (B, K, D); a VAE's posterior mean
+        return list(zip(
+            (-model.sequence_log_likelihood(code, labels)).float().cpu().numpy(),
+            labels.ne(-100).sum(1).cpu().numpy(),
+            model.bottleneck.prior_kl(h).float().cpu().numpy(),
+            code.flatten(1).float().cpu().numpy(),
+        ))
+
+    per_window = ae._over_ids(rows, features, batch_size, "scoring", progress=False)
+    if not per_window:
+        return {"nll": np.zeros(0), "tokens": np.zeros(0, dtype=np.int64), "kl": np.zeros(0),
+                "codes": np.zeros((0, 0), dtype=np.float32)}
+    nll, tokens, kl, codes = zip(*per_window)
+    return {"nll": np.asarray(nll, dtype=np.float64), "tokens": np.asarray(tokens, dtype=np.int64),
+            "kl": np.asarray(kl, dtype=np.float64), "codes": np.stack(codes).astype(np.float32)}
 
 
 def document_features(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 128) -> Features:

@@ -51,7 +51,7 @@ def load_detector(model_dir: str | Path, scorer: str | None = None, aggregate: s
     """The model directory's fitted detector, or an unfitted one for a scorer that needs no fit."""
     from accelerate import PartialState
 
-    from ..autoencoder import load
+    from ..loading import load
 
     ae = load(model_dir, device=PartialState().device)  # under accelerate launch: this process's GPU
     saved = Path(model_dir) / DETECTOR_DIR / "detector.json"

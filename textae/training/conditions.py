@@ -7,7 +7,7 @@ from typing import Any
 import datasets
 
 from ..errors import TextAEError
-from ..modeling.bottlenecks import family_config
+from ..modeling import get_family
 from ..modeling.bottlenecks.cvae import UNKNOWN, label_ids
 
 MAX_LABELS = 100  # more distinct values than this (or than half the rows) is free text, not a label
@@ -20,14 +20,15 @@ def conditions(
     (model, None) for families that read no label. The vocabulary comes from the training split;
     rows without one of its labels get UNKNOWN: the model guesses theirs, and they teach only
     reconstruction."""
-    if model.get("family") != "cvae":
+    family = get_family(model["family"])
+    if not family.conditional:
         return model, None
     train = data["train"]
-    options = family_config("cvae", model.get("bottleneck"))
+    options = family.make_options(model.get("bottleneck"))
     column = options.label_column
     if column not in train.column_names:
         raise TextAEError(
-            f"--family cvae conditions on the column '{column}', which {source} does not have "
+            f"--family {family.name} conditions on the column '{column}', which {source} does not have "
             f"(columns: {', '.join(train.column_names)}); name it with --set model.bottleneck='{{label_column: NAME}}'"
         )
     values = train[column]
@@ -38,7 +39,7 @@ def conditions(
         raise TextAEError(f"no training row of {source} has one of the labels {labels} in column '{column}'")
     if not 2 <= len(labels) <= min(MAX_LABELS, labelled / 2):
         raise TextAEError(
-            f"column '{column}' of {source} holds {len(labels)} distinct value(s) in {labelled} labelled rows; a cvae "
+            f"column '{column}' of {source} holds {len(labels)} distinct value(s) in {labelled} labelled rows; a {family.name} model "
             f"needs 2 to {MAX_LABELS} labels, each on several rows (a categorical column such as ham/spam or a question type)"
         )
     split_ids = {name: ids if name == "train" else label_ids(split[column], labels) for name, split in data.items()}

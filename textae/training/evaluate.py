@@ -10,7 +10,6 @@ import torch
 from ..autoencoder import AutoEncoder
 from ..noise import NoiseConfig
 from .batching import Collator
-from .latent_metrics import latent_metrics
 from .metrics import bleu, exact_match, token_accuracy
 
 
@@ -45,14 +44,10 @@ def evaluate(
             sums[name] = sums.get(name, 0.0) + float(value)
         c, n = token_accuracy(out.logits, batch["labels"])
         correct, counted = correct + c, counted + n
-    latent = latent_metrics(model, batches, nll_samples)
+    latent = model.latent_metrics(batches, nll_samples)
     metrics = {f"eval_{k}": v / max(1, len(batches)) for k, v in sums.items()}
-    if autoencoder.family == "text":  # the middle texts are summaries too: how long they are, and rebuilt from
-        middles = autoencoder.summarize(texts, batch_size=batch_size)
-        metrics["eval_summary_words"] = sum(len(m.split()) for m in middles) / max(1, len(middles))
-        hypotheses = autoencoder.decode(middles, batch_size=batch_size)
-    else:
-        hypotheses = autoencoder.reconstruct(texts, batch_size=batch_size)
+    hypotheses, extra = autoencoder.heldout_reconstructions(texts, batch_size=batch_size)
+    metrics.update({f"eval_{k}": v for k, v in extra.items()})
     references = autoencoder.tokenizer.batch_decode(ids, skip_special_tokens=True)  # what the model could rebuild
     model.train(was_training)
     metrics.update(latent)

@@ -11,22 +11,27 @@ Run directory layout:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
 
-from ..autoencoder import AutoEncoder, wrap
 from ..config import RunConfig
 from ..data import prepare
 from ..errors import TextAEError
-from ..modeling import TextAEConfig, TextAEModel, model_class
+from ..loading import wrap
+from ..modeling import TextAEPreTrainedModel, get_family, model_class
 from ..tokenizer import load_tokenizer, train_tokenizer
 from .batching import Collator, batch_stream, tokenize_dataset
 from .conditions import conditions
@@ -36,6 +41,67 @@ from .schedules import warmup_cosine
 log = logging.getLogger("textae")
 
 
+def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train a model as `cfg` says; returns the `final/` model directory."""
+    tc = cfg.train
+    run_dir, checkpoint = _open_run_dir(cfg, resume)
+    accelerator = _accelerator(cfg)
+    set_seed(tc.seed)
+    if accelerator.is_main_process:
+        cfg.save(run_dir / "config.yaml")
+    data = _prepare_data(cfg, run_dir, accelerator)
+    model = _build_model(data, init_from=tc.init_from if checkpoint is None else None)
+    optimizer, adversary_optimizer, scheduler = _optimizers(model, cfg)
+    model, optimizer, adversary_optimizer = _prepare(accelerator, model, optimizer, adversary_optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    state = _load_checkpoint(accelerator, checkpoint)
+    metrics = _MetricsLog(run_dir / "metrics.jsonl", state.step, accelerator.is_main_process)
+    collator = Collator.for_tokenizer(data.tokenizer, cfg.noise)
+    stream = batch_stream(
+        [len(x) + 1 for x in data.train_ids], tc.batch_tokens, tc.max_batch_size, tc.seed,
+        skip=state.step * tc.grad_accum, rank=accelerator.process_index, world_size=accelerator.num_processes,
+    )
+    evaluator = wrap(accelerator.unwrap_model(model), data.tokenizer, accelerator.device)
+
+    def run_eval() -> None:
+        if accelerator.is_main_process:
+            result = evaluate(evaluator, data.val_ids, data.val_texts, collator, conditions=data.val_conditions)
+            metrics.write(step=state.step, minutes=round(state.elapsed_s / 60, 3), **{k: round(v, 4) for k, v in result.items()})
+            tqdm.write(f"step {state.step} | {state.elapsed_s / 60:.1f} min | " + " ".join(f"{k} {v:.3f}" for k, v in result.items()))
+        accelerator.wait_for_everyone()
+
+    bar = tqdm(total=tc.max_steps, initial=state.step, desc="training", unit="step",
+               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    throughput = _Throughput()
+    model.train()
+    while not _finished(state, cfg):
+        started = time.perf_counter()
+        for micro in range(tc.grad_accum):
+            rows = next(stream)
+            batch = collator([data.train_ids[i] for i in rows], seed=tc.seed * 1_000_003 + state.step * tc.grad_accum + micro,
+                             conditions=data.train_conditions and [data.train_conditions[i] for i in rows])
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            out = _train_step(accelerator, model, batch, optimizer, adversary_optimizer, state.step, tc.grad_clip)
+            state.tokens += throughput.count(batch, accelerator.num_processes)
+        scheduler.step()
+        state.step += 1
+        state.elapsed_s += time.perf_counter() - started
+        bar.update(1)
+        if state.step % tc.log_every == 0:
+            _log_step(metrics, bar, out, state, throughput, scheduler)
+        if state.step % tc.eval_every == 0:
+            run_eval()
+        if state.step % tc.save_every == 0:
+            _save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
+    bar.close()
+    if state.step % tc.eval_every:
+        run_eval()
+    if state.step % tc.save_every:
+        _save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
+    return _save_final(accelerator, model, data.tokenizer, cfg, run_dir, state)
+
+
+# ----- the run directory ------------------------------------------------------------------
 def latest_checkpoint(run_dir: Path) -> Path | None:
     steps = sorted((run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     complete = [p for p in steps if (p / "train_state.json").is_file()]  # a kill mid-save leaves no state file
@@ -49,31 +115,17 @@ def _mixed_precision(name: str) -> str:
     return name
 
 
-def _optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """AdamW; biases, norms and embeddings are not decayed. The fused kernel (one pass over all
-    parameters) made a default-size step 10 % faster on an H200 (benchmarks/speed.py, the
-    `textae_fused_adamw` rows); on 2 CPU cores it is within the machine's noise of the
-    per-parameter loop (paired A/Bs: 1.00x and 1.05x). A critic's weights are left to its own optimiser."""
-    critic = {id(p) for p in _critic_parameters(model)}
+def _optimizer(model: TextAEPreTrainedModel, cfg: RunConfig) -> torch.optim.Optimizer:
+    """AdamW; biases, norms and embeddings are not decayed; the adversary's weights are left to its
+    own optimiser. The fused kernel (one pass over all parameters) is faster on GPUs and within noise
+    on CPUs (benchmarks/results/speed*.json, the `textae_fused_adamw` rows)."""
+    adversary = {id(p) for group in model.adversary_parameter_groups() for p in group["params"]}
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if id(p) not in critic:
+        if id(p) not in adversary:
             (decay if p.ndim == 2 and "embed" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas), fused=True)
-
-
-def _critic_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """A family's discriminator-side weights (the text family's critic and prior LM), else none."""
-    return model.critic_parameters() if hasattr(model, "critic_parameters") else []
-
-
-def _critic_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer | None:
-    """The critic's own Adam with WGAN-GP's betas (0.5, 0.9); its losses touch no other weight."""
-    params = _critic_parameters(model)
-    if not params:
-        return None
-    return torch.optim.Adam(params, lr=model.options.critic_lr, betas=(0.5, 0.9))
 
 
 class _MetricsLog:
@@ -100,13 +152,13 @@ def _init_dir(path: str) -> Path:
     raise TextAEError(f"--init-from {path}: no model.safetensors and tokenizer.json there; pass a trained model's final/ folder")
 
 
-def _initialise_from(model: TextAEModel, path: Path) -> None:
+def _initialise_from(model: TextAEPreTrainedModel, path: Path) -> None:
     """Copy every weight whose name and shape match (safetensors only); the rest keep their fresh init."""
     from safetensors.torch import load_file
 
     source = load_file(path / "model.safetensors")
     own = model.state_dict()
-    for alias, name in getattr(model, "init_aliases", {}).items():  # e.g. a text model's reader from an AE's encoder
+    for alias, name in model.init_aliases.items():  # e.g. a text model's reader from an AE's encoder
         source |= {alias + k[len(name):]: v for k, v in source.items() if k.startswith(name) and alias + k[len(name):] not in source}
     matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not matched:
@@ -117,159 +169,205 @@ def _initialise_from(model: TextAEModel, path: Path) -> None:
     log.info("initialised %d of %d tensors from %s; new: %s", len(matched), len(own) - len(tied), path, ", ".join(fresh) or "none")
 
 
-def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train a model as `cfg` says; returns the `final/` model directory."""
+@dataclass
+class TrainState:
+    """Where a run stands; saved beside every checkpoint (train_state.json) and the final model."""
+
+    step: int = 0
+    elapsed_s: float = 0.0
+    tokens: int = 0
+
+
+def _open_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, Path | None]:
+    """The run directory (created) and, with `resume`, its last complete checkpoint."""
     tc = cfg.train
     run_dir = Path(tc.output_dir)
-    ckpt = latest_checkpoint(run_dir) if resume else None
+    checkpoint = latest_checkpoint(run_dir) if resume else None
     if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
         raise TextAEError(f"{run_dir} already holds a run; pass --resume to continue it or --output for a new one")
     if tc.max_steps is None and tc.max_minutes is None:
         raise TextAEError("set train.max_steps or train.max_minutes, or the run never ends")
-    total_steps = tc.max_steps or 10**9
-
-    # The text family leaves its compressor untouched while `random_steps` run, and a cvae batch
-    # without labels leaves its classifiers untouched, which DDP must allow.
-    unused = cfg.model.get("family") in ("text", "cvae")
-    ddp = [DistributedDataParallelKwargs(find_unused_parameters=True)] if unused else []
-    accelerator = Accelerator(mixed_precision=_mixed_precision(tc.mixed_precision), gradient_accumulation_steps=tc.grad_accum,
-                              kwargs_handlers=ddp)
-    set_seed(tc.seed)
-    main = accelerator.is_main_process
     run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        cfg.save(run_dir / "config.yaml")
+    return run_dir, checkpoint
 
+
+def _accelerator(cfg: RunConfig) -> Accelerator:
+    """Mixed precision and gradient accumulation as configured; DDP is told beforehand when the
+    family leaves some weights without gradients in some steps."""
+    unused = get_family(cfg.model["family"]).find_unused_parameters
+    ddp = [DistributedDataParallelKwargs(find_unused_parameters=True)] if unused else []
+    return Accelerator(mixed_precision=_mixed_precision(cfg.train.mixed_precision),
+                       gradient_accumulation_steps=cfg.train.grad_accum, kwargs_handlers=ddp)
+
+
+# ----- data and tokenizer -----------------------------------------------------------------
+@dataclass
+class PreparedData:
+    """Everything the run reads: token ids of the training and held-out sentences, their labels
+    for conditional families, and the model section with what the data decides filled in."""
+
+    tokenizer: PreTrainedTokenizerBase
+    model_section: dict[str, Any]
+    train_ids: list[list[int]]
+    val_ids: list[list[int]]
+    val_texts: list[str]
+    train_conditions: list[int] | None
+    val_conditions: list[int] | None
+
+
+def _prepare_data(cfg: RunConfig, run_dir: Path, accelerator: Accelerator) -> PreparedData:
+    """Clean and split the data, train the tokenizer once (or take the initial model's), tokenize."""
+    tc = cfg.train
     with accelerator.main_process_first():
         data = prepare(cfg.data)
     tok_dir = run_dir / "tokenizer"
     if not (tok_dir / "tokenizer.json").is_file():
-        if main and tc.init_from:  # the initial weights only make sense with the ids they were trained on
+        if accelerator.is_main_process and tc.init_from:  # the initial weights only make sense with their ids
             load_tokenizer(_init_dir(tc.init_from)).save_pretrained(tok_dir)
-        elif main:
+        elif accelerator.is_main_process:
             log.info("training a %s tokenizer (vocab %d) on %d texts", cfg.tokenizer.model_type, cfg.tokenizer.vocab_size, len(data["train"]))
             train_tokenizer(data["train"]["text"], cfg.tokenizer.vocab_size, cfg.tokenizer.model_type).save_pretrained(tok_dir)
         accelerator.wait_for_everyone()
     tokenizer = load_tokenizer(tok_dir)
     max_positions = cfg.model["max_positions"]
-    train_ids = list(tokenize_dataset(data["train"], tokenizer, max_positions)["input_ids"])
     val = data["validation"].select(range(min(tc.eval_sentences, len(data["validation"]))))
-    val_ids = list(tokenize_dataset(val, tokenizer, max_positions)["input_ids"])
-    if main:  # the held-out sentences evaluation decodes, for people to try the model on
+    if accelerator.is_main_process:  # the held-out sentences evaluation decodes, for people to try the model on
         (run_dir / "heldout.txt").write_text("".join(" ".join(t.split()) + "\n" for t in val["text"]))
-
     model_section, split_conditions = conditions(cfg.model, data, cfg.data.source)
-    train_conditions = split_conditions and split_conditions["train"]
-    val_conditions = split_conditions and split_conditions["validation"][: len(val_ids)]
-    model_cfg = TextAEConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        unk_token_id=tokenizer.unk_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        mask_token_id=tokenizer.mask_token_id,
-        **model_section,
+    val_ids = list(tokenize_dataset(val, tokenizer, max_positions)["input_ids"])
+    return PreparedData(
+        tokenizer=tokenizer,
+        model_section=model_section,
+        train_ids=list(tokenize_dataset(data["train"], tokenizer, max_positions)["input_ids"]),
+        val_ids=val_ids,
+        val_texts=list(val["text"]),
+        train_conditions=split_conditions and split_conditions["train"],
+        val_conditions=split_conditions and split_conditions["validation"][: len(val_ids)],
     )
+
+
+# ----- model and optimisers ---------------------------------------------------------------
+def _build_model(data: PreparedData, init_from: str | None) -> TextAEPreTrainedModel:
+    """The family's model sized by the config and the tokenizer, optionally from a trained model's weights."""
+    tokenizer = data.tokenizer
+    cls = model_class(data.model_section["family"])
     try:
-        model = model_class(model_cfg.family)(model_cfg)
+        model = cls(cls.config_class(
+            vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, unk_token_id=tokenizer.unk_token_id,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            mask_token_id=tokenizer.mask_token_id, **data.model_section,
+        ))
     except ValueError as err:
         raise TextAEError(f"invalid model config: {err}") from None
-    if hasattr(model, "set_vocabulary"):
-        model.set_vocabulary(tokenizer)
-    if tc.init_from and ckpt is None:
-        _initialise_from(model, _init_dir(tc.init_from))
+    model.set_vocabulary(tokenizer)
+    if init_from:
+        _initialise_from(model, _init_dir(init_from))
+    return model
+
+
+def _optimizers(model: TextAEPreTrainedModel, cfg: RunConfig):
+    """(AdamW of the model, the adversary's own optimiser or None, the learning-rate schedule).
+    The schedule counts optimiser steps, so it stays out of accelerate's prepare() (which would
+    step it once per process) and is checkpointed alongside."""
+    tc = cfg.train
     optimizer = _optimizer(model, cfg)
+    groups = model.adversary_parameter_groups()
+    adversary_optimizer = torch.optim.Adam(groups) if groups else None
+    total_steps = tc.max_steps or math.inf  # no step limit: the time cap ends the run
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, tc.warmup_steps, tc.min_lr_ratio)
     )
-    # The schedule counts optimiser steps, so it stays out of prepare() (which would step it once
-    # per process) and is checkpointed alongside.
-    critic_optimizer = _critic_optimizer(model)
-    if critic_optimizer is None:
-        model, optimizer = accelerator.prepare(model, optimizer)
-    else:
-        model, optimizer, critic_optimizer = accelerator.prepare(model, optimizer, critic_optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    collator = Collator.for_tokenizer(tokenizer, cfg.noise)
+    return optimizer, adversary_optimizer, scheduler
 
-    step, elapsed, tokens_seen = 0, 0.0, 0
-    if ckpt is not None:
-        accelerator.load_state(str(ckpt))
-        state = json.loads((ckpt / "train_state.json").read_text())
-        step, elapsed, tokens_seen = state["step"], state["elapsed_s"], state["tokens"]
-        log.info("resumed from %s (step %d, %.1f min trained)", ckpt, step, elapsed / 60)
-    metrics = _MetricsLog(run_dir / "metrics.jsonl", step, main)
 
-    lengths = [len(x) + 1 for x in train_ids]
-    stream = batch_stream(
-        lengths, tc.batch_tokens, tc.max_batch_size, tc.seed,
-        skip=step * tc.grad_accum, rank=accelerator.process_index, world_size=accelerator.num_processes,
+def _prepare(accelerator: Accelerator, model, optimizer, adversary_optimizer):
+    if adversary_optimizer is None:
+        return (*accelerator.prepare(model, optimizer), None)
+    return accelerator.prepare(model, optimizer, adversary_optimizer)
+
+
+def _load_checkpoint(accelerator: Accelerator, checkpoint: Path | None) -> TrainState:
+    if checkpoint is None:
+        return TrainState()
+    accelerator.load_state(str(checkpoint))
+    state = TrainState(**json.loads((checkpoint / "train_state.json").read_text()))
+    log.info("resumed from %s (step %d, %.1f min trained)", checkpoint, state.step, state.elapsed_s / 60)
+    return state
+
+
+# ----- one step ---------------------------------------------------------------------------
+def _train_step(accelerator: Accelerator, model, batch: dict[str, torch.Tensor], optimizer, adversary_optimizer,
+                step: int, grad_clip: float):
+    """Forward, backward and optimiser steps for one micro-batch. The adversary's loss touches only
+    its own weights, so one backward pass gives both optimisers their gradients."""
+    accelerator.unwrap_model(model).set_training_step(step)
+    with accelerator.accumulate(model):
+        out = model(**batch)
+        accelerator.backward(out.loss if out.adversary_loss is None else out.loss + out.adversary_loss)
+        if accelerator.sync_gradients and grad_clip:
+            accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if adversary_optimizer is not None:
+            adversary_optimizer.step()
+            adversary_optimizer.zero_grad(set_to_none=True)
+    return out
+
+
+def _finished(state: TrainState, cfg: RunConfig) -> bool:
+    tc = cfg.train
+    return (bool(tc.max_steps) and state.step >= tc.max_steps) or (
+        tc.max_minutes is not None and state.elapsed_s >= tc.max_minutes * 60
     )
-    evaluator = wrap(accelerator.unwrap_model(model), tokenizer, accelerator.device)
 
-    def save_checkpoint() -> None:
-        path = run_dir / "checkpoints" / f"step-{step}"
-        accelerator.save_state(str(path))
-        if main:
-            (path / "train_state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed, "tokens": tokens_seen}))
-            for old in sorted((run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[: -tc.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
 
-    def run_eval() -> None:
-        if main:
-            result = evaluate(evaluator, val_ids, list(val["text"]), collator, conditions=val_conditions)
-            metrics.write(step=step, minutes=round(elapsed / 60, 3), **{k: round(v, 4) for k, v in result.items()})
-            tqdm.write(f"step {step} | {elapsed / 60:.1f} min | " + " ".join(f"{k} {v:.3f}" for k, v in result.items()))
-        accelerator.wait_for_everyone()
+class _Throughput:
+    """Target tokens since the last log line, for tokens per second."""
 
-    bar = tqdm(total=tc.max_steps, initial=step, desc="training", unit="step", disable=not (progress and main), dynamic_ncols=True)
-    model.train()
-    window_tokens, window_start = 0, time.perf_counter()
-    while step < total_steps and (tc.max_minutes is None or elapsed < tc.max_minutes * 60):
-        t0 = time.perf_counter()
-        for micro in range(tc.grad_accum):
-            rows = next(stream)
-            batch = collator([train_ids[i] for i in rows], seed=tc.seed * 1_000_003 + step * tc.grad_accum + micro,
-                             conditions=train_conditions and [train_conditions[i] for i in rows])
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            accelerator.unwrap_model(model).set_training_step(step)
-            with accelerator.accumulate(model):
-                out = model(**batch)
-                accelerator.backward(out.loss)
-                if accelerator.sync_gradients and tc.grad_clip:
-                    accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], tc.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if critic_optimizer is not None:  # the same backward pass gave the critic its own gradients
-                    critic_optimizer.step()
-                    critic_optimizer.zero_grad(set_to_none=True)
-            n = int(batch["labels"].ne(-100).sum())
-            window_tokens, tokens_seen = window_tokens + n, tokens_seen + n * accelerator.num_processes
-        scheduler.step()
-        step += 1
-        elapsed += time.perf_counter() - t0
-        bar.update(1)
-        if step % tc.log_every == 0:
-            rate = window_tokens * accelerator.num_processes / (time.perf_counter() - window_start)
-            terms = {k: round(v.item(), 4) for k, v in {**out.losses, **out.stats}.items()}
-            bar.set_postfix(loss=f"{out.loss.item():.3f}", tok_s=f"{rate:.0f}")
-            metrics.write(step=step, minutes=round(elapsed / 60, 3), loss=round(out.loss.item(), 4), **terms,
-                          lr=scheduler.get_last_lr()[0], tokens_per_s=round(rate), tokens=tokens_seen)
-            window_tokens, window_start = 0, time.perf_counter()
-        if step % tc.eval_every == 0:
-            run_eval()
-        if step % tc.save_every == 0:
-            save_checkpoint()
-    bar.close()
-    if step % tc.eval_every:
-        run_eval()
-    if step % tc.save_every:
-        save_checkpoint()
+    def __init__(self) -> None:
+        self.tokens, self.started = 0, time.perf_counter()
 
+    def count(self, batch: dict[str, torch.Tensor], processes: int) -> int:
+        """Count a micro-batch's target tokens; returns them summed over the processes."""
+        n = int(batch["labels"].ne(-100).sum()) * processes
+        self.tokens += n
+        return n
+
+    def rate(self) -> float:
+        rate = self.tokens / (time.perf_counter() - self.started)
+        self.tokens, self.started = 0, time.perf_counter()
+        return rate
+
+
+def _log_step(metrics: _MetricsLog, bar: tqdm, out, state: TrainState, throughput: _Throughput, scheduler) -> None:
+    """The step's loss, every named term (the adversary's apart), the learning rate and throughput."""
+    rate = throughput.rate()
+    terms = {**out.losses, **(out.adversary_losses or {}), **out.stats}
+    extra = {} if out.adversary_loss is None else {"adversary_loss": round(out.adversary_loss.item(), 4)}
+    bar.set_postfix(loss=f"{out.loss.item():.3f}", tok_s=f"{rate:.0f}")
+    metrics.write(step=state.step, minutes=round(state.elapsed_s / 60, 3), loss=round(out.loss.item(), 4), **extra,
+                  **{k: round(v.item(), 4) for k, v in terms.items()}, lr=scheduler.get_last_lr()[0],
+                  tokens_per_s=round(rate), tokens=state.tokens)
+
+
+# ----- saving -----------------------------------------------------------------------------
+def _save_checkpoint(accelerator: Accelerator, run_dir: Path, state: TrainState, keep: int) -> None:
+    path = run_dir / "checkpoints" / f"step-{state.step}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        (path / "train_state.json").write_text(json.dumps(dataclasses.asdict(state)))
+        for old in sorted((run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_final(accelerator: Accelerator, model, tokenizer: PreTrainedTokenizerBase, cfg: RunConfig, run_dir: Path,
+                state: TrainState) -> Path:
+    """save_pretrained weights (safetensors), the tokenizer and the run's config in `final/`."""
     final = run_dir / "final"
-    if main:
-        AutoEncoder(accelerator.unwrap_model(model), tokenizer).save_pretrained(final)
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(final)
+        tokenizer.save_pretrained(final)
         cfg.save(final / "train_config.yaml")
-        (final / "train_state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed, "tokens": tokens_seen}))
+        (final / "train_state.json").write_text(json.dumps(dataclasses.asdict(state)))
     accelerator.wait_for_everyone()
     return final

@@ -1,46 +1,29 @@
-"""Bottleneck families: one small module each, looked up by the model config's `family`."""
+"""Bottleneck families: one small module each, registered by the model config's `family` name."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+from ..registry import family_config, get_family
 from .base import Bottleneck, BottleneckOutput
-from .continuous import ContinuousBottleneck, ContinuousConfig
-from .cvae import CVAEBottleneck, CVAEConfig
-from .gmvae import GMVAEBottleneck, GMVAEConfig
-from .vae import VAEBottleneck, VAEConfig
-from .vq import VQBottleneck, VQConfig
-from ..text.config import TextConfig
-
-FAMILIES: dict[str, tuple[type, type[Bottleneck]]] = {
-    "ae": (ContinuousConfig, ContinuousBottleneck),
-    "vae": (VAEConfig, VAEBottleneck),
-    "vq": (VQConfig, VQBottleneck),
-    "cvae": (CVAEConfig, CVAEBottleneck),
-    "gmvae": (GMVAEConfig, GMVAEBottleneck),
-}
-
-
-# Families whose code is not a bottleneck module; their model class reads these options itself.
-OTHER_FAMILIES: dict[str, type] = {"text": TextConfig}
-
-
-def family_config(family: str, options: dict[str, Any] | None = None):
-    """The family's config dataclass filled from `options`; unknown families or keys fail loudly."""
-    configs = {name: cls for name, (cls, _) in FAMILIES.items()} | OTHER_FAMILIES
-    if family not in configs:
-        raise ValueError(f"unknown model family {family!r}; choose one of {sorted(configs)}")
-    cls = configs[family]
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(options or {}) - names
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for family {family!r}; known: {sorted(names)}")
-    return cls(**(options or {}))
+# Imported in the order `--help` lists them: each module registers its family.
+from .continuous import ContinuousBottleneck, ContinuousConfig  # isort: skip
+from .vae import VAEBottleneck, VAEConfig  # isort: skip
+from .vq import VQBottleneck, VQConfig  # isort: skip
+from .cvae import CVAEBottleneck, CVAEConfig  # isort: skip
+from .gmvae import GMVAEBottleneck, GMVAEConfig  # isort: skip
 
 
 def build_bottleneck(family: str, num_codes: int, dim: int, options: dict[str, Any] | None = None) -> Bottleneck:
-    return FAMILIES[family][1](num_codes, dim, family_config(family, options))
+    """The family's bottleneck module for K = `num_codes` code vectors of size `dim`."""
+    spec = get_family(family)
+    if spec.bottleneck is None:
+        raise ValueError(f"family {family!r} has a model of its own, not a bottleneck")
+    return spec.bottleneck(num_codes, dim, spec.make_options(options))
 
 
-__all__ = ["Bottleneck", "BottleneckOutput", "FAMILIES", "build_bottleneck", "family_config"]
+__all__ = [
+    "Bottleneck", "BottleneckOutput", "ContinuousBottleneck", "ContinuousConfig", "CVAEBottleneck", "CVAEConfig",
+    "GMVAEBottleneck", "GMVAEConfig", "VAEBottleneck", "VAEConfig", "VQBottleneck", "VQConfig", "build_bottleneck",
+    "family_config",
+]

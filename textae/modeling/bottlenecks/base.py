@@ -4,14 +4,26 @@ A family turns the encoder's K summary vectors h (B, K, D) into the code the dec
 (B, K, D) floats. What users store may differ: a plain code is that tensor, a VAE stores its
 posterior mean z (B, Z), a VQ model stores integer indices (B, K·H). `encode` gives the stored
 code and `to_decoder` turns a stored code back into what the decoder reads.
+
+A new family is one module: a subclass declared with its name and options dataclass,
+`class ToyBottleneck(Bottleneck, family="toy", options=ToyConfig)`, registers itself
+(registry.py); its constructor takes (num_codes, dim, options). The class attributes and
+methods below say everything the trainer, the evaluator and the user verbs need to know about it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
+
+from ..registry import register_family
+
+if TYPE_CHECKING:
+    from ..model import TextAEModel
 
 
 @dataclass
@@ -41,6 +53,20 @@ class Bottleneck(nn.Module):
     holds label ids (-1 = unknown) for conditional families; the others ignore it.
     """
 
+    conditional: ClassVar[bool] = False  # reads a label column of the training data (options.label_column)
+    find_unused_parameters: ClassVar[bool] = False  # some weights get no gradient in some steps (DDP)
+    mixture_prior: ClassVar[bool] = False  # its prior is a mixture: `responsibilities` gives each code's cluster
+    standard_normal_prior: ClassVar[bool] = False  # KL(q(z|x) || N(0, I)) is its KL term: the ELBO scorer applies
+    code_dtype: ClassVar[torch.dtype] = torch.float32
+    paraphrase_scale: ClassVar[float] = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
+
+    def __init_subclass__(cls, family: str | None = None, options: type | None = None, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if family is not None:
+            if options is None:
+                raise TypeError(f"{cls.__name__}: a family needs its options dataclass (options=...)")
+            register_family(family, options, bottleneck=cls)
+
     def __init__(self, num_codes: int, dim: int):
         super().__init__()
         self.num_codes, self.dim = num_codes, dim
@@ -60,9 +86,6 @@ class Bottleneck(nn.Module):
         """Shape of one stored code."""
         return (self.num_codes, self.dim)
 
-    code_dtype = torch.float32
-    paraphrase_scale = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
-
     def encode(self, h: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         """The deterministic code users store."""
         return self(h, slot_mask).code
@@ -70,6 +93,23 @@ class Bottleneck(nn.Module):
     def to_decoder(self, code: torch.Tensor) -> torch.Tensor:
         """Stored codes (B, *code_shape) → what the decoder reads (B, K, D)."""
         return code
+
+    def check_code(self, code: torch.Tensor) -> None:
+        """Raise ValueError for stored codes of the right shape and dtype whose values this family cannot read."""
+
+    def prior_kl(self, h: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || N(0, I)) per sentence (B,) from the summaries h; zeros for families without a posterior."""
+        return h.new_zeros(h.shape[0], dtype=torch.float32)
+
+    def latent_metrics(
+        self, model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]], nll_samples: int = 16
+    ) -> dict[str, float]:
+        """Held-out numbers that reveal a collapsed latent or a dead codebook; none for plain codes."""
+        return {}
+
+    def responsibilities(self, code: torch.Tensor) -> torch.Tensor:
+        """q(cluster | x) (B, C) for stored codes, for families whose prior is a mixture."""
+        raise NotImplementedError("this model's prior has no clusters; train one with --family gmvae")
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n stored codes drawn from the family's prior; plain codes have none."""

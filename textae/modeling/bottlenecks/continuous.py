@@ -15,7 +15,7 @@ class ContinuousConfig:
     normalize: bool = True  # parameter-free LayerNorm per code vector: keeps stored codes on one scale
 
 
-class ContinuousBottleneck(Bottleneck):
+class ContinuousBottleneck(Bottleneck, family="ae", options=ContinuousConfig):
     def __init__(self, num_codes: int, dim: int, cfg: ContinuousConfig):
         super().__init__(num_codes, dim)
         self.norm = nn.LayerNorm(dim, elementwise_affine=False) if cfg.normalize else nn.Identity()

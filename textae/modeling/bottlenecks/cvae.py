@@ -46,7 +46,10 @@ def label_ids(values: list, labels: list[str]) -> list[int]:
     return [UNKNOWN if v is None else index.get(str(v), UNKNOWN) for v in values]
 
 
-class CVAEBottleneck(VAEBottleneck):
+class CVAEBottleneck(VAEBottleneck, family="cvae", options=CVAEConfig):
+    conditional = True
+    find_unused_parameters = True  # a batch without labels leaves the classifier untouched
+    standard_normal_prior = False  # its decoder also reads the label, which the ELBO bound and scorer leave out
     def __init__(self, num_codes: int, dim: int, cfg: CVAEConfig):
         super().__init__(num_codes, dim, cfg)
         if len(cfg.labels) < 2:

@@ -12,8 +12,8 @@ the posterior means as exponential moving averages (online EM), which moves it a
 encoder moves and cannot stall under the free-bits floor. What keeps every cluster alive:
 - k-means on the first training batch's posterior means places the components;
 - one spread shared by all components, so no component can widen until it swallows the rest
-  (measured: with a spread per component and gradient-fitted means, one component took every
-  TREC question within 60 steps);
+  (with a spread per component and gradient-fitted means, one component soon took every TREC
+  question);
 - a component whose EMA share falls below `dead_share` of the uniform share is moved onto a
   random posterior mean of the batch.
 """
@@ -45,7 +45,9 @@ def gaussian_pair_kl(mu: torch.Tensor, logvar: torch.Tensor, means: torch.Tensor
     return 0.5 * (logvars - logvar + (logvar.exp() + (mu - means).pow(2)) / logvars.exp() - 1.0)
 
 
-class GMVAEBottleneck(VAEBottleneck):
+class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
+    standard_normal_prior = False
+    mixture_prior = True
     def __init__(self, num_codes: int, dim: int, cfg: GMVAEConfig):
         super().__init__(num_codes, dim, cfg)
         if cfg.components < 2:
@@ -110,6 +112,10 @@ class GMVAEBottleneck(VAEBottleneck):
     def responsibilities(self, code: torch.Tensor) -> torch.Tensor:
         """q(c|x) (B, C) for stored codes (posterior means): each row sums to one."""
         return self.log_joint(code).softmax(-1)
+
+    def prior_metrics(self, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
+        """How evenly held-out sentences spread over the mixture's components."""
+        return {"cluster_perplexity": float(code_perplexity(self.responsibilities(mu).sum(0)))}
 
     def kl_terms(
         self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, beta: float

@@ -15,13 +15,18 @@ prior) unless helped; every trick is a config switch here or in the run config:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from .base import Bottleneck, BottleneckOutput
+
+if TYPE_CHECKING:
+    from ..model import TextAEModel
 
 SCHEDULES = ("constant", "linear", "cyclical")
 # Posteriors start narrow (sigma = e^-2 = 0.14 around means of spread ~1), so the decoder can read z
@@ -71,7 +76,8 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
 
 
-class VAEBottleneck(Bottleneck):
+class VAEBottleneck(Bottleneck, family="vae", options=VAEConfig):
+    standard_normal_prior = True
     def __init__(self, num_codes: int, dim: int, cfg: VAEConfig):
         super().__init__(num_codes, dim)
         self.cfg = cfg
@@ -151,3 +157,75 @@ class VAEBottleneck(Bottleneck):
     def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """z + scale·ε: the prior has unit scale, so `scale` reads in prior standard deviations."""
         return code + scale * torch.randn(code.shape, generator=generator).to(code)
+
+    def prior_kl(self, h: torch.Tensor) -> torch.Tensor:
+        mu, logvar = self.posterior(h)
+        return gaussian_kl(mu.float(), logvar.float()).sum(-1)
+
+    def latent_metrics(
+        self, model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]], nll_samples: int = 16
+    ) -> dict[str, float]:
+        """Active units, I(x; z), `prior_metrics`, and an importance-sampled NLL bound (which assumes
+        the standard normal prior, so only families with that prior report it)."""
+        return posterior_metrics(model, batches, nll_samples if self.standard_normal_prior else 0)
+
+    def prior_metrics(self, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
+        """How the held-out posteriors sit against the prior: their mean KL, nats per sentence."""
+        return {"kl": float(gaussian_kl(mu, logvar).sum(-1).mean())}
+
+
+def mutual_information(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None, samples: int = 8
+) -> float:
+    """Minibatch estimate of I(x; z) = E[log q(z|x)] - E[log q(z)], nats (He et al. 2019), with the
+    aggregate posterior q(z) approximated by the mixture of all N posteriors given, so it is at
+    most log N; `samples` draws of z per x keep the Monte-Carlo noise small."""
+    n, dim = mu.shape
+    neg_entropy = (-0.5 * dim * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
+    noise = torch.randn((samples, *mu.shape), generator=generator).to(mu)
+    z = (mu + noise * (0.5 * logvar).exp()).flatten(0, 1)  # (samples·N, Z)
+    # log q(z_i | x_j) for every draw i and posterior j, in slices that keep memory small
+    log_density = torch.cat([gaussian_log_density(zi[:, None], mu[None], logvar[None]) for zi in z.split(512)])
+    log_qz = torch.logsumexp(log_density, dim=1) - math.log(n)  # log q(z) per draw
+    return float(neg_entropy - log_qz.mean())
+
+
+def importance_nll(
+    model: TextAEModel, mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor, samples: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """-log p(x) per sentence (B,) bounded with `samples` importance samples from q(z|x):
+    log p(x) >= log mean_s p(x|z_s) p(z_s) / q(z_s|x) (Burda et al. 2016)."""
+    log_w = []
+    for _ in range(samples):
+        z = mu + torch.randn(mu.shape, generator=generator).to(mu) * (0.5 * logvar).exp()
+        log_px_z = model.sequence_log_likelihood(model.bottleneck.to_decoder(z), labels)
+        log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+        log_w.append(log_px_z + log_pz - gaussian_log_density(z, mu, logvar))
+    return -(torch.logsumexp(torch.stack(log_w), dim=0) - math.log(samples))
+
+
+@torch.no_grad()
+def posterior_metrics(model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]], nll_samples: int = 16) -> dict[str, float]:
+    """Active units (dimensions whose posterior mean varies, Var > 0.01), I(x; z), the bottleneck's
+    `prior_metrics`, and with `nll_samples` the importance-sampled NLL and its perplexity (He et al. 2019)."""
+    bottleneck = model.bottleneck
+    gen = torch.Generator().manual_seed(0)
+    mus, logvars, nll, tokens = [], [], 0.0, 0
+    for batch in batches:
+        h, _ = model.chunk_summaries(batch["input_ids"], batch["attention_mask"])
+        mu, logvar = (t.float() for t in bottleneck.posterior(h))
+        mus.append(mu)
+        logvars.append(logvar)
+        if nll_samples:
+            nll += float(importance_nll(model, mu, logvar, batch["labels"], nll_samples, gen).sum())
+            tokens += int(batch["labels"].ne(-100).sum())
+    mu, logvar = torch.cat(mus), torch.cat(logvars)
+    out = {
+        "active_units": int((mu.var(0, correction=0) > 0.01).sum()),
+        "mi": mutual_information(mu, logvar, gen),
+        **bottleneck.prior_metrics(mu, logvar),
+    }
+    if nll_samples:
+        out.update(nll=nll / len(mu), ppl=math.exp(nll / max(1, tokens)))
+    return out

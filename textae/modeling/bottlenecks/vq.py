@@ -19,7 +19,9 @@ broadcasts with the buffers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -27,6 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Bottleneck, BottleneckOutput
+
+if TYPE_CHECKING:
+    from ..model import TextAEModel
+
+PERTURB_NEIGHBOURS = 8  # paraphrasing swaps a code for one of this many nearest codebook entries
 
 
 @dataclass
@@ -61,7 +68,7 @@ def code_perplexity(counts: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(probs * probs.clamp(min=1e-12).log()).sum())
 
 
-class VQBottleneck(Bottleneck):
+class VQBottleneck(Bottleneck, family="vq", options=VQConfig):
     def __init__(self, num_codes: int, dim: int, cfg: VQConfig):
         super().__init__(num_codes, dim)
         if dim % cfg.heads:
@@ -152,14 +159,32 @@ class VQBottleneck(Bottleneck):
             raise ValueError(f"VQ codes are integers in [0, {self.cfg.codebook_size}); got {code.dtype} values")
         return F.embedding(code, self.codebook).reshape(code.shape[0], self.num_codes, self.dim)
 
+    def check_code(self, code: torch.Tensor) -> None:
+        size = self.cfg.codebook_size
+        if code.numel() and (code.min() < 0 or code.max() >= size):
+            raise ValueError(f"VQ codes must lie in [0, {size}); got values from {int(code.min())} to {int(code.max())}")
+
+    @torch.no_grad()
+    def latent_metrics(
+        self, model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]], nll_samples: int = 16
+    ) -> dict[str, float]:
+        """Usage: fraction of the codebook that held-out sentences use; perplexity: exp(entropy) of
+        their code distribution (= codebook size when every code is equally used). Padding slots excluded."""
+        counts = torch.zeros(self.cfg.codebook_size)
+        for batch in batches:
+            out = self(*model.chunk_summaries(batch["input_ids"], batch["attention_mask"]))
+            counts += torch.bincount(out.latent["indices"][out.latent["mask"]].cpu(), minlength=len(counts)).float()
+        return {"codebook_usage": float((counts > 0).float().mean()), "code_perplexity": float(code_perplexity(counts))}
+
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Each slot's code drawn independently from how often that slot used each code in training."""
         weights = self.slot_counts.float().cpu() + 1e-6  # untrained: uniform
         return torch.multinomial(weights, n, replacement=True, generator=generator).T.to(self.codebook.device)
 
     def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Each integer, with probability `scale`, swapped for one of its 8 nearest codebook neighbours."""
-        neighbours = torch.cdist(self.codebook, self.codebook).topk(9, largest=False).indices[:, 1:]  # (C, 8)
+        """Each integer, with probability `scale`, swapped for one of its nearest codebook neighbours."""
+        nearest = torch.cdist(self.codebook, self.codebook).topk(PERTURB_NEIGHBOURS + 1, largest=False).indices
+        neighbours = nearest[:, 1:]  # (C, PERTURB_NEIGHBOURS): the first is the code itself
         swap = torch.rand(code.shape, generator=generator).to(code.device) < scale
         pick = torch.randint(neighbours.shape[1], code.shape, generator=generator).to(code.device)
         return torch.where(swap, neighbours[code, pick], code)

@@ -12,16 +12,16 @@ Data flow for a batch of B sentences of T tokens (W words, k = budget words kept
 
 Why the sentence encoder: the reconstruction reward alone favours the words the reconstructor
 cannot guess (names, numbers, rare words from the tail of a long sentence), whatever they say.
-On news lead → title, a compressor that had learned salience lost 0.5 to 2.7 ROUGE-1 within 150
-steps of that reward alone; with the similarity reward added it held its score.
+Trained on that reward alone, a compressor that had learned salience lost ROUGE on news lead →
+title; with the similarity reward added it held its score (README, "Text family").
 
 The middle text is discrete. REINFORCE (default) samples k words without replacement and uses the
 greedy choice's reward as the baseline (self-critical); Gumbel uses a relaxed top-k whose gates
 scale the middle tokens' embeddings (1 forward, soft gradient back).
 
 Why a copy mechanism (See et al. 2017's pointer-generator): most of what the reconstructor writes
-is the middle text's own words. Without it, the reconstructor spent 800 steps learning to copy
-through cross-attention (held-out token accuracy 0.18), and the compressor's reward was noise.
+is the middle text's own words. Without it, the reconstructor spent its early training learning
+to copy through cross-attention, and the compressor's reward was noise meanwhile.
 
 Why extract words rather than generate from the whole vocabulary: a word-picking compressor is
 readable and faithful from its first step, and trains in CPU minutes; unsupervised sentence
@@ -31,16 +31,21 @@ al. 2020). The compressor's own choices are all it learns: which words, under a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from ..config import TextAEConfig
-from ..generation import beam_search, greedy_or_sample, inference
-from ..layers import DecoderLayer, EncoderLayer, KVCache, MemoryKV
-from ..model import TextAEModel, TextAEOutput
+from ..generation import DecoderMemory
+from ..layers import EncoderLayer
+from ..model import TextAEOutput
+from ..pretrained import TextAEPreTrainedModel
+from ..registry import register_family
 from .config import TextConfig
 from .critic import Critic, PriorLM, gradient_penalty
 from .salience import salience_loss, word_salience
@@ -48,6 +53,8 @@ from .select import (
     NEG, budgets, compact, relaxed_top_k, sample_without_replacement, start_of_token, top_k_mask, window_mask,
     word_starts,
 )
+
+CRITIC_BETAS = (0.5, 0.9)  # WGAN-GP's Adam betas for the critic and the prior LM
 
 
 def _frozen(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
@@ -57,10 +64,41 @@ def _frozen(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
     return functional_call(module, params, args)
 
 
-class TextCodeModel(PreTrainedModel):
-    config_class = TextAEConfig
-    base_model_prefix = "textae"
-    _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
+class Words(NamedTuple):
+    """Where the words of a batch of sentences (B, T) are."""
+
+    starts: torch.Tensor  # (B, T) True at each word's first token
+    owner: torch.Tensor  # (B, T) position of the word start each token belongs to
+    selectable: torch.Tensor  # (B, T) real tokens other than EOS
+    budget: torch.Tensor  # (B,) words the middle text keeps
+
+    def tokens(self, word_mask: torch.Tensor) -> torch.Tensor:
+        """A mask over word starts (B, T) → the mask of those words' tokens."""
+        return word_mask.gather(1, self.owner) & self.selectable
+
+
+@dataclass
+class Picked:
+    """The compressor's choice of words (B, T, at word starts) for one batch."""
+
+    keep: torch.Tensor
+    log_prob: torch.Tensor | None = None  # (B,) of a sampled choice (REINFORCE)
+    baseline: torch.Tensor | None = None  # the greedy choice whose reward is the baseline (REINFORCE)
+    gates: torch.Tensor | None = None  # (B, T) relaxed token gates (Gumbel), through which gradients flow
+
+
+class TextCodeConfig(TextAEConfig):
+    """The text family's sizes: those of `TextAEConfig`, with the options of `TextConfig` in `bottleneck`."""
+
+    model_type = "textae_text"
+
+    def __init__(self, family: str = "text", **kwargs: Any):
+        super().__init__(family=family, **kwargs)
+
+
+class TextCodeModel(TextAEPreTrainedModel):
+    config_class = TextCodeConfig
+    find_unused_parameters = True  # the compressor gets no gradient while `random_steps` run
     # --init-from a plain autoencoder: its encoder starts both the compressor and the reader.
     init_aliases = {"reader.": "encoder.", "reader_norm.": "encoder_norm."}
 
@@ -68,22 +106,22 @@ class TextCodeModel(PreTrainedModel):
         super().__init__(config)
         self.options = TextConfig(**config.bottleneck)
         d = config.d_model
-        self.embed_tokens = nn.Embedding(config.vocab_size, d, padding_idx=config.pad_token_id)
-        self.embed_positions = nn.Embedding(config.max_positions, d)
-        self.drop = nn.Dropout(config.dropout)
-        layers = lambda cls, n: nn.ModuleList(cls(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(n))
-        self.encoder, self.encoder_norm = layers(EncoderLayer, config.encoder_layers), nn.LayerNorm(d)
+        self._build_embeddings(config)
+        layers = lambda n: nn.ModuleList(EncoderLayer(d, config.n_heads, config.ffn_dim, config.dropout) for _ in range(n))
+        self.encoder, self.encoder_norm = layers(config.encoder_layers), nn.LayerNorm(d)
         self.keep_head = nn.Linear(d, 1)
-        self.reader, self.reader_norm = layers(EncoderLayer, config.encoder_layers), nn.LayerNorm(d)
-        self.decoder, self.decoder_norm = layers(DecoderLayer, config.decoder_layers), nn.LayerNorm(d)
-        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self.reader, self.reader_norm = layers(config.encoder_layers), nn.LayerNorm(d)
+        self._build_decoder(config)
         self.copy_query, self.copy_key = nn.Linear(d, d), nn.Linear(d, d)
         self.copy_gate = nn.Linear(d, 1)  # probability of generating from the vocabulary rather than copying
-        o = self.options
-        self.critic = Critic(config.vocab_size, config.max_positions, o.critic_dim, o.critic_layers) if o.adversarial_weight else None
+        options = self.options
+        self.critic = (
+            Critic(config.vocab_size, config.max_positions, options.critic_dim, options.critic_layers)
+            if options.adversarial_weight else None
+        )
         self.prior = (
-            PriorLM(config.vocab_size, config.max_positions, o.critic_dim, o.critic_layers, config.bos_token_id)
-            if o.prior_weight else None
+            PriorLM(config.vocab_size, config.max_positions, options.critic_dim, options.critic_layers, config.bos_token_id)
+            if options.prior_weight else None
         )
         # True for vocabulary entries that begin a word (SentencePiece "▁"); set from the tokenizer.
         self.register_buffer("word_start", torch.ones(config.vocab_size, dtype=torch.bool))
@@ -94,12 +132,6 @@ class TextCodeModel(PreTrainedModel):
         self.step = 0
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embed_tokens
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
     def set_vocabulary(self, tokenizer: PreTrainedTokenizerBase) -> None:
         """Learn which tokens start a word, so that whole words are kept or dropped."""
         pieces = tokenizer.convert_ids_to_tokens(list(range(self.config.vocab_size)))
@@ -107,26 +139,23 @@ class TextCodeModel(PreTrainedModel):
         self.word_start.copy_(torch.tensor(starts, dtype=torch.bool))
         self.tokenizer = tokenizer
 
-    def set_training_step(self, step: int) -> None:
-        self.step = step
-
-    def critic_parameters(self) -> list[nn.Parameter]:
-        """Weights trained by the second optimiser (critic and prior LM), on their own losses only."""
-        return [p for m in (self.critic, self.prior) if m is not None for p in m.parameters()]
+    def adversary_parameter_groups(self) -> list[dict[str, Any]]:
+        """The critic and the prior LM: trained by their own Adam on `adversary_loss` only."""
+        params = [p for m in (self.critic, self.prior) if m is not None for p in m.parameters()]
+        return [{"params": params, "lr": self.options.critic_lr, "betas": CRITIC_BETAS}] if params else []
 
     # ----- compressor ---------------------------------------------------------------------
-    def _words(self, src: torch.Tensor, max_words: int | None = None, ratio: float | None = None):
-        """Word starts (B, T), each token's word start (B, T), selectable tokens (B, T) and budgets (B,)."""
+    def _words(self, src: torch.Tensor, max_words: int | None = None, ratio: float | None = None) -> Words:
         selectable = src.ne(self.config.pad_token_id) & src.ne(self.config.eos_token_id)
         starts = word_starts(src, self.word_start, selectable)
-        k = budgets(starts.sum(1), max_words or self.options.max_words, ratio or self.options.ratio)
-        return starts, start_of_token(starts), selectable, k
+        budget = budgets(starts.sum(1), max_words or self.options.max_words, ratio or self.options.ratio)
+        return Words(starts, start_of_token(starts), selectable, budget)
 
-    def word_logits(self, src: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    def word_logits(self, src: torch.Tensor, starts: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Keep logits (B, T) at word starts, NEG elsewhere."""
         if src.shape[1] > self.config.max_positions:
             raise ValueError(f"input has {src.shape[1]} tokens; this model takes at most {self.config.max_positions}")
-        real = src.ne(self.config.pad_token_id)
+        real = src.ne(self.config.pad_token_id) if attention_mask is None else attention_mask.bool()
         x = self.drop(self.embed_tokens(src) + self.embed_positions(torch.arange(src.shape[1], device=src.device)))
         for layer in self.encoder:
             x = layer(x, real[:, None, None, :])
@@ -136,58 +165,47 @@ class TextCodeModel(PreTrainedModel):
     @torch.no_grad()
     def compress(self, input_ids: torch.Tensor, max_words: int | None = None, ratio: float | None = None) -> torch.Tensor:
         """The middle text (B, M) of each sentence (B, T; content + EOS): its best-scored words in order."""
-        starts, owner, selectable, k = self._words(input_ids, max_words, ratio)
-        keep = top_k_mask(self.word_logits(input_ids, starts), k).gather(1, owner) & selectable
-        return compact(input_ids, keep, self.config.pad_token_id)[0]
+        words = self._words(input_ids, max_words, ratio)
+        keep = top_k_mask(self.word_logits(input_ids, words.starts), words.budget)
+        return compact(input_ids, words.tokens(keep), self.config.pad_token_id)[0]
 
     # ----- reconstructor ------------------------------------------------------------------
-    def _memory(self, middle: torch.Tensor, gates: torch.Tensor | None = None) -> tuple[list[MemoryKV], tuple]:
+    def decoder_memory(self, code: torch.Tensor, gates: torch.Tensor | None = None) -> DecoderMemory:
         """Middle text (B, M) → per-layer cross-attention keys/values over the reader's states, and
-        the copy source: keys (B, M, d), token ids (B, M) and mask (B, M)."""
-        mask = middle.ne(self.config.pad_token_id)
-        x = self.embed_tokens(middle)
+        the copy source: keys (B, M, d), token ids (B, M) and mask (B, M). `gates` (B, M) scale the
+        middle tokens' embeddings (the Gumbel estimator's relaxed choice)."""
+        mask = code.ne(self.config.pad_token_id)
+        x = self.embed_tokens(code)
         if gates is not None:
             x = x * gates[..., None].to(x.dtype)
-        x = self.drop(x + self.embed_positions(torch.arange(middle.shape[1], device=middle.device)))
+        x = self.drop(x + self.embed_positions(torch.arange(code.shape[1], device=code.device)))
         for layer in self.reader:
             x = layer(x, mask[:, None, None, :])
-        memory = self.reader_norm(x)
-        kvs = [layer.cross_attn.memory_kv(memory, mask) for layer in self.decoder]
-        return kvs, (self.copy_key(memory), middle, mask)
+        states = self.reader_norm(x)
+        kvs = [layer.cross_attn.memory_kv(states, mask) for layer in self.decoder]
+        return DecoderMemory(kvs, self.embed_positions.weight[None], source=(self.copy_key(states), code, mask))
 
-    def output_logits(self, hidden: torch.Tensor, source: tuple) -> torch.Tensor:
+    def output_logits(self, hidden: torch.Tensor, memory: DecoderMemory) -> torch.Tensor:
         """Log-probabilities (B, T, V) of generating or copying a middle-text token (normalised
         already, so they serve as logits everywhere)."""
-        keys, ids, mask = source
+        keys, ids, mask = memory.source
         scores = self.copy_query(hidden) @ keys.transpose(1, 2) / keys.shape[-1] ** 0.5  # (B, T, M)
-        attn = scores.float().masked_fill(~mask[:, None, :], -1e9).softmax(-1) * mask[:, None, :]
+        attn = scores.float().masked_fill(~mask[:, None, :], NEG).softmax(-1) * mask[:, None, :]
         copy = torch.zeros(*hidden.shape[:2], self.config.vocab_size, device=hidden.device, dtype=attn.dtype)
         copy = copy.scatter_add(2, ids[:, None, :].expand(-1, hidden.shape[1], -1), attn)
         generate = torch.sigmoid(self.copy_gate(hidden).float())  # (B, T, 1)
         return torch.log(generate * self.lm_head(hidden).float().softmax(-1) + (1 - generate) * copy + 1e-9)
 
-    def greedy_tokens(self, hidden: torch.Tensor, source: tuple) -> torch.Tensor:
+    def greedy_tokens(self, hidden: torch.Tensor, memory: DecoderMemory) -> torch.Tensor:
         """argmax of `output_logits` for decoder states (B, d): the copy mixture needs all the logits."""
-        return self.output_logits(hidden[:, None], source)[:, 0].argmax(-1)
+        return self.output_logits(hidden[:, None], memory)[:, 0].argmax(-1)
 
-    def _decode(self, tokens: torch.Tensor, start: int, kvs: list[MemoryKV], extra: tuple | None = None,
-                caches: list[KVCache] | None = None) -> tuple[torch.Tensor, list[KVCache]]:
-        """Decoder hidden states for `tokens` (B, T) at positions start..start+T-1 (same contract as TextAEModel)."""
-        pos = torch.arange(start, start + tokens.shape[1], device=tokens.device)
-        x = self.drop(self.embed_tokens(tokens) + self.embed_positions(pos))
-        new_caches = []
-        for i, layer in enumerate(self.decoder):
-            x, c = layer(x, kvs[i], None if caches is None else caches[i])
-            new_caches.append(c)
-        return self.decoder_norm(x), new_caches
-
-    shift_right = TextAEModel.shift_right  # the same teacher-forcing inputs as every other family
-
-    def _reconstruct(self, middle, gates, labels, decoder_input_ids):
+    def _reconstruct(self, middle: torch.Tensor, gates: torch.Tensor | None, labels: torch.Tensor,
+                     decoder_input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits (B, T, V) and each sentence's mean token NLL (B,)."""
-        kvs, source = self._memory(middle, gates)
-        hidden, _ = self._decode(decoder_input_ids, 0, kvs)
-        logits = self.output_logits(hidden, source)
+        memory = self.decoder_memory(middle, gates)
+        hidden, _ = self.decoder_states(decoder_input_ids, 0, memory)
+        logits = self.output_logits(hidden, memory)
         nll = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), reduction="none").view_as(labels)
         return logits, nll.sum(1) / labels.ne(-100).sum(1).clamp(min=1)
 
@@ -198,81 +216,116 @@ class TextCodeModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         decoder_input_ids: torch.Tensor | None = None,
-        **kwargs,
+        condition: torch.Tensor | None = None,
     ) -> TextAEOutput:
-        """Compress the clean sentence in `labels` (B, T; -100 = ignore) and rebuild it; `code` is
-        the middle text (B, M) the reconstructor read (the sample, when training with REINFORCE).
+        """Compress `input_ids` (B, T; content + EOS, default: the clean sentence in `labels`) into a
+        middle text and rebuild `labels` (B, T; -100 = ignore) from it; `code` is the middle text
+        (B, M) the reconstructor read (the sample, when training with REINFORCE).
 
-        The compressor reads the clean sentence: the middle text is made of its words, so BERT-style
-        noise would leak mask tokens into it; word dropout on `decoder_input_ids` still applies.
+        Train the compressor on clean text (configs/text.yaml turns input noise off): the middle
+        text is made of its words, so BERT-style masks would leak into it; word dropout on
+        `decoder_input_ids` still applies. The critic's and the prior LM's own terms come back
+        apart, in `adversary_loss`.
         """
         if labels is None:
             raise ValueError("the text family trains on labels (the clean sentence + EOS)")
+        if condition is not None:
+            raise ValueError("the text family reads no label; train a conditional family to condition on one")
+        pad = self.config.pad_token_id
+        src = labels.masked_fill(labels.eq(-100), pad) if input_ids is None else input_ids
         if decoder_input_ids is None:
             decoder_input_ids = self.shift_right(labels)
-        o, pad = self.options, self.config.pad_token_id
-        src = labels.masked_fill(labels.eq(-100), pad)
-        starts, owner, selectable, k = self._words(src)
-        logits = self.word_logits(src, starts)
-        tokens = lambda word_mask: word_mask.gather(1, owner) & selectable  # words → their tokens
-        losses: dict[str, torch.Tensor] = {}
-        stats: dict[str, torch.Tensor] = {"middle_words": k.float().mean()}
-        gates = logp = None
-        learning = self.training and self.step >= o.random_steps
-        if self.training and not learning:  # reconstructor warm-up on random words
-            keep, _ = sample_without_replacement(torch.zeros_like(logits).masked_fill(~starts, NEG), k)
-        elif not self.training:
-            keep = top_k_mask(logits, k)
-        elif o.estimator == "reinforce":
-            keep, logp = sample_without_replacement(logits, k)
-            greedy = top_k_mask(logits, k)
-        else:
-            keep, word_gates = relaxed_top_k(logits, k, o.gumbel_temperature)
-            gates = word_gates.gather(1, owner)
-        middle, _, middle_gates = compact(src, tokens(keep), pad, gates)
-        rows = middle
-        if logp is not None:  # one reconstructor pass over the sample and the greedy baseline
-            greedy_middle, _, _ = compact(src, tokens(greedy), pad)
-            width = max(middle.shape[1], greedy_middle.shape[1])
-            rows = torch.cat([F.pad(middle, (0, width - middle.shape[1]), value=pad),
-                              F.pad(greedy_middle, (0, width - greedy_middle.shape[1]), value=pad)])
-            labels, decoder_input_ids = labels.repeat(2, 1), decoder_input_ids.repeat(2, 1)
-        out_logits, nll = self._reconstruct(rows, middle_gates, labels, decoder_input_ids)
-        losses["reconstruction"] = F.cross_entropy(out_logits.flatten(0, 1).float(), labels.flatten())
+        words = self._words(src)
+        logits = self.word_logits(src, words.starts, attention_mask)
+        picked = self._pick_words(logits, words)
+        middle, _, middle_gates = compact(src, words.tokens(picked.keep), pad, picked.gates)
+        rows, row_labels, row_inputs = middle, labels, decoder_input_ids
+        if picked.baseline is not None:  # one reconstructor pass over the sample and the greedy baseline
+            baseline, _, _ = compact(src, words.tokens(picked.baseline), pad)
+            width = max(middle.shape[1], baseline.shape[1])
+            rows = torch.cat([F.pad(m, (0, width - m.shape[1]), value=pad) for m in (middle, baseline)])
+            row_labels, row_inputs = labels.repeat(2, 1), decoder_input_ids.repeat(2, 1)
+        out_logits, nll = self._reconstruct(rows, middle_gates, row_labels, row_inputs)
+        losses = {"reconstruction": F.cross_entropy(out_logits.flatten(0, 1).float(), row_labels.flatten())}
+        stats: dict[str, torch.Tensor] = {"middle_words": words.budget.float().mean()}
+        if self.training and self.step >= self.options.random_steps:
+            losses.update(self._compressor_terms(rows, middle_gates, src, nll, picked, stats))
+        if self.training and self.options.salience_weight:
+            losses["salience"] = self._salience_term(src, words, logits)
+        adversary = self._adversary_losses(src, words, middle, stats) if self.training else {}
+        return TextAEOutput(
+            loss=sum(losses.values()), losses=losses, logits=out_logits[: len(middle)], code=middle, stats=stats,
+            adversary_loss=sum(adversary.values()) if adversary else None, adversary_losses=adversary,
+        )
 
-        if learning:
-            quality = -nll.detach()  # per sentence, higher = better; the readability terms add to it
-            if self.critic is not None:
-                score = self._critic_score(rows, gates=None if logp is not None else middle_gates)
-                stats["critic_score"] = score.detach()[: len(middle)].mean()
-                if logp is None:
-                    losses["adversarial"] = -o.adversarial_weight * score.mean()
-                quality = quality + o.adversarial_weight * score.detach()
-            if self.prior is not None:
-                prior_nll = _frozen(self.prior, rows, rows.ne(pad), None if logp is not None else middle_gates)
-                stats["prior_nll"] = prior_nll.detach()[: len(middle)].mean()
-                if logp is None:
-                    losses["prior"] = o.prior_weight * prior_nll.mean()
-                quality = quality - o.prior_weight * prior_nll.detach()
-            if o.similarity_weight:
-                similarity = self._similarity(rows, src)
-                stats["similarity"] = similarity[: len(middle)].mean()
-                quality = quality + o.similarity_weight * similarity
-            if logp is not None:
-                sampled, baseline = quality.chunk(2)
-                advantage = sampled - baseline
-                stats["reward"], stats["advantage"] = sampled.mean(), advantage.mean()
-                advantage = advantage / advantage.std().clamp(min=1e-6) if len(advantage) > 1 else advantage
-                losses["policy"] = -(advantage * logp).mean()
-        if self.training and o.salience_weight:  # the frozen encoder's word salience, on the first rows
-            n = min(o.salience_rows, len(src))
-            salience = word_salience(src[:n], starts[:n], owner[:n], selectable[:n], self._texts,
-                                     self._sentence_encoder(src.device))
-            losses["salience"] = o.salience_weight * salience_loss(logits[:n], salience)
-        if self.training and (self.critic is not None or self.prior is not None):
-            losses.update(self._critic_losses(src, starts, owner, selectable, k, middle, stats))
-        loss = sum(losses.values())
-        return TextAEOutput(loss=loss, losses=losses, logits=out_logits[: len(middle)], code=middle, stats=stats)
+    def _pick_words(self, logits: torch.Tensor, words: Words) -> Picked:
+        """The compressor's words: the best ones in evaluation; in training, random ones while the
+        reconstructor warms up (`random_steps`), then a sample (REINFORCE) or a relaxed top-k (Gumbel)."""
+        if not self.training:
+            return Picked(top_k_mask(logits, words.budget))
+        if self.step < self.options.random_steps:
+            return self._random_words(logits, words)
+        if self.options.estimator == "reinforce":
+            return self._sampled_words(logits, words)
+        return self._relaxed_words(logits, words)
+
+    def _random_words(self, logits: torch.Tensor, words: Words) -> Picked:
+        keep, _ = sample_without_replacement(torch.zeros_like(logits).masked_fill(~words.starts, NEG), words.budget)
+        return Picked(keep)
+
+    def _sampled_words(self, logits: torch.Tensor, words: Words) -> Picked:
+        keep, log_prob = sample_without_replacement(logits, words.budget)
+        return Picked(keep, log_prob=log_prob, baseline=top_k_mask(logits, words.budget))
+
+    def _relaxed_words(self, logits: torch.Tensor, words: Words) -> Picked:
+        keep, word_gates = relaxed_top_k(logits, words.budget, self.options.gumbel_temperature)
+        return Picked(keep, gates=word_gates.gather(1, words.owner))
+
+    def _compressor_terms(self, rows: torch.Tensor, gates: torch.Tensor | None, src: torch.Tensor, nll: torch.Tensor,
+                          picked: Picked, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What teaches the compressor: each middle text's quality (reconstruction, readability,
+        similarity) as a REINFORCE reward, or, for Gumbel, readability as losses through the gates.
+        `rows` holds the B middle texts (then, for REINFORCE, the B greedy baselines)."""
+        options, batch = self.options, len(src)
+        reinforce = picked.log_prob is not None
+        losses = {}
+        quality = -nll.detach()  # per row, higher = better
+        if self.critic is not None:
+            score = self._critic_score(rows, gates)
+            stats["critic_score"] = score.detach()[:batch].mean()
+            if not reinforce:
+                losses["adversarial"] = -options.adversarial_weight * score.mean()
+            quality = quality + options.adversarial_weight * score.detach()
+        if self.prior is not None:
+            prior_nll = _frozen(self.prior, rows, rows.ne(self.config.pad_token_id), gates)
+            stats["prior_nll"] = prior_nll.detach()[:batch].mean()
+            if not reinforce:
+                losses["prior"] = options.prior_weight * prior_nll.mean()
+            quality = quality - options.prior_weight * prior_nll.detach()
+        if options.similarity_weight:
+            similarity = self._similarity(rows, src)
+            stats["similarity"] = similarity[:batch].mean()
+            quality = quality + options.similarity_weight * similarity
+        if reinforce:
+            losses["policy"] = self._policy_loss(quality, picked.log_prob, stats)
+        return losses
+
+    @staticmethod
+    def _policy_loss(quality: torch.Tensor, log_prob: torch.Tensor, stats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Self-critical REINFORCE: the sample's quality minus its greedy baseline's, standardised."""
+        sampled, baseline = quality.chunk(2)
+        advantage = sampled - baseline
+        stats["reward"], stats["advantage"] = sampled.mean(), advantage.mean()
+        if len(advantage) > 1:
+            advantage = advantage / advantage.std().clamp(min=1e-6)
+        return -(advantage * log_prob).mean()
+
+    def _salience_term(self, src: torch.Tensor, words: Words, logits: torch.Tensor) -> torch.Tensor:
+        """The frozen sentence encoder's word salience, learned by the keep scores of the first rows."""
+        rows = min(self.options.salience_rows, len(src))
+        salience = word_salience(src[:rows], words.starts[:rows], words.owner[:rows], words.selectable[:rows],
+                                 self._texts, self._sentence_encoder(src.device))
+        return self.options.salience_weight * salience_loss(logits[:rows], salience)
 
     @torch.no_grad()
     def _similarity(self, rows: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -302,34 +355,25 @@ class TextCodeModel(PreTrainedModel):
             x = x * gates[..., None]
         return _frozen(self.critic, x, mask)
 
-    def _critic_losses(self, src, starts, owner, selectable, k, middle, stats) -> dict[str, torch.Tensor]:
-        """The second optimiser's terms: Wasserstein critic loss with gradient penalty on real k-word
-        runs against middle texts, and the prior LM's NLL of real sentences."""
-        o, pad = self.options, self.config.pad_token_id
+    def _adversary_losses(self, src: torch.Tensor, words: Words, middle: torch.Tensor,
+                          stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The second optimiser's terms: Wasserstein critic loss with gradient penalty on real runs
+        of as many words against middle texts, and the prior LM's NLL of real sentences."""
+        pad = self.config.pad_token_id
         losses = {}
         if self.critic is not None:
-            real, _, _ = compact(src, window_mask(starts, k).gather(1, owner) & selectable, pad)
+            real, _, _ = compact(src, words.tokens(window_mask(words.starts, words.budget)), pad)
             width = max(real.shape[1], middle.shape[1])
             real, fake = (F.pad(t.detach(), (0, width - t.shape[1]), value=pad) for t in (real, middle))
             mask = real.ne(pad) | fake.ne(pad)
             real_x, fake_x = self.critic.embed(real), self.critic.embed(fake)
             gap = self.critic(real_x, mask).mean() - self.critic(fake_x, mask).mean()
             losses["critic"] = -gap
-            losses["gradient_penalty"] = o.gp_weight * gradient_penalty(self.critic, real_x, fake_x, mask)
+            losses["gradient_penalty"] = self.options.gp_weight * gradient_penalty(self.critic, real_x, fake_x, mask)
             stats["critic_gap"] = gap.detach()
         if self.prior is not None:
             losses["prior_lm"] = self.prior(src, src.ne(pad)).mean()
         return losses
 
-    # ----- generation ---------------------------------------------------------------------
-    @inference
-    def generate(self, code: torch.Tensor, max_new_tokens: int | None = None, num_beams: int = 1, do_sample: bool = False,
-                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, length_penalty: float = 1.0,
-                 generator: torch.Generator | None = None, repetition_penalty: float = 1.0) -> torch.Tensor:
-        """Expand middle texts (B, M token ids, PAD-padded) into sentences (B, T) ending in EOS."""
-        max_new_tokens = min(max_new_tokens or self.config.max_positions, self.config.max_positions)
-        if num_beams > 1:
-            if do_sample:
-                raise ValueError("beam search with sampling is not supported; pick num_beams=1 or do_sample=False")
-            return beam_search(self, code, max_new_tokens, num_beams, length_penalty, repetition_penalty)
-        return greedy_or_sample(self, code, max_new_tokens, do_sample, temperature, top_k, top_p, generator, repetition_penalty)
+
+register_family("text", TextConfig, model=TextCodeModel)

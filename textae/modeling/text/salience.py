@@ -5,11 +5,9 @@ all-MiniLM-L6-v2) moves when that word's own token states leave the mean: 1 − 
 mean of the other tokens and the mean of all. This is leave-one-out to first order: the other
 tokens keep the states they had in context. Why first order: one encoder pass measures every word
 of a sentence, where exact leave-one-out (re-encoding the sentence without the word) costs a pass
-per word, and MiniLM runs about 60 news sentences/s on 2 CPU cores. It also ranks words no worse:
-keeping each sentence's 10 most salient words scored ROUGE-1 30.4 (first order,
-benchmarks/results/summarization.json, `teacher_sample`) against 29.5 (exact, the previous
-benchmark) on the same 300 news lead → title pairs, and 30.5 against 29.6 on 300 other pairs
-(Lead-8: 22.2 and 21.6).
+per word, each a full MiniLM forward. It also ranks words no worse than exact leave-one-out on
+news lead → title pairs (benchmarks/results/summarization.json, `teacher_sample`, and the README's
+"Text family: unsupervised summarisation").
 
 Why salience at all: rebuilding the sentence rewards the words a reconstructor cannot guess
 (names, numbers, rare words from the tail of a long sentence) whatever their role, while the
