@@ -95,21 +95,28 @@ def paraphrase(
                 continue
             blocked[i].add(key)
             found[i][text] = None
-    flat = [(i, t) for i in range(len(texts)) for t in found[i]]
-    results: list[Paraphrase] = []
-    if flat:
-        source = ae.decoder_vectors(codes.cpu()[[i for i, _ in flat]])
-        para = ae.decoder_vectors(ae.encode([t for _, t in flat], batch_size=batch_size))
-        sims = (source * para).sum(1) / (np.linalg.norm(source, axis=1) * np.linalg.norm(para, axis=1) + 1e-8)
-        by_input: dict[int, list[tuple[float, str]]] = {}
-        for (i, t), s in zip(flat, sims.tolist()):
-            by_input.setdefault(i, []).append((s, t))
-        for i in sorted(by_input):
-            ranked = sorted(by_input[i], key=lambda x: -x[0])[:n]
-            results.extend(Paraphrase(i, r + 1, t, round(s, 4)) for r, (s, t) in enumerate(ranked))
+    results = _rank(ae, codes, found, n, batch_size)
     stats = {
         "generated": generated,
         "copy_rate": copies / max(1, generated),
         "inputs_without_paraphrase": sum(not f for f in found) / max(1, len(texts)),
     }
     return results, stats
+
+
+def _rank(ae: AutoEncoder, codes: torch.Tensor, found: list[dict[str, None]], n: int, batch_size: int) -> list[Paraphrase]:
+    """Each input's new sentences ranked by cosine similarity of their re-encoded code to its code; the best n."""
+    flat = [(i, t) for i in range(len(found)) for t in found[i]]
+    if not flat:
+        return []
+    source = ae.decoder_vectors(codes.cpu()[[i for i, _ in flat]])
+    para = ae.decoder_vectors(ae.encode([t for _, t in flat], batch_size=batch_size))
+    sims = (source * para).sum(1) / (np.linalg.norm(source, axis=1) * np.linalg.norm(para, axis=1) + 1e-8)
+    by_input: dict[int, list[tuple[float, str]]] = {}
+    for (i, t), s in zip(flat, sims.tolist()):
+        by_input.setdefault(i, []).append((s, t))
+    results: list[Paraphrase] = []
+    for i in sorted(by_input):
+        ranked = sorted(by_input[i], key=lambda x: -x[0])[:n]
+        results.extend(Paraphrase(i, r + 1, t, round(s, 4)) for r, (s, t) in enumerate(ranked))
+    return results

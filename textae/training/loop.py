@@ -62,13 +62,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         skip=state.step * tc.grad_accum, rank=accelerator.process_index, world_size=accelerator.num_processes,
     )
     evaluator = wrap(accelerator.unwrap_model(model), data.tokenizer, accelerator.device)
-
-    def run_eval() -> None:
-        if accelerator.is_main_process:
-            result = evaluate(evaluator, data.val_ids, data.val_texts, collator, conditions=data.val_conditions)
-            metrics.write(step=state.step, minutes=round(state.elapsed_s / 60, 3), **{k: round(v, 4) for k, v in result.items()})
-            tqdm.write(f"step {state.step} | {state.elapsed_s / 60:.1f} min | " + " ".join(f"{k} {v:.3f}" for k, v in result.items()))
-        accelerator.wait_for_everyone()
+    run_eval = lambda: _evaluate(accelerator, evaluator, data, collator, metrics, state)
 
     bar = tqdm(total=tc.max_steps, initial=state.step, desc="training", unit="step",
                disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
@@ -77,10 +71,8 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     while not _finished(state, cfg):
         started = time.perf_counter()
         for micro in range(tc.grad_accum):
-            rows = next(stream)
-            batch = collator([data.train_ids[i] for i in rows], seed=tc.seed * 1_000_003 + state.step * tc.grad_accum + micro,
-                             conditions=data.train_conditions and [data.train_conditions[i] for i in rows])
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            batch = _batch(collator, data, next(stream), tc.seed * 1_000_003 + state.step * tc.grad_accum + micro,
+                           accelerator.device)
             out = _train_step(accelerator, model, batch, optimizer, adversary_optimizer, state.step, tc.grad_clip)
             state.tokens += throughput.count(batch, accelerator.num_processes)
         scheduler.step()
@@ -296,6 +288,13 @@ def _load_checkpoint(accelerator: Accelerator, checkpoint: Path | None) -> Train
 
 
 # ----- one step ---------------------------------------------------------------------------
+def _batch(collator: Collator, data: PreparedData, rows: list[int], seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The model inputs of training rows; the noise seed is a function of the step, for exact resume."""
+    conditions = data.train_conditions and [data.train_conditions[i] for i in rows]
+    batch = collator([data.train_ids[i] for i in rows], seed=seed, conditions=conditions)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def _train_step(accelerator: Accelerator, model, batch: dict[str, torch.Tensor], optimizer, adversary_optimizer,
                 step: int, grad_clip: float):
     """Forward, backward and optimiser steps for one micro-batch. The adversary's loss touches only
@@ -312,6 +311,16 @@ def _train_step(accelerator: Accelerator, model, batch: dict[str, torch.Tensor],
             adversary_optimizer.step()
             adversary_optimizer.zero_grad(set_to_none=True)
     return out
+
+
+def _evaluate(accelerator: Accelerator, evaluator, data: PreparedData, collator: Collator, metrics: _MetricsLog,
+              state: TrainState) -> None:
+    """Held-out metrics, logged and printed by the main process; the others wait for it."""
+    if accelerator.is_main_process:
+        result = evaluate(evaluator, data.val_ids, data.val_texts, collator, conditions=data.val_conditions)
+        metrics.write(step=state.step, minutes=round(state.elapsed_s / 60, 3), **{k: round(v, 4) for k, v in result.items()})
+        tqdm.write(f"step {state.step} | {state.elapsed_s / 60:.1f} min | " + " ".join(f"{k} {v:.3f}" for k, v in result.items()))
+    accelerator.wait_for_everyone()
 
 
 def _finished(state: TrainState, cfg: RunConfig) -> bool:
