@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
@@ -44,7 +45,17 @@ def load_model(path: str | Path) -> TextAEPreTrainedModel:
             f"{path} is not a textae model directory (needs config.json and model.safetensors); "
             "pass the `final/` folder of a training run, e.g. runs/default/final"
         )
-    return model_class(TextAEConfig.from_pretrained(path).family).from_pretrained(path, use_safetensors=True)
+    try:
+        return model_class(TextAEConfig.from_pretrained(path).family).from_pretrained(path, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # damaged files, an unknown family
+        raise TextAEError(f"cannot load the model in {path} ({first_line(err)}); it is damaged or incomplete: "
+                          "copy it again or retrain it") from None
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line, for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 class AutoEncoder:

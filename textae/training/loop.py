@@ -11,6 +11,7 @@ Run directory layout:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
@@ -30,7 +31,9 @@ from transformers import PreTrainedTokenizerBase
 from ..config import RunConfig
 from ..data import prepare
 from ..errors import TextAEError
+from ..autoencoder import first_line
 from ..loading import wrap
+from ..locks import FileLock
 from ..modeling import TextAEPreTrainedModel, get_family, model_class
 from ..tokenizer import load_tokenizer, train_tokenizer
 from .batching import Collator, batch_stream, tokenize_dataset
@@ -39,12 +42,21 @@ from .evaluate import evaluate
 from .schedules import warmup_cosine
 
 log = logging.getLogger("textae")
+RUN_LOCK = ".lock"  # held in the run directory while a run trains into it
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train a model as `cfg` says; returns the `final/` model directory."""
+    """Train a model as `cfg` says; returns the `final/` model directory. The run directory stays
+    locked while the run lasts, so a second run into it is refused instead of interleaving."""
+    run_dir = Path(cfg.train.output_dir)
+    lock = FileLock(run_dir / RUN_LOCK, f"run directory {run_dir}", "wait for it to finish, or pass another --output")
+    with lock if PartialState().is_main_process else contextlib.nullcontext():
+        return _train(cfg, run_dir, resume, progress)
+
+
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
     tc = cfg.train
-    run_dir, checkpoint = _open_run_dir(cfg, resume)
+    checkpoint = _check_run_dir(cfg, run_dir, resume)
     accelerator = _accelerator(cfg)
     set_seed(tc.seed)
     if accelerator.is_main_process:
@@ -53,8 +65,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     model = _build_model(data, init_from=tc.init_from if checkpoint is None else None)
     optimizer, adversary_optimizer, scheduler = _optimizers(model, cfg)
     model, optimizer, adversary_optimizer = _prepare(accelerator, model, optimizer, adversary_optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    state = _load_checkpoint(accelerator, checkpoint)
+    state = _load_checkpoint(accelerator, checkpoint, scheduler)
     metrics = _MetricsLog(run_dir / "metrics.jsonl", state.step, accelerator.is_main_process)
     collator = Collator.for_tokenizer(data.tokenizer, cfg.noise)
     stream = batch_stream(
@@ -84,12 +95,12 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
         if state.step % tc.eval_every == 0:
             run_eval()
         if state.step % tc.save_every == 0:
-            _save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
+            _save_checkpoint(accelerator, run_dir, state, scheduler, tc.keep_checkpoints)
     bar.close()
     if state.step % tc.eval_every:
         run_eval()
     if state.step % tc.save_every:
-        _save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
+        _save_checkpoint(accelerator, run_dir, state, scheduler, tc.keep_checkpoints)
     return _save_final(accelerator, model, data.tokenizer, cfg, run_dir, state)
 
 
@@ -146,9 +157,13 @@ def _init_dir(path: str) -> Path:
 
 def _initialise_from(model: TextAEPreTrainedModel, path: Path) -> None:
     """Copy every weight whose name and shape match (safetensors only); the rest keep their fresh init."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    source = load_file(path / "model.safetensors")
+    try:
+        source = load_file(path / "model.safetensors")
+    except (OSError, SafetensorError) as err:
+        raise TextAEError(f"--init-from {path}: cannot read model.safetensors ({first_line(err)}); copy it again or retrain it") from None
     own = model.state_dict()
     for alias, name in model.init_aliases.items():  # e.g. a text model's reader from an AE's encoder
         source |= {alias + k[len(name):]: v for k, v in source.items() if k.startswith(name) and alias + k[len(name):] not in source}
@@ -170,17 +185,16 @@ class TrainState:
     tokens: int = 0
 
 
-def _open_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, Path | None]:
-    """The run directory (created) and, with `resume`, its last complete checkpoint."""
+def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> Path | None:
+    """With `resume`, the run directory's last complete checkpoint; without, a check that it holds no run."""
     tc = cfg.train
-    run_dir = Path(tc.output_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
         raise TextAEError(f"{run_dir} already holds a run; pass --resume to continue it or --output for a new one")
     if tc.max_steps is None and tc.max_minutes is None:
         raise TextAEError("set train.max_steps or train.max_minutes, or the run never ends")
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, checkpoint
+    return checkpoint
 
 
 def _accelerator(cfg: RunConfig) -> Accelerator:
@@ -278,11 +292,22 @@ def _prepare(accelerator: Accelerator, model, optimizer, adversary_optimizer):
     return accelerator.prepare(model, optimizer, adversary_optimizer)
 
 
-def _load_checkpoint(accelerator: Accelerator, checkpoint: Path | None) -> TrainState:
+def _load_checkpoint(accelerator: Accelerator, checkpoint: Path | None, scheduler) -> TrainState:
+    """Model, optimisers and RNG states from accelerate's files (safetensors, and torch files read with
+    weights_only: nothing there can run code); where the run stood and the schedule from JSON."""
     if checkpoint is None:
         return TrainState()
-    accelerator.load_state(str(checkpoint))
-    state = TrainState(**json.loads((checkpoint / "train_state.json").read_text()))
+    saved = json.loads((checkpoint / "train_state.json").read_text())
+    if "scheduler" not in saved:
+        raise TextAEError(f"{checkpoint} was written by an older textae that pickled its learning-rate schedule, which "
+                          "textae no longer loads; start a new run (--init-from its final/ folder keeps the weights)")
+    try:
+        accelerator.load_state(str(checkpoint))
+    except Exception as err:  # a truncated or foreign file: safetensors, torch and pickle errors alike
+        raise TextAEError(f"cannot load checkpoint {checkpoint} ({first_line(err)}); delete that folder to resume from the "
+                          "checkpoint before it, or start a new run") from None
+    scheduler.load_state_dict(saved.pop("scheduler"))
+    state = TrainState(**saved)
     log.info("resumed from %s (step %d, %.1f min trained)", checkpoint, state.step, state.elapsed_s / 60)
     return state
 
@@ -360,11 +385,14 @@ def _log_step(metrics: _MetricsLog, bar: tqdm, out, state: TrainState, throughpu
 
 
 # ----- saving -----------------------------------------------------------------------------
-def _save_checkpoint(accelerator: Accelerator, run_dir: Path, state: TrainState, keep: int) -> None:
+def _save_checkpoint(accelerator: Accelerator, run_dir: Path, state: TrainState, scheduler, keep: int) -> None:
+    """accelerate's state (weights in safetensors), then train_state.json, written last: a kill
+    mid-save leaves a folder without it, which resuming skips. The schedule is saved as JSON, not
+    registered with accelerate, which would pickle it."""
     path = run_dir / "checkpoints" / f"step-{state.step}"
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
-        (path / "train_state.json").write_text(json.dumps(dataclasses.asdict(state)))
+        (path / "train_state.json").write_text(json.dumps({**dataclasses.asdict(state), "scheduler": scheduler.state_dict()}))
         for old in sorted((run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
 
