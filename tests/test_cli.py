@@ -100,7 +100,7 @@ def test_every_command_explains_itself():
     for command in ("train", "encode", "decode", "reconstruct", "score", "fit-detector"):
         res = runner.invoke(cli, [command, "--help"])
         assert res.exit_code == 0 and "Usage:" in res.output and "--" in res.output
-    assert "[default: 128]" in runner.invoke(cli, ["encode", "--help"]).output
+    assert "[default: 128; x>=1]" in runner.invoke(cli, ["encode", "--help"]).output
 
 
 def test_empty_and_huge_documents_get_codes_not_crashes(model_dir, caplog):

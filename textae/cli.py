@@ -51,7 +51,26 @@ def _friendly(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "TEXTAE", "show_default": True})
+class _OneLineErrors(click.Group):
+    """click's own usage errors (a bad option value, an unknown option) as one `error:` line with
+    status 2 too, like textae's, instead of the usage text followed by the message."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as err:
+            click.echo(f"error: {err.format_message()} (see --help)", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors,
+             context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "TEXTAE", "show_default": True})
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logs.")
 def cli(verbose: bool) -> None:
     """Unsupervised text autoencoders: compress sentences into codes and rebuild them."""
@@ -123,8 +142,10 @@ _model_option = click.option("--model", "model_dir", required=True, type=click.P
 _input_option = click.option("--input", "input_path", required=True, type=click.Path(), help="Input file: .txt (one text a line), .jsonl, .csv, .parquet (text formats may be .gz).")
 _text_column_option = click.option("--text-column", default="text", help="Column holding the text.")
 _id_column_option = click.option("--id-column", default=None, help="Column passed through as the row id (default: 'id' if present, else the row number).")
-_batch_option = click.option("--batch-size", type=int, default=128, help="Rows per batch.")
+_batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Rows per batch.")
 SCORER_CHOICES = ["nll_char", "nll", "elbo", "knn", "mahalanobis", "ensemble"]  # textae.scoring.SCORERS, without importing torch
+_overwrite_option = click.option("--overwrite", is_flag=True,
+                                 help="Replace the output if it exists; without it an existing output is refused.")
 _beams_option = click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy).")
 _repetition_option = click.option("--repetition-penalty", type=float, default=1.0,
                                   help="Above 1, tokens already produced are less likely again (breaks loops such as '0000000'); 1 = off.")
@@ -140,9 +161,11 @@ _repetition_option = click.option("--repetition-penalty", type=float, default=1.
 @_text_column_option
 @_id_column_option
 @_batch_option
+@_overwrite_option
 @_friendly
-def encode(model_dir, input_path, output, text_column, id_column, batch_size) -> None:
+def encode(model_dir, input_path, output, text_column, id_column, batch_size, overwrite) -> None:
     """Compress texts into codes, one per input row, in input order."""
+    _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows
 
@@ -166,9 +189,11 @@ def encode(model_dir, input_path, output, text_column, id_column, batch_size) ->
 @_id_column_option
 @_batch_option
 @_beams_option
+@_overwrite_option
 @_friendly
-def decode(model_dir, input_path, output, id_column, batch_size, num_beams) -> None:
+def decode(model_dir, input_path, output, id_column, batch_size, num_beams, overwrite) -> None:
     """Expand codes (the file `textae encode` wrote) back into text; a text-family model expands any short texts."""
+    _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_codes, read_texts, write_rows
 
@@ -191,9 +216,11 @@ def decode(model_dir, input_path, output, id_column, batch_size, num_beams) -> N
 @_text_column_option
 @_id_column_option
 @_batch_option
+@_overwrite_option
 @_friendly
-def summarize(model_dir, input_path, output, max_words, ratio, text_column, id_column, batch_size) -> None:
+def summarize(model_dir, input_path, output, max_words, ratio, text_column, id_column, batch_size, overwrite) -> None:
     """Summarise each row with a text-family model: its most informative words, in order, within the budget."""
+    _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows
 
@@ -213,9 +240,11 @@ def summarize(model_dir, input_path, output, max_words, ratio, text_column, id_c
 @_batch_option
 @_beams_option
 @click.option("--show", type=int, default=0, help="Also print the first N inputs and their reconstructions.")
+@_overwrite_option
 @_friendly
-def reconstruct(model_dir, input_path, output, text_column, id_column, batch_size, num_beams, show) -> None:
+def reconstruct(model_dir, input_path, output, text_column, id_column, batch_size, num_beams, show, overwrite) -> None:
     """Text → code → text: how well does the model rebuild each row?"""
+    _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows
 
@@ -240,12 +269,14 @@ def reconstruct(model_dir, input_path, output, text_column, id_column, batch_siz
               help="How a long document's windows combine: the mean over its text, or its most unusual window.")
 @_text_column_option
 @_batch_option
+@_overwrite_option
 @_friendly
-def fit_detector(model_dir, input_path, scorer, contamination, neighbors, aggregate, text_column, batch_size) -> None:
+def fit_detector(model_dir, input_path, scorer, contamination, neighbors, aggregate, text_column, batch_size, overwrite) -> None:
     """Learn what normal text looks like for `textae score`: saves a detector into the model directory."""
     from .io import read_texts
-    from .scoring import AnomalyDetector
+    from .scoring import DETECTOR_DIR, AnomalyDetector
 
+    _refuse_existing(Path(model_dir) / DETECTOR_DIR, overwrite=overwrite)
     _, texts = read_texts(input_path, text_column)
     det = AnomalyDetector(model_dir, scorer, contamination, neighbors, aggregate, batch_size).fit(texts)
     path = det.save()
@@ -271,23 +302,31 @@ def fit_detector(model_dir, input_path, scorer, contamination, neighbors, aggreg
 @click.option("--aggregate", type=click.Choice(["mean", "max"]), default=None,
               help="Long documents are cut into windows: score their mean or their most unusual window. Default: the detector's (mean).")
 @_batch_option
-@click.option("--buffer-rows", type=int, default=4096, help="Rows sorted by length together (memory stays bounded by this).")
+@click.option("--buffer-rows", type=click.IntRange(min=1), default=4096, help="Rows sorted by length together (memory stays bounded by this).")
 @click.option("--resume", is_flag=True, help="Finish a killed job: no row is lost or written twice.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@_overwrite_option
 @_friendly
 def score(model_dir, input_path, output, input_format, text_column, id_column, threshold, contamination, scorer,
-          aggregate, batch_size, buffer_rows, resume, no_progress) -> None:
+          aggregate, batch_size, buffer_rows, resume, no_progress, overwrite) -> None:
     """Score how unusual each row is (higher = more unusual): a streaming, resumable batch job."""
     from .scoring import load_detector, score_file
 
     det = load_detector(model_dir, scorer, aggregate, batch_size)
     done = score_file(det, input_path, output, text_column, id_column, input_format, threshold, contamination, resume,
-                      buffer_rows, progress=not no_progress)
+                      buffer_rows, progress=not no_progress, overwrite=overwrite)
     if done.resumed_from < 0:
         click.echo(f"{output} is already complete")
     elif done.rows:
         click.echo(f"wrote {done.rows} scores to {output} ({det.scorer} scorer"
                    + (f", {done.outliers} flagged" if det.threshold_ is not None or threshold is not None else "") + ")")
+
+
+def _refuse_existing(*paths: str | Path | None, overwrite: bool) -> None:
+    """Finished work is never replaced without --overwrite; checked before any work starts."""
+    for path in paths:
+        if not overwrite and path is not None and Path(path).exists():
+            raise TextAEError(f"{path} already exists; pass --overwrite to replace it, or choose another --output")
 
 
 def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
@@ -308,9 +347,11 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @_beams_option
 @_repetition_option
 @click.option("--seed", type=int, default=0, help="Random seed: the same seed gives the same sentences.")
+@_overwrite_option
 @_friendly
-def sample(model_dir, n, output, num_beams, repetition_penalty, seed) -> None:
+def sample(model_dir, n, output, num_beams, repetition_penalty, seed, overwrite) -> None:
     """Decode codes drawn from the prior (vae: z ~ N(0, I); gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution)."""
+    _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .latent import sample as draw
 
@@ -347,9 +388,11 @@ def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
 @_id_column_option
 @_batch_option
 @click.option("--seed", type=int, default=0, help="Random seed.")
+@_overwrite_option
 @_friendly
-def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column, id_column, batch_size, seed) -> None:
+def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column, id_column, batch_size, seed, overwrite) -> None:
     """Rewrite each input: decode codes near its own, drop copies, rank by code similarity."""
+    _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows
     from .latent import paraphrase as rewrite
@@ -377,9 +420,11 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column,
 @_batch_option
 @_beams_option
 @_repetition_option
+@_overwrite_option
 @_friendly
-def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams, repetition_penalty) -> None:
+def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams, repetition_penalty, overwrite) -> None:
     """Rewrite texts toward another label, keeping their content (a --family cvae model)."""
+    _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows
     from .transfer import decode_as, label_index, label_names
@@ -403,9 +448,11 @@ def transfer(model_dir, input_path, to_label, output, text_column, id_column, ba
 @_text_column_option
 @_id_column_option
 @_batch_option
+@_overwrite_option
 @_friendly
-def cluster(model_dir, input_path, output, top_words, text_column, id_column, batch_size) -> None:
+def cluster(model_dir, input_path, output, top_words, text_column, id_column, batch_size, overwrite) -> None:
     """Assign each text to a cluster of a --family gmvae model, and list each cluster's typical words."""
+    _refuse_existing(output, Path(output).with_suffix(".clusters.json"), overwrite=overwrite)
     import json
 
     from .loading import load
@@ -437,9 +484,11 @@ def cluster(model_dir, input_path, output, top_words, text_column, id_column, ba
 @click.option("--method", type=click.Choice(["pca", "tsne", "umap"]), default="pca", help="2-D projection.")
 @click.option("--max-points", type=int, default=1000, help="Sentences from each source (held-out ones first).")
 @click.option("--split-sentences/--no-split-sentences", default=True, help="Map sentences (as the default model is trained) or whole rows.")
+@_overwrite_option
 @_friendly
-def plot(model_dir, sources, label_column, text_column, output, method, max_points, split_sentences) -> None:
+def plot(model_dir, sources, label_column, text_column, output, method, max_points, split_sentences, overwrite) -> None:
     """Draw a 2-D map of the codes of held-out sentences, coloured by source or label."""
+    _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from datasets import concatenate_datasets
 

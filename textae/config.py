@@ -10,21 +10,23 @@ import dataclasses
 import inspect
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .data import DataConfig
+from .data import SENTENCE_MAX_WORDS, SENTENCE_MIN_WORDS, DataConfig
 from .errors import TextAEError
 from .modeling import TextAEConfig
 from .noise import NoiseConfig
+from .tokenizer import DEFAULT_VOCAB_SIZE
 
 
 @dataclass
 class TokenizerConfig:
-    vocab_size: int = 4000  # small: each piece is seen often in a short CPU run, and the softmax is cheap
+    vocab_size: int = DEFAULT_VOCAB_SIZE
     model_type: str = "unigram"  # or "bpe"
 
 
@@ -59,12 +61,14 @@ _MODEL_DEFAULTS = {
     for name, p in inspect.signature(TextAEConfig.__init__).parameters.items()
     if p.default is not inspect.Parameter.empty and name not in _FROM_TOKENIZER
 }
+# Its types, from the same signature: the model section is checked like a dataclass section.
+_MODEL_HINTS = {name: hint for name, hint in typing.get_type_hints(TextAEConfig.__init__).items() if name in _MODEL_DEFAULTS}
 
 
 @dataclass
 class RunConfig:
     # Defaults = the default run: news sentences of 4-40 words, light BERT masking.
-    data: DataConfig = field(default_factory=lambda: DataConfig(min_words=4, max_words=40))
+    data: DataConfig = field(default_factory=lambda: DataConfig(min_words=SENTENCE_MIN_WORDS, max_words=SENTENCE_MAX_WORDS))
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: dict[str, Any] = field(default_factory=lambda: dict(_MODEL_DEFAULTS))  # TextAEConfig arguments
     noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(mask_rate=0.1, word_dropout=0.1))
@@ -105,9 +109,8 @@ def _fits(value: Any, hint: Any) -> bool:
     return isinstance(value, hint) if hint in (str, bool) else True
 
 
-def _section(default: Any, values: dict[str, Any], name: str):
-    """The run's default section with `values` applied; unknown keys and values of the wrong type are errors."""
-    hints = typing.get_type_hints(type(default))
+def _typed(values: dict[str, Any], hints: dict[str, Any], name: str) -> dict[str, Any]:
+    """`values` coerced to their fields' types; unknown keys and values of the wrong type are errors."""
     unknown = set(values) - set(hints)
     if unknown:
         raise TextAEError(f"unknown key(s) {sorted(unknown)} in config section '{name}'; known: {sorted(hints)}")
@@ -116,27 +119,43 @@ def _section(default: Any, values: dict[str, Any], name: str):
         if not _fits(value, hints[key]):
             kind = getattr(hints[key], "__name__", str(hints[key]))
             raise TextAEError(f"{name}.{key} = {values[key]!r} is not {kind}; see configs/ for examples")
-    return dataclasses.replace(default, **coerced)
+    return coerced
+
+
+def _section(default: Any, values: dict[str, Any], name: str):
+    """The run's default section with `values` applied."""
+    return dataclasses.replace(default, **_typed(values, typing.get_type_hints(type(default)), name))
+
+
+def parse_overrides(values: Iterable[str]) -> dict[str, str]:
+    """`--set section.key=value` strings as {"section.key": "value"}; values stay text for build_config to read."""
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TextAEError(f"--set expects section.key=value, got {item!r} (e.g. --set train.lr=3e-4)")
+        out[key.strip()] = value
+    return out
 
 
 def build_config(values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """A RunConfig from nested `values` (e.g. parsed YAML) and dotted `overrides` ("train.lr": 3e-4)."""
     values = {k: dict(v or {}) for k, v in (values or {}).items()}
     values["model"] = {**_MODEL_DEFAULTS, **values.get("model", {})}
-    unknown = set(values) - set(SECTIONS) - {"model"}
-    if unknown:
-        raise TextAEError(f"unknown config section(s) {sorted(unknown)}; known: {sorted([*SECTIONS, 'model'])}")
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
         if not name:
             raise TextAEError(f"override {key!r} must look like section.key, e.g. train.lr")
         values.setdefault(section, {})[name] = yaml.safe_load(value) if isinstance(value, str) else value
-    model = values.get("model", {})
-    bad = set(model) - MODEL_KEYS
+    unknown = set(values) - set(SECTIONS) - {"model"}  # after the overrides, which may name a section too
+    if unknown:
+        raise TextAEError(f"unknown config section(s) {sorted(unknown)}; known: {sorted([*SECTIONS, 'model'])}")
+    bad = set(values["model"]) - MODEL_KEYS
     if bad:
         raise TextAEError(f"unknown model key(s) {sorted(bad)}; known: {sorted(MODEL_KEYS)}")
+    model = _typed(values["model"], _MODEL_HINTS, "model")
     try:
-        TextAEConfig(**model)  # validates the family and its options now
+        TextAEConfig(**model)  # checks sizes, the family and its options now, before any data or tokenizer work
         defaults = RunConfig()
         sections = {name: _section(getattr(defaults, name), values.get(name, {}), name) for name in SECTIONS}
     except (TypeError, ValueError) as err:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from .data.files import data_suffix, load_file
 from .errors import DataError
 
-OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv", ".txt")
+OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv", ".txt")  # what write_rows writes (scores have their own: scoring.job)
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -1,7 +1,7 @@
 """Input noise for denoising autoencoders: pure functions of token ids and a seeded rng.
 
 Sequences are content ids without ``<s>``/``</s>`` (the collator adds those), and ids below
-``num_special`` are special tokens (see ``textae.tokenizer.SPECIAL_TOKENS``). All list-level
+``num_special`` are special tokens (by default ``textae.tokenizer.NUM_SPECIAL``). All list-level
 functions take a caller-seeded ``random.Random``, so noise is reproducible from one seed, never
 modify their input, and never turn a non-empty sequence into an empty one. ``word_dropout``
 works on padded batch tensors because it is applied to decoder inputs inside the model step.
@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from .tokenizer import NUM_SPECIAL
 
 
 @dataclass
@@ -58,7 +60,7 @@ def bert_mask(
     *,
     mask_prob: float = 0.8,
     random_prob: float = 0.1,
-    num_special: int = 5,
+    num_special: int = NUM_SPECIAL,
 ) -> list[int]:
     """BERT corruption: select each non-special token with probability `rate`; of those, replace
     `mask_prob` by `mask_id`, `random_prob` by a uniform non-special id, and keep the rest."""
@@ -148,7 +150,7 @@ def add_noise(
     *,
     mask_id: int,
     vocab_size: int,
-    num_special: int = 5,
+    num_special: int = NUM_SPECIAL,
 ) -> list[int]:
     """Encoder-input noise from `cfg`: deletion, then span infilling, then BERT masking.
 

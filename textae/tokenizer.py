@@ -35,6 +35,9 @@ SPECIAL_TOKENS = {
     "eos_token": "</s>",
     "mask_token": "<mask>",
 }
+NUM_SPECIAL = len(SPECIAL_TOKENS)  # ids below this are special
+# Small: each piece is seen often in a short CPU run, and the softmax is cheap.
+DEFAULT_VOCAB_SIZE = 4000
 MODEL_MAX_LENGTH = 512
 MODEL_TYPES = ("unigram", "bpe")
 # Score for pieces that SentencePiece never matches against text (control, byte, unknown):
@@ -53,7 +56,7 @@ def _clean(texts: Iterable[str]) -> Iterator[str]:
 
 def train_tokenizer(
     texts: Iterable[str],
-    vocab_size: int = 8000,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
     model_type: str = "unigram",
     *,
     character_coverage: float = 0.9995,
@@ -63,7 +66,7 @@ def train_tokenizer(
     """Train a SentencePiece model on `texts` and return it as a fast tokenizer.
 
     `vocab_size` is an upper bound: a corpus too small to fill it gives a smaller vocabulary
-    (use ``len(tokenizer)``). It must still cover the 5 special tokens, the 256 byte pieces and
+    (use ``len(tokenizer)``). It must still cover the NUM_SPECIAL special tokens, the 256 byte pieces and
     every character SentencePiece keeps, else a TextAEError says how large it must be.
     """
     if model_type not in MODEL_TYPES:

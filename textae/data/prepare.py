@@ -14,6 +14,10 @@ from textae.data.sources import TEXT, load_source
 from textae.errors import DataError
 
 DOC_ID = "doc_id"
+# The default run's length filter (whitespace words); evaluations and plots reuse it so they see
+# text like the text the model was trained on.
+SENTENCE_MIN_WORDS = 4
+SENTENCE_MAX_WORDS = 40
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from transformers import PretrainedConfig
 
+from ..tokenizer import DEFAULT_VOCAB_SIZE
 from .bottlenecks import family_config
 
 
@@ -21,7 +23,7 @@ class TextAEConfig(PretrainedConfig):
 
     def __init__(
         self,
-        vocab_size: int = 4000,
+        vocab_size: int = DEFAULT_VOCAB_SIZE,
         d_model: int = 128,
         n_heads: int = 4,
         encoder_layers: int = 2,
@@ -41,6 +43,22 @@ class TextAEConfig(PretrainedConfig):
         tie_word_embeddings: bool = True,
         **kwargs: Any,
     ):
+        # Fail at construction with the option's name, not deep inside the model or after data preparation.
+        sizes = dict(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, encoder_layers=encoder_layers,
+                     decoder_layers=decoder_layers, ffn_dim=ffn_dim, max_positions=max_positions,
+                     num_codes=num_codes, code_dim=code_dim)
+        for name, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}: each head gets d_model / n_heads dims")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if max_positions % num_codes:
+            raise ValueError(f"max_positions={max_positions} must be a multiple of num_codes={num_codes}: "
+                             "each code summarises max_positions / num_codes positions")
+        if bottleneck is not None and not isinstance(bottleneck, Mapping):
+            raise ValueError(f"bottleneck must be a mapping of the family's options, got {bottleneck!r}; see configs/")
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.n_heads = n_heads
@@ -55,9 +73,7 @@ class TextAEConfig(PretrainedConfig):
         self.bottleneck = dict(bottleneck or {})
         self.unk_token_id = unk_token_id
         self.mask_token_id = mask_token_id
-        family_config(family, self.bottleneck)  # fail at construction, not deep inside the model
-        if max_positions % num_codes:
-            raise ValueError(f"max_positions={max_positions} must be a multiple of num_codes={num_codes}")
+        family_config(family, self.bottleneck)
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,

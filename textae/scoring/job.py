@@ -29,11 +29,12 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..errors import DataError, TextAEError
+from ..locks import FileLock
 from .detector import DETECTOR_DIR, NO_FIT_SCORER, AnomalyDetector
 from .rows import Row, count_rows, read_stream
 
 log = logging.getLogger("textae")
-OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
+SCORE_FORMATS = (".jsonl", ".csv", ".parquet")
 COLUMNS = ("id", "score", "nll", "n_tokens", "is_outlier", "reason")
 
 
@@ -78,22 +79,49 @@ def score_file(
     resume: bool = False,
     buffer_rows: int = 4096,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> JobSummary:
-    """Score every row of `input_path` ('-' = stdin) into `output` (.jsonl, .csv or .parquet), in input order."""
+    """Score every row of `input_path` ('-' = stdin) into `output` (.jsonl, .csv or .parquet), in input order.
+
+    While it runs, the job holds a lock beside `output` that a second job on the same output
+    respects (a killed job's lock dies with it). An existing output is replaced only with
+    `overwrite`; `resume` finishes an unfinished job or leaves a finished one as it is."""
     from accelerate import PartialState
 
     output = Path(output)
-    if output.suffix.lower() not in OUTPUT_FORMATS:
-        raise DataError(f"cannot write '{output.name}': scores go to {', '.join(OUTPUT_FORMATS)}")
+    rank = PartialState().process_index
+    lock = FileLock(output.with_name(f"{output.name}.lock-{rank}"), f"{output}",
+                    "wait for the job writing it to finish, or choose another --output")
+    with lock:
+        return _score_file(detector, input_path, output, text_column, id_column, input_format, threshold, contamination,
+                           resume, buffer_rows, progress, overwrite)
+
+
+def _score_file(detector: AnomalyDetector, input_path: str, output: Path, text_column: str, id_column: str | None,
+                input_format: str | None, threshold: float | None, contamination: float | None, resume: bool,
+                buffer_rows: int, progress: bool, overwrite: bool) -> JobSummary:
+    from accelerate import PartialState
+
+    if output.suffix.lower() not in SCORE_FORMATS:
+        raise DataError(f"cannot write '{output.name}': scores go to {', '.join(SCORE_FORMATS)}")
     if threshold is not None and contamination is not None:
         raise TextAEError("pass --threshold or --contamination, not both")
     if contamination is not None:
         detector.set_contamination(contamination)
     cut = threshold if threshold is not None else detector.threshold_
+    if resume and overwrite:
+        raise TextAEError("pass --resume to finish a job or --overwrite to start it again, not both")
     state = PartialState()
     rank, world = state.process_index, state.num_processes
+    if overwrite and state.is_main_process:
+        _remove_job(output)
+    state.wait_for_everyone()
+    if output.exists() and not resume and not overwrite:
+        raise TextAEError(f"{output} already exists; pass --overwrite to score again, or choose another --output")
     stream = read_stream(input_path, text_column, id_column, input_format)
     first = list(islice(stream, 1))  # a wrong column or format fails here, before any output exists
+    if not first:
+        raise DataError(f"{'stdin' if input_path == '-' else input_path} has no rows to score; check that it is the right input")
     fingerprint = _fingerprint(input_path, detector, cut, text_column, id_column, world)
     part = Part(output, rank, world)
     done = part.open(fingerprint, resume)
@@ -211,6 +239,13 @@ class Part:
         tmp = self.progress.with_name(self.progress.name + ".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.progress)
+
+
+def _remove_job(output: Path) -> None:
+    """A finished output and any unfinished job's parts (of any number of processes): --overwrite."""
+    output.unlink(missing_ok=True)
+    for leftover in output.parent.glob(f"{output.name}.part-*"):
+        leftover.unlink()
 
 
 def part_path(output: Path, rank: int, world: int) -> Path:
