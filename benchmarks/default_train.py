@@ -22,13 +22,15 @@ RESULTS = Path(__file__).parent / "results"
 def other_domains(model_dir: Path, n: int = 256) -> dict[str, dict[str, float]]:
     """The news-trained model on text it never saw the like of: SMS messages and TREC questions."""
     import textae
-    from textae.data import DataConfig, prepare
+    from textae.data import SENTENCE_MAX_WORDS, SENTENCE_MIN_WORDS, DataConfig, prepare
     from textae.training.metrics import bleu, exact_match
 
     ae = textae.load(model_dir)
     out = {}
     for name in ("sms", "trec"):
-        texts = prepare(DataConfig(source=name, split_sentences=False, min_words=4, max_words=40, validation_size=n))["validation"]["text"]
+        cfg = DataConfig(source=name, split_sentences=False, min_words=SENTENCE_MIN_WORDS, max_words=SENTENCE_MAX_WORDS,
+                         validation_size=n)
+        texts = prepare(cfg)["validation"]["text"]
         references = ae.tokenizer.batch_decode(ae.token_ids(texts), skip_special_tokens=True)  # as truncated for the model
         hypotheses = ae.reconstruct(texts)
         out[name] = {"bleu": round(bleu(hypotheses, references), 2), "exact_match": round(exact_match(hypotheses, references), 4), "sentences": len(texts)}

@@ -51,10 +51,11 @@ def last_eval(run: Path) -> dict:
 
 
 def heldout(source: str, n: int) -> list[str]:
-    from textae.data import DataConfig, prepare
+    from textae.data import SENTENCE_MAX_WORDS, SENTENCE_MIN_WORDS, DataConfig, prepare
 
     split = source != "news"  # news: the training split's own held-out sentences; others: whole messages
-    cfg = DataConfig(source=source, split_sentences=not split, min_words=4, max_words=40, validation_size=0.05 if not split else n)
+    cfg = DataConfig(source=source, split_sentences=not split, min_words=SENTENCE_MIN_WORDS, max_words=SENTENCE_MAX_WORDS,
+                     validation_size=0.05 if not split else n)
     return list(prepare(cfg)["validation"]["text"][:n])
 
 

@@ -327,17 +327,18 @@ def generate_speed(size: Size, batch: dict[str, torch.Tensor], new_tokens: int, 
 # ----- real sentences: padding and encode throughput ------------------------------------------
 def news_token_ids(quick: bool) -> tuple[list[list[int]], str]:
     """Token ids of the news training sentences (truncated to 63 like `AutoEncoder`, without EOS)."""
-    from textae.data import DataConfig, prepare
-    from textae.tokenizer import load_tokenizer, train_tokenizer
+    from textae.data import SENTENCE_MAX_WORDS, SENTENCE_MIN_WORDS, DataConfig, prepare
+    from textae.tokenizer import DEFAULT_VOCAB_SIZE, load_tokenizer, train_tokenizer
 
-    texts = prepare(DataConfig(source="news", min_words=4, max_words=40))["train"]["text"]
+    texts = prepare(DataConfig(source="news", min_words=SENTENCE_MIN_WORDS, max_words=SENTENCE_MAX_WORDS))["train"]["text"]
     if quick:
         texts = texts[:5000]
     saved = ROOT / "runs" / "bench-default" / "final"
     if (saved / "tokenizer.json").is_file():
         tokenizer, source = load_tokenizer(saved), f"{saved.relative_to(ROOT)} (vocab {len(load_tokenizer(saved))})"
     else:
-        tokenizer, source = train_tokenizer(texts[:20000], vocab_size=4000), "trained on 20,000 news sentences, vocab 4000"
+        tokenizer = train_tokenizer(texts[:20000], vocab_size=DEFAULT_VOCAB_SIZE)
+        source = f"trained on 20,000 news sentences, vocab {DEFAULT_VOCAB_SIZE}"
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     return [x[:63] for x in ids], source
 

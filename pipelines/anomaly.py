@@ -27,27 +27,29 @@ from pathlib import Path
 import click
 import numpy as np
 
+from benchmarks.common import device_name  # figures record the device they were measured on
 from textae import load_config
 from textae.cli import configure_logging
+from textae.config import parse_overrides
 from textae.errors import TextAEError
 from textae.scoring import DEFAULT_SCORER, SCORERS, AnomalyDetector
-from textae.scoring.protocols import (Split, auroc, cross_domain, length_scores, sms_split, tfidf_knn_scores,
-                                     trec_splits)
+from textae.scoring.protocols import (TREC_CLASSES, Split, auroc, cross_domain, length_scores, sms_split,
+                                     tfidf_knn_scores, trec_splits)
 
 from .autoencoder import _train_stage
 from .stages import Stage, run_pipeline
 
-CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
 # evaluation set → the split whose normal texts train its model (cross-domain sets reuse a model)
 CROSS_DOMAIN = {"sms_vs_news": "sms"}
 
 
 def _prepare(out: Path) -> None:
-    from textae.data import DataConfig, prepare
+    from textae.data import SENTENCE_MAX_WORDS, SENTENCE_MIN_WORDS, DataConfig, prepare
 
     out.mkdir(parents=True, exist_ok=True)
     sms = sms_split()
-    news = prepare(DataConfig(min_words=4, max_words=40))["validation"]["text"]  # held-out news sentences
+    # held-out news sentences
+    news = prepare(DataConfig(min_words=SENTENCE_MIN_WORDS, max_words=SENTENCE_MAX_WORDS))["validation"]["text"]
     for split in [sms, *trec_splits(), sms_split(distinct=False), *trec_splits(distinct=False),
                   cross_domain(sms, news, "sms_vs_news")]:
         (out / f"{split.name}.json").write_text(json.dumps(split.__dict__, ensure_ascii=False))
@@ -169,7 +171,7 @@ def _roc_plot(splits: dict[str, Path], final: Path, png: Path) -> None:
 def _protocol(ev: dict, prefix: str, scorers: list[str]) -> dict:
     """One protocol's figures in the issue's layout (keys sms, trec)."""
     sms = ev[f"{prefix}sms"]
-    trec = {c: ev[f"{prefix}trec_{c}"] for c in CLASSES if f"{prefix}trec_{c}" in ev}
+    trec = {c: ev[f"{prefix}trec_{c}"] for c in TREC_CLASSES if f"{prefix}trec_{c}" in ev}
     mean = lambda key: float(np.mean([v[key] for v in trec.values()]))
     return {
         "sms": {"textae": sms[DEFAULT_SCORER], "tfidf_knn": sms["tfidf_knn"], "length_tokens": sms["length_tokens"],
@@ -200,7 +202,7 @@ def _report(eval_json: Path, throughput_json: Path, splits: dict[str, Path], fin
                        "peak_rss_mb_1m": tp.get("1000000", {}).get("peak_rss_mb"), "runs": tp},
         "default_scorer": DEFAULT_SCORER,
         "protocol": "sms/trec: deduplicated texts (no text both fitted and tested); guide_protocol: GUIDE as written",
-        "device": _device(),
+        "device": device_name(),
         "command": command,
     }
     (work / "anomaly.json").write_text(json.dumps(figures, indent=2) + "\n")
@@ -229,16 +231,6 @@ def _report(eval_json: Path, throughput_json: Path, splits: dict[str, Path], fin
     (work / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def _device() -> str:
-    import platform
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 @click.command()
 @click.option("--workdir", type=click.Path(file_okay=False), default="runs/anomaly", help="Where every stage writes.")
 @click.option("--pretrain-minutes", type=float, default=0.0,
@@ -258,9 +250,9 @@ def main(workdir, pretrain_minutes, minutes, steps, throughput_rows, only, sets,
     command = "python -m pipelines.anomaly " + " ".join(sys.argv[1:])
 
     def build() -> list[Stage]:
-        overrides = dict(s.split("=", 1) for s in sets)
+        overrides = parse_overrides(sets)
         sizes = [int(x) for x in throughput_rows.split(",") if x.strip()]
-        names = [f"{p}{n}" for p in ("", "guide_") for n in ("sms", *(f"trec_{c}" for c in CLASSES))]
+        names = [f"{p}{n}" for p in ("", "guide_") for n in ("sms", *(f"trec_{c}" for c in TREC_CLASSES))]
         if only:
             names = [n for n in names if n in only.split(",")] or names
         evaluated = names + [n for n, model in CROSS_DOMAIN.items() if model in names]

@@ -18,6 +18,7 @@ import click
 
 from textae import load, load_config, train
 from textae.cli import configure_logging
+from textae.config import parse_overrides
 from textae.errors import TextAEError
 from textae.training.metrics import bleu, exact_match
 
@@ -79,7 +80,7 @@ def main(config_path: str | None, workdir: str, sets: tuple[str, ...], force: bo
     run_dir = work / "run"
 
     def build() -> list[Stage]:
-        overrides = dict(s.split("=", 1) for s in sets)
+        overrides = parse_overrides(sets)
         overrides["train.output_dir"] = str(run_dir)
         cfg = load_config(config_path, overrides)
         final = run_dir / "final"

@@ -29,6 +29,7 @@ import click
 
 from textae import load, load_config
 from textae.cli import configure_logging
+from textae.config import parse_overrides
 from textae.errors import TextAEError
 from textae.data import DataConfig, prepare
 from textae.similarity import SentenceEncoder
@@ -38,6 +39,8 @@ from .autoencoder import _train_stage
 from .stages import Stage, run_pipeline
 
 PRIOR_WEIGHT = 0.5
+# `random_steps` beyond any run's length: the pre-train never leaves the random-words warm-up.
+ALWAYS_RANDOM_WORDS = 10**9
 TEACHER_PAIRS = 300
 # name → the text-family options that make the variant (over the config's own)
 VARIANTS = {
@@ -148,7 +151,7 @@ def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words
     command = "python -m pipelines.summarization " + " ".join(sys.argv[1:])
 
     def build() -> list[Stage]:
-        overrides = dict(s.split("=", 1) for s in sets)
+        overrides = parse_overrides(sets)
         base = load_config(config_path, overrides)
         if base.model.get("family") != "text":
             raise TextAEError(f"{config_path} is not a text-family config (model.family: text)")
@@ -164,7 +167,7 @@ def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words
         pairs = work / "pairs.jsonl"
         # Random words only: the compressor learns salience alone, and the readability weights change
         # nothing but build the critic and the prior LM, so every variant starts with both trained.
-        pre = run_config("pretrain", pretrain_steps, {"random_steps": 10**9, "prior_weight": PRIOR_WEIGHT}, init_from)
+        pre = run_config("pretrain", pretrain_steps, {"random_steps": ALWAYS_RANDOM_WORDS, "prior_weight": PRIOR_WEIGHT}, init_from)
         stages = [
             Stage("prepare", lambda: _prepare(pairs, eval_pairs), [pairs], params={"eval_pairs": eval_pairs}),
             Stage("pretrain", lambda: _train_stage(pre, work / "pretrain", force), [work / "pretrain/final/model.safetensors"],

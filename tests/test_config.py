@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from textae.config import RunConfig, build_config, load_config
+from textae.config import RunConfig, build_config, load_config, parse_overrides
 from textae.errors import TextAEError
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
@@ -48,6 +48,41 @@ def test_overrides_and_their_errors():
     with pytest.raises(TextAEError, match=r"train.max_steps = 2.5 is not int \| None"):
         build_config(overrides={"train.max_steps": "2.5"})
     assert build_config(overrides={"train.max_minutes": "2", "data.max_examples": "null"}).train.max_minutes == 2
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("model.d_model=abc", r"model.d_model = 'abc' is not int"),
+        ("model.num_codes=abc", r"model.num_codes = 'abc' is not int"),
+        ("model.num_codes=0", r"num_codes must be at least 1, got 0"),
+        ("model.num_codes=-4", r"num_codes must be at least 1, got -4"),
+        ("model.encoder_layers=0", r"encoder_layers must be at least 1"),
+        ("model.num_codes=5", r"max_positions=64 must be a multiple of num_codes=5"),
+        ("model.n_heads=3", r"d_model=128 must be a multiple of n_heads=3"),
+        ("model.dropout=2", r"dropout must be in \[0, 1\), got 2"),
+        ("model.bottleneck=abc", r"bottleneck must be a mapping"),
+        ("nonexistent.key=1", r"unknown config section\(s\) \['nonexistent'\]"),
+    ],
+)
+def test_bad_model_overrides_fail_at_load_time(item, message):
+    # One TextAEError naming the option, at load time: before data preparation and tokenizer training.
+    with pytest.raises(TextAEError, match=message):
+        load_config(None, parse_overrides([item]))
+
+
+def test_valid_model_overrides_are_typed():
+    cfg = load_config(None, parse_overrides(["model.d_model=64", "model.n_heads=2", "model.dropout=1e-1",
+                                             "model.num_codes=8", "model.family=vae"]))
+    assert cfg.model["d_model"] == 64 and cfg.model["num_codes"] == 8 and cfg.model["family"] == "vae"
+    assert cfg.model["dropout"] == 0.1 and isinstance(cfg.model["dropout"], float)  # YAML reads 1e-1 as a string
+
+
+def test_parse_overrides():
+    assert parse_overrides([" train.lr=3e-4", "data.source=a=b.txt", "data.max_words="]) == {
+        "train.lr": "3e-4", "data.source": "a=b.txt", "data.max_words": ""}
+    with pytest.raises(TextAEError, match=r"--set expects section.key=value, got 'train.lr'"):
+        parse_overrides(["train.lr"])
 
 
 def test_saved_config_round_trips(tmp_path):

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from textae.noise import NoiseConfig, add_noise, bert_mask, delete_tokens, span_infill, word_dropout
+from textae.tokenizer import NUM_SPECIAL
 
-MASK, UNK, NUM_SPECIAL, VOCAB = 4, 1, 5, 10_000
+MASK, UNK, VOCAB = 4, 1, 10_000
 SEQ_LEN, NUM_SEQS = 100, 200  # 20k tokens per statistic
 
 

@@ -58,6 +58,14 @@ def test_autoencoder_pipeline_runs_then_skips(corpus, tmp_path):
     assert changed.exit_code == 2 and "--force" in changed.output
 
 
+@pytest.mark.parametrize(("item", "message"), [("model.d_model=abc", "model.d_model = 'abc' is not int"),
+                                               ("train.lr", "--set expects section.key=value")])
+def test_pipeline_rejects_a_bad_set_before_any_work(tmp_path, item, message):
+    result = CliRunner().invoke(autoencoder_pipeline, ["--workdir", str(tmp_path / "work"), "--set", item])
+    assert result.exit_code == 2 and f"error: {message}" in result.output
+    assert not (tmp_path / "work").exists()
+
+
 @pytest.mark.network
 def test_summarization_pipeline_runs_every_stage_then_skips(corpus, tmp_path):
     from textae.data.builtin import builtin_path

@@ -6,6 +6,7 @@ import pytest
 from textae.errors import TextAEError
 from textae.tokenizer import (
     MODEL_MAX_LENGTH,
+    NUM_SPECIAL,
     SPECIAL_TOKENS,
     _to_fast,
     _train_sentencepiece,
@@ -60,6 +61,7 @@ def test_special_token_ids(tok):
         assert getattr(tok, f"{name}_id") == expected_id
         assert tok.convert_tokens_to_ids(token) == expected_id
     assert tok("<mask>")["input_ids"] == [4]
+    assert sorted(tok.all_special_ids) == list(range(NUM_SPECIAL))  # the noise functions' default boundary
 
 
 def test_encoding_adds_no_special_tokens(tok):

@@ -88,16 +88,6 @@ def configure_logging(verbose: bool = False) -> None:
         hf_logging.disable_progress_bar()
 
 
-def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TextAEError(f"--set expects section.key=value, got {item!r} (e.g. --set train.lr=3e-4)")
-        out[key.strip()] = value
-    return out
-
-
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="YAML config (sections data, tokenizer, model, noise, train). Default: the built-in default config.")
@@ -121,10 +111,10 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 def train(config_path, data, text_column, output, max_steps, max_minutes, mixed_precision, family, init_from, resume, sets,
           no_progress) -> None:
     """Train an autoencoder; with no options, the default model on the built-in news sentences."""
-    from .config import load_config
+    from .config import load_config, parse_overrides
     from .training import train as run_training
 
-    overrides = _parse_sets(sets)
+    overrides = parse_overrides(sets)
     for key, value in {"data.source": data, "data.text_column": text_column, "train.output_dir": output,
                        "train.max_steps": max_steps, "train.max_minutes": max_minutes,
                        "train.mixed_precision": mixed_precision, "model.family": family,
@@ -492,12 +482,13 @@ def plot(model_dir, sources, label_column, text_column, output, method, max_poin
     from .loading import load
     from datasets import concatenate_datasets
 
-    from .data import DataConfig, prepare
+    from .data import SENTENCE_MAX_WORDS, SENTENCE_MIN_WORDS, DataConfig, prepare
     from .plotting import plot_codes
 
     texts, labels = [], []
     for source in sources:
-        cfg = DataConfig(source=source, text_column=text_column, split_sentences=split_sentences, min_words=4, max_words=40)
+        cfg = DataConfig(source=source, text_column=text_column, split_sentences=split_sentences,
+                         min_words=SENTENCE_MIN_WORDS, max_words=SENTENCE_MAX_WORDS)
         data = prepare(cfg)  # the split training makes: held-out rows come first, so the map shows unseen text
         rows = concatenate_datasets([data["validation"], data["train"]])
         rows = rows.select(range(min(max_points, len(rows))))
