@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(PY) -m pipelines.autoencoder --workdir runs/demo
 	$(VENV)/bin/textae reconstruct --model runs/demo/run/final --input runs/demo/run/heldout.txt \
-		--output runs/demo/heldout_reconstructed.jsonl --show 8
+		--output runs/demo/heldout_reconstructed.jsonl --show 8 --overwrite
 
 test: install
 	$(PY) -m pytest tests
