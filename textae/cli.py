@@ -458,7 +458,9 @@ def cluster(model_dir, input_path, output, top_words, text_column, id_column, ba
     words = typical(texts, clusters, top_words)
     sizes = {c: int((clusters == c).sum()) for c in words}
     summary = Path(output).with_suffix(".clusters.json")
-    summary.write_text(json.dumps({str(c): {"size": sizes[c], "top_words": w} for c, w in words.items()}, indent=1) + "\n")
+    partial = summary.with_name(summary.name + ".tmp")  # never a half-written file under the real name
+    partial.write_text(json.dumps({str(c): {"size": sizes[c], "top_words": w} for c, w in words.items()}, indent=1) + "\n")
+    partial.replace(summary)
     for c, w in words.items():
         click.echo(f"cluster {c:>3} ({sizes[c]:>6} rows): {' '.join(w)}")
     click.echo(f"wrote {len(ids)} cluster assignments to {output} and top words to {summary}")

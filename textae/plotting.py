@@ -68,6 +68,8 @@ def plot_codes(
     ax.set_yticks([])
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output)
+    partial = output.with_name(f".{output.stem}.tmp{output.suffix}")  # the suffix tells matplotlib the format
+    fig.savefig(partial)
     plt.close(fig)
+    partial.replace(output)
     return points

@@ -206,8 +206,11 @@ class AnomalyDetector:
         for name in ("_bank", "_mean", "_precision", "_scale"):
             if getattr(self, name) is not None:
                 arrays[name.lstrip("_")] = np.ascontiguousarray(getattr(self, name))
-        save_file(arrays, str(path / "detector.safetensors"))
-        (path / "detector.json").write_text(json.dumps(settings, indent=2) + "\n")
+        # Each file under a temporary name first, the settings last: a detector is there once detector.json is.
+        save_file(arrays, str(path / "detector.safetensors.tmp"))
+        (path / "detector.safetensors.tmp").replace(path / "detector.safetensors")
+        (path / "detector.json.tmp").write_text(json.dumps(settings, indent=2) + "\n")
+        (path / "detector.json.tmp").replace(path / "detector.json")
         return path
 
     @classmethod
