@@ -85,7 +85,7 @@ def _evaluate(splits: dict[str, Path], finals: dict[str, Path], out: Path) -> No
         probe = AnomalyDetector(ae, "nll")
         fit, test = probe.features(split.fit), probe.features(split.test)  # one model pass serves every scorer
         for scorer in SCORERS:
-            if scorer == "elbo" and ae.family != "vae":
+            if scorer == "elbo" and not ae.model.bottleneck.standard_normal_prior:
                 continue
             raw[scorer] = AnomalyDetector(ae, scorer).fit_features(fit).scores(test).tolist()
         raw["tfidf_knn"] = tfidf_knn_scores(split.fit, split.test).tolist()
