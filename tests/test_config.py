@@ -100,3 +100,67 @@ def test_family_yaml_lists_every_option_at_its_default(family):
     values = yaml.safe_load((Path(__file__).parent.parent / "configs" / f"{family}.yaml").read_text())
     assert values["model"]["family"] == family
     assert values["model"]["bottleneck"] == asdict(family_config(family))
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("train.max_steps=-5", r"invalid config: train.max_steps must be >= 1, or null \(omit it\) for no step limit; got -5"),
+        ("train.max_steps=0", r"train.max_steps must be >= 1, or null \(omit it\) for no step limit; got 0"),
+        ("train.max_minutes=-1", r"train.max_minutes must be > 0, or null \(omit it\) for no time limit; got -1"),
+        ("train.max_minutes=0", r"train.max_minutes must be > 0"),
+        ("train.lr=0", r"train.lr must be > 0, got 0"),
+        ("train.batch_tokens=0", r"train.batch_tokens must be >= 1, got 0"),
+        ("train.max_batch_size=0", r"train.max_batch_size must be >= 1, got 0"),  # hung the batcher
+        ("train.grad_accum=0", r"train.grad_accum must be >= 1"),
+        ("train.eval_every=0", r"train.eval_every must be >= 1"),
+        ("train.save_every=-1", r"train.save_every must be >= 1"),
+        ("train.log_every=0", r"train.log_every must be >= 1"),
+        ("train.keep_checkpoints=0", r"train.keep_checkpoints must be >= 1"),
+        ("train.eval_sentences=0", r"train.eval_sentences must be >= 1"),
+        ("train.min_lr_ratio=1.5", r"train.min_lr_ratio must be in \[0, 1\], got 1.5"),
+        ("train.warmup_steps=-1", r"train.warmup_steps must be >= 0"),
+        ("train.adam_betas=[0.9, 1.0]", r"train.adam_betas must be two numbers in \[0, 1\)"),
+        ("train.mixed_precision=fp8", r"train.mixed_precision must be one of auto, no, bf16, fp16, got 'fp8'"),
+        ("tokenizer.vocab_size=100", r"tokenizer.vocab_size must be >= 262"),
+        ("tokenizer.model_type=wordpiece", r"tokenizer.model_type must be one of unigram, bpe, got 'wordpiece'"),
+        ("data.min_words=-1", r"invalid config: data.min_words must be >= 0, got -1"),
+        ("data.validation_size=0", r"data.validation_size must be a fraction"),
+        ("noise.span_rate=1", r"invalid config: noise.span_rate must be in \[0, 1\), got 1"),
+    ],
+)
+def test_bad_section_values_fail_at_load_time(item, message):
+    # Each would otherwise fail (or hang, or train without end) after data preparation.
+    with pytest.raises(TextAEError, match=message) as info:
+        load_config(None, parse_overrides([item]))
+    assert "\n" not in str(info.value)
+
+
+def test_null_limits_mean_no_limit_but_not_both():
+    assert load_config(None, parse_overrides(["train.max_steps=null"])).train.max_steps is None
+    assert load_config(None, parse_overrides(["train.max_minutes=null"])).train.max_minutes is None
+    with pytest.raises(TextAEError, match="train.max_steps and max_minutes are both null"):
+        load_config(None, parse_overrides(["train.max_steps=null", "train.max_minutes=null"]))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  lr: 1\n  max_steps: 3: 4\n", r"line 3, column 15: mapping values are not allowed here"),
+        ("train:\n\tlr: 1\n", r"line 2, column 1: found character '\\t' that cannot start any token"),
+        ("train: [1, 2\n", r"line 2, column 1: expected ',' or '\]', but got '<stream end>'"),
+    ],
+)
+def test_a_yaml_syntax_error_is_one_line(tmp_path, text, message):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(TextAEError, match=rf"^cannot parse .*x.yaml: {message}; fix the file") as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_vocab_too_small_for_the_data_says_how_large_it_must_be():
+    from textae.tokenizer import train_tokenizer
+
+    with pytest.raises(TextAEError, match=r"tokenizer.vocab_size=262 is smaller than required for this data: it needs at least \d+ .*; raise"):
+        train_tokenizer(["The quick brown fox jumps over the lazy dog, 0123456789 times!"] * 5, vocab_size=262)

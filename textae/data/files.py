@@ -1,13 +1,22 @@
 """Local data files: .txt, .jsonl, .json, .csv, .tsv (each optionally .gz) and .parquet.
 
 Reading goes through `datasets.load_dataset`, which works offline and memory-maps large files;
-its failures are turned into one-line DataErrors that name the file and say what to do.
+its failures are turned into one-line DataErrors that name the file and say what to do. The
+builders' own error logs and progress bars are muted while a file loads: the DataError is the one
+report, and a bar drawn before it would leave a second line on stderr.
 """
 
 import gzip
+import logging
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
 from textae.errors import DataError
 
@@ -42,16 +51,88 @@ def load_file(path: Path) -> datasets.Dataset:
         )
     if suffix == ".parquet" and path.suffix.lower() == ".gz":
         raise DataError(f"{path}: parquet is compressed internally; pass the uncompressed .parquet file")
+    check_header(path)
     builder, options = FORMATS[suffix]
-    try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
-    except Exception as err:  # the builders raise many types; all mean "this file is unreadable"
-        raise _explain(path, err) from err
-    if builder == "text":
-        ds = ds.filter(_not_blank, input_columns="text", batched=True)
+    with quiet():
+        try:
+            ds = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+        except Exception as err:  # the builders raise many types; all mean "this file is unreadable"
+            raise _explain(path, err) from err
+        if builder == "text":
+            ds = ds.filter(_not_blank, input_columns="text", batched=True)
     if ds.num_rows == 0:
         raise DataError(f"{path} has no rows; check that it is the right file")
     return ds
+
+
+def check_header(path: Path) -> None:
+    """Fail fast, before any reader starts, on a file whose first or last bytes show it is not what
+    its name says: a `.gz` that is not gzip, a `.parquet` that is not parquet (its footer is read)."""
+    if data_suffix(path) == ".parquet":
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(max(0, f.seek(0, 2) - 4))
+            tail = f.read(4)
+        if head != b"PAR1" or tail != b"PAR1":
+            raise DataError(f"{path} is not a parquet file (no PAR1 marker at its start and end); "
+                            "pass a parquet file, or name the file after its real format (.txt, .jsonl, .csv)")
+        try:
+            pq.read_metadata(path)
+        except (pa.ArrowException, OSError) as err:
+            raise parquet_error(path, err) from None
+    elif path.suffix.lower() == ".gz":
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        if magic != b"\x1f\x8b":
+            raise unreadable(path, gzip.BadGzipFile(f"Not a gzipped file ({magic!r})"))
+
+
+def parquet_error(path: Path | str, err: Exception, where: str = "") -> DataError:
+    """A parquet file pyarrow cannot read, as one line; `where` is e.g. " at row 7"."""
+    return DataError(f"{path} is a damaged parquet file{where} ({_first_line(err)}); write or copy it again")
+
+
+def unreadable(path: Path | str, err: BaseException, where: str = "") -> DataError:
+    """A failed read below the format (gzip, zlib, the disk) as one line naming the file and, where
+    known, the place reading stopped (`where`, e.g. " at line 12")."""
+    if isinstance(err, gzip.BadGzipFile) and str(err).startswith("Not a gzipped file"):
+        return DataError(f"{path} is not gzip data although its name ends in .gz; "
+                         "rename it without .gz, or compress it with gzip")
+    if isinstance(err, EOFError):
+        return DataError(f"{path} is truncated: its gzip data ends early{where}; copy or download the file again")
+    if isinstance(err, (gzip.BadGzipFile, zlib.error)):
+        return DataError(f"{path} is damaged: its gzip data is corrupt{where} ({_first_line(err)}); "
+                         "copy or download the file again")
+    return DataError(f"could not read {path}{where}: {getattr(err, 'strerror', None) or _first_line(err)}")
+
+
+READ_ERRORS = (OSError, EOFError, zlib.error)  # what reading a (possibly gzip) file can raise
+QUIET_BELOW_ROWS = 10_000  # datasets this small are mapped and filtered without a progress bar
+
+
+@contextmanager
+def quiet(enabled: bool = True) -> Iterator[None]:
+    """No `datasets` error logs or progress bars inside the block (see the module docstring); also
+    used around quick steps on small datasets, whose bars are noise before a possible error line."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("datasets")
+    level, bars_off = logger.level, are_progress_bars_disabled()
+    logger.setLevel(logging.CRITICAL)
+    if not bars_off:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if not bars_off:
+            enable_progress_bars()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _not_blank(texts: list[str]) -> list[bool]:
@@ -60,33 +141,34 @@ def _not_blank(texts: list[str]) -> list[bool]:
 
 def _explain(path: Path, err: Exception) -> DataError:
     """The most useful explanation of a failed read: bad UTF-8, no rows, or the parser's own words."""
-    if data_suffix(path) != ".parquet":
-        try:
-            bad_line, rows = _scan(path)
-        except (OSError, EOFError) as scan_err:  # e.g. a .gz file that is not gzip
-            return DataError(f"could not read {path}: {scan_err}")
-        if bad_line is not None:
-            return DataError(
-                f"{path} is not valid UTF-8 (first bad line: {bad_line}); re-encode it, "
-                f"e.g. iconv -f latin1 -t utf-8 {path.name} > fixed{data_suffix(path)}"
-            )
-        if rows <= (1 if data_suffix(path) in (".csv", ".tsv") else 0):  # csv: header only
-            return DataError(f"{path} has no rows; check that it is the right file")
     while err.__cause__ is not None:
         err = err.__cause__
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return DataError(f"could not read {path}: {reason}")
+    if data_suffix(path) == ".parquet":
+        return parquet_error(path, err)
+    bad_line, rows = _scan(path)  # a DataError itself where the file cannot be read to its end
+    if bad_line is not None:
+        return DataError(
+            f"{path} is not valid UTF-8 (first bad line: {bad_line}); re-encode it, "
+            f"e.g. iconv -f latin1 -t utf-8 {path.name} > fixed{data_suffix(path)}"
+        )
+    if rows <= (1 if data_suffix(path) in (".csv", ".tsv") else 0):  # csv: header only
+        return DataError(f"{path} has no rows; check that it is the right file")
+    return DataError(f"could not read {path}: {_first_line(err)}")
 
 
 def _scan(path: Path) -> tuple[int | None, int]:
-    """The number of the first line that is not UTF-8 (None if all are), and the non-blank lines."""
+    """The number of the first line that is not UTF-8 (None if all are), and the non-blank lines;
+    a file that cannot be read to its end is a DataError naming the line where reading stopped."""
     opener = gzip.open if path.suffix.lower() == ".gz" else open
-    rows = 0
-    with opener(path, "rb") as f:
-        for number, line in enumerate(f, 1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                return number, rows
-            rows += bool(line.strip())
+    rows = number = 0
+    try:
+        with opener(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number, rows
+                rows += bool(line.strip())
+    except READ_ERRORS as err:
+        raise unreadable(path, err, f" at line {number + 1}") from None
     return None, rows

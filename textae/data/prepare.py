@@ -9,6 +9,7 @@ import datasets
 import numpy as np
 
 from textae.data.clean import clean_text
+from textae.data.files import QUIET_BELOW_ROWS, quiet
 from textae.data.sentences import split_sentences
 from textae.data.sources import TEXT, load_source
 from textae.errors import DataError
@@ -35,6 +36,10 @@ class DataConfig:
     max_examples: int | None = None  # cap on rows kept (after filtering), for quick runs
 
     def __post_init__(self) -> None:
+        # Messages start with the field's name: the config loader prefixes the section ("data.").
+        for name in ("source", "text_column"):
+            if not getattr(self, name).strip():
+                raise DataError(f"{name} must not be empty")
         if self.min_words < 0:
             raise DataError(f"min_words must be >= 0, got {self.min_words}")
         if self.max_words is not None and self.max_words < max(self.min_words, 1):
@@ -50,6 +55,11 @@ class DataConfig:
             raise DataError(
                 f"max_examples must be >= 2 (a train and a validation row), got {self.max_examples}"
             )
+        if self.max_examples is not None and self.validation_size >= self.max_examples:
+            raise DataError(
+                f"validation_size ({self.validation_size:g} rows) must be below max_examples "
+                f"({self.max_examples}) to leave training rows"
+            )
 
 
 def prepare(cfg: DataConfig) -> datasets.DatasetDict:
@@ -62,16 +72,17 @@ def prepare(cfg: DataConfig) -> datasets.DatasetDict:
     features = raw.features.copy()
     features[TEXT] = datasets.Value("string")
     features[DOC_ID] = datasets.Value("int64")
-    rows = raw.map(
-        _examples,
-        batched=True,
-        with_indices=True,
-        remove_columns=raw.column_names,
-        features=features,
-        fn_kwargs={"split": cfg.split_sentences, "min_words": cfg.min_words, "max_words": cfg.max_words},
-        load_from_cache_file=False,  # the cache key cannot see changes to the cleaning code
-        desc="Preparing examples",
-    )
+    with quiet(raw.num_rows < QUIET_BELOW_ROWS):  # a small corpus is prepared in a blink: no bar
+        rows = raw.map(
+            _examples,
+            batched=True,
+            with_indices=True,
+            remove_columns=raw.column_names,
+            features=features,
+            fn_kwargs={"split": cfg.split_sentences, "min_words": cfg.min_words, "max_words": cfg.max_words},
+            load_from_cache_file=False,  # the cache key cannot see changes to the cleaning code
+            desc="Preparing examples",
+        )
     texts = rows.data.column(TEXT).to_pylist()  # whole column at once: iterating rows is slow
     keep = _first_occurrences(texts) if cfg.dedup else np.arange(len(texts))
     keep = keep[np.random.default_rng(cfg.seed).permutation(len(keep))][: cfg.max_examples]

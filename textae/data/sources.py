@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 
 from textae.data.builtin import BUILTIN, load_builtin
-from textae.data.files import load_file
+from textae.data.files import QUIET_BELOW_ROWS, load_file, quiet
 from textae.errors import DataError
 
 TEXT = "text"
@@ -75,9 +75,11 @@ def _standardise(ds: datasets.Dataset, text_column: str, source: str) -> dataset
                 f"column '{text_column}' of {source} holds {feature}, not text; "
                 "pass --text-column with a column of strings"
             )
-        ds = ds.cast_column(TEXT, datasets.Value("string"))
+        with quiet(ds.num_rows < QUIET_BELOW_ROWS):
+            ds = ds.cast_column(TEXT, datasets.Value("string"))
     if ds.data.column(TEXT).null_count:
-        ds = ds.filter(_not_null, input_columns=TEXT, batched=True)
+        with quiet(ds.num_rows < QUIET_BELOW_ROWS):
+            ds = ds.filter(_not_null, input_columns=TEXT, batched=True)
     return ds
 
 

@@ -127,16 +127,19 @@ def _score_file(detector: AnomalyDetector, input_path: str, output: Path, text_c
     done = part.open(fingerprint, resume)
     if done is None:  # a finished job: nothing left to do
         return JobSummary(0, 0, 0, -1, output)
-    total = count_rows(input_path, input_format)
-    mine = None if total is None else len(range(rank, total, world))
-    bar = tqdm(total=mine, initial=done, unit="rows", desc="scoring", disable=not progress or rank != 0,
-               dynamic_ncols=True, smoothing=0.1)
-    rows = (r for r in chain(first, stream) if r.index % world == rank)
-    for buffer in _buffers(rows, done, buffer_rows):
-        records = _score_rows(detector, buffer, cut)
-        part.append(records)
-        bar.update(len(records))
-    bar.close()
+    try:
+        total = count_rows(input_path, input_format)
+        mine = None if total is None else len(range(rank, total, world))
+        with tqdm(total=mine, initial=done, unit="rows", desc="scoring", disable=not progress or rank != 0,
+                  dynamic_ncols=True, smoothing=0.1) as bar:
+            rows = (r for r in chain(first, stream) if r.index % world == rank)
+            for buffer in _buffers(rows, done, buffer_rows):
+                records = _score_rows(detector, buffer, cut)
+                part.append(records)
+                bar.update(len(records))
+    except DataError:  # the input cannot be read to its end (e.g. a truncated .gz): a fresh job leaves nothing behind
+        part.discard_fresh()
+        raise
     state.wait_for_everyone()
     counts = _merge(output, world) if state.is_main_process else (0, 0, 0)
     state.wait_for_everyone()
@@ -200,6 +203,7 @@ class Part:
         self.path = part_path(output, rank, world)
         self.progress = self.path.with_name(self.path.name + ".progress")
         self.rows = 0
+        self.fresh = False  # whether this run created the part (a resumed one holds earlier runs' rows)
 
     def open(self, fingerprint: dict[str, Any], resume: bool) -> int | None:
         """Rows already done (0 for a fresh job), or None when `output` is a finished job to keep."""
@@ -222,9 +226,16 @@ class Part:
             return None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_bytes(b"")
-        self.fingerprint = fingerprint
+        self.fingerprint, self.fresh = fingerprint, True
         self._record()
         return 0
+
+    def discard_fresh(self) -> None:
+        """Remove the part and its progress file if this run started them, so that a failed fresh job
+        (unreadable input) blocks no rerun; a resumed job's part keeps its earlier rows."""
+        if self.fresh:
+            for path in (self.path, self.progress, self.progress.with_name(self.progress.name + ".tmp")):
+                path.unlink(missing_ok=True)
 
     def append(self, records: list[dict[str, Any]]) -> None:
         with open(self.path, "ab") as f:
