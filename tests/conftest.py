@@ -1,10 +1,16 @@
-"""Shared fixtures: tiny corpora and tiny configs so every test runs in seconds on 2 CPU cores."""
+"""Shared fixtures: tiny corpora and tiny configs so every test runs in seconds on 2 CPU cores, and
+the tiny trained models, each trained once per session however many test files use it."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from accelerate.state import AcceleratorState
+
+import textae
 
 SENTENCES = [
     "the cat sat on the mat .",
@@ -17,6 +23,15 @@ SENTENCES = [
     "the team won its third game in a row .",
     "our train leaves at noon .",
 ]
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator():
+    """accelerate's state is a process-wide singleton: each test starts from none and leaves none behind,
+    so a model a session fixture trains between two tests sees no other test's state."""
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
 
 
 @pytest.fixture
@@ -56,3 +71,31 @@ def tiny_overrides(corpus: Path, out: Path, **extra) -> dict:
     }
     values.update(extra)
     return values
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Callable[..., Path]:
+    """`trained_model(family, steps, **overrides)` → the `final/` directory of a tiny model trained on
+    SENTENCES (or on `corpus`, a file's text) with `tiny_overrides`; `options` is the family's
+    bottleneck section. The same arguments give the same directory, trained once per session: tests
+    read it (and its run directory, `final.parent`) but never write there; one that must write
+    copies it into its tmp_path first."""
+    root = tmp_path_factory.mktemp("models")
+    finals: dict[str, Path] = {}
+
+    def get(family: str = "ae", steps: int = 300, options: dict | None = None, corpus: Path | None = None,
+            **overrides) -> Path:
+        source = (corpus.suffix, corpus.read_text()) if corpus else (".txt", "\n".join(SENTENCES) + "\n")
+        key = json.dumps([family, steps, options, source, overrides], sort_keys=True)
+        if key not in finals:
+            run = root / f"{family}-{len(finals)}"
+            run.mkdir()
+            data = run / f"corpus{source[0]}"
+            data.write_text(source[1])
+            values = {**tiny_overrides(data, run / "run", **{"train.max_steps": steps, **overrides}), "model.family": family}
+            if options is not None:
+                values["model.bottleneck"] = options
+            finals[key] = textae.train(textae.load_config(overrides=values), progress=False)
+        return finals[key]
+
+    return get

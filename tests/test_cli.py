@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import datasets.config
+import huggingface_hub.constants
 import pyarrow.parquet as pq
 import pytest
-from accelerate.state import AcceleratorState
 from click.testing import CliRunner
 
+import textae
 from textae.cli import cli
 
 from .conftest import SENTENCES, tiny_overrides
@@ -20,16 +22,16 @@ def _train_args(corpus, out, **extra) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(SENTENCES) + "\n")
-    AcceleratorState._reset_state(True)
-    result = CliRunner().invoke(cli, _train_args(corpus, root / "run", **{"train.max_steps": 300}))
-    AcceleratorState._reset_state(True)
+def model_dir(trained_model):
+    return trained_model()
+
+
+def test_train_saves_a_model_that_loads(corpus, tmp_path):
+    result = CliRunner().invoke(cli, _train_args(corpus, tmp_path / "run", **{"train.max_steps": 5}))
     assert result.exit_code == 0, result.output
-    assert "model saved to" in result.output
-    return root / "run" / "final"
+    assert f"model saved to {tmp_path / 'run' / 'final'}" in result.output
+    assert textae.load(tmp_path / "run" / "final").encode(SENTENCES[:2]).shape == (2, 16, 32)  # the --set sizes
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 5
 
 
 def test_encode_then_decode_keeps_ids_order_and_text(model_dir, tmp_path):
@@ -81,13 +83,14 @@ def test_reconstruct_txt_keeps_every_line_including_blank_ones(model_dir, tmp_pa
     ],
 )
 def test_bad_input_gives_one_clear_line_and_status_2(model_dir, tmp_path, monkeypatch, args, message):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Offline, so the hub case fails at once; the environment variable is read only when the hub libraries are imported.
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     (tmp_path / "in.txt").write_text("hello world\n")
     (tmp_path / "in.jsonl").write_text('{"text": "hello"}\n')
     (tmp_path / "bad.txt").write_bytes(b"fine line\nbroken \xff\xfe line\n")
     (tmp_path / "empty.txt").write_text("")
     args = [a.format(model=model_dir, tmp=tmp_path) for a in args]
-    AcceleratorState._reset_state(True)
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2, res.output
     assert message in res.output
@@ -104,8 +107,6 @@ def test_every_command_explains_itself():
 
 
 def test_empty_and_huge_documents_get_codes_not_crashes(model_dir, caplog):
-    import textae
-
     ae = textae.load(model_dir)
     codes = ae.encode(["", "word " * 5000, SENTENCES[0]])
     assert codes.shape == (3, 16, 32)

@@ -9,19 +9,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 from click.testing import CliRunner
 
 import textae
 from textae.cli import cli
 from textae.clustering import top_words
-from textae.config import build_config
 from textae.errors import TextAEError
 from textae.latent import sample
 from textae.modeling.bottlenecks import build_bottleneck
 from textae.modeling.bottlenecks.cvae import UNKNOWN, label_ids
 from textae.modeling.bottlenecks.gmvae import gaussian_pair_kl
-from textae.training import train
 from textae.transfer import transfer
 
 from .conftest import SENTENCES, tiny_overrides
@@ -29,18 +26,6 @@ from .conftest import SENTENCES, tiny_overrides
 K, D = 2, 8
 # The same content in two styles: the label alone says how a sentence ends.
 STYLED = [(s[:-2] + " .", "calm") for s in SENTENCES] + [(s[:-2] + " !", "loud") for s in SENTENCES]
-
-
-def _train(tmp_path, name: str, family: str, options: dict, corpus, steps: int):
-    AcceleratorState._reset_state(True)
-    cfg = build_config(overrides={
-        **tiny_overrides(corpus, tmp_path / name, **{"train.max_steps": steps, "train.eval_every": steps}),
-        "model.family": family, "model.bottleneck": options,
-    })
-    try:
-        return train(cfg, progress=False)
-    finally:
-        AcceleratorState._reset_state(True)
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +36,14 @@ def styled_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cvae(tmp_path_factory, styled_corpus):
+def cvae(trained_model, styled_corpus):
     options = {"latent_dim": 8, "beta_steps": 100, "label_column": "style", "adversary_weight": 1.0}
-    return _train(tmp_path_factory.mktemp("cvae"), "cvae", "cvae", options, styled_corpus, 300)
+    return trained_model("cvae", 300, options, corpus=styled_corpus, **{"train.eval_every": 300})
 
 
 @pytest.fixture(scope="module")
-def gmvae(tmp_path_factory):
-    corpus = tmp_path_factory.mktemp("gm") / "corpus.txt"
-    corpus.write_text("\n".join(SENTENCES) + "\n")
-    return _train(tmp_path_factory.mktemp("gmvae"), "gmvae", "gmvae", {"latent_dim": 8, "components": 3}, corpus, 150)
+def gmvae(trained_model):
+    return trained_model("gmvae", 150, {"latent_dim": 8, "components": 3}, **{"train.eval_every": 150})
 
 
 # ----- conditional VAE ----------------------------------------------------------------------
@@ -114,15 +97,20 @@ def test_transfer_through_the_cli_keeps_ids_and_order_and_explains_bad_labels(cv
     assert [r["id"] for r in rows] == ["r0", "r1", "r2", "r3"] and [r["text"] for r in rows] == [t for t, _ in STYLED[:4]]
     assert [r["transferred"] for r in rows] == transfer(textae.load(cvae), [t for t, _ in STYLED[:4]], "loud")
     assert {r["label"] for r in rows} <= {"calm", "loud"}
-    res = runner.invoke(cli, ["transfer", "--model", str(cvae), "--input", str(src), "--to", "angry", "--output", str(out)])
+    res = runner.invoke(cli, ["transfer", "--model", str(cvae), "--input", str(src), "--to", "angry", "--output", str(tmp_path / "angry.jsonl")])
     assert res.exit_code == 2 and "unknown label 'angry'; this model knows calm, loud" in res.output
 
 
 def test_cvae_training_explains_a_missing_or_unusable_label_column(tmp_path, corpus, styled_corpus):
+    def train_cvae(name: str, options: dict, data):
+        overrides = {**tiny_overrides(data, tmp_path / name, **{"train.max_steps": 2}), "model.family": "cvae",
+                     "model.bottleneck": options}
+        textae.train(textae.load_config(overrides=overrides), progress=False)
+
     with pytest.raises(TextAEError, match="conditions on the column 'label'.*columns: text"):
-        _train(tmp_path, "a", "cvae", {}, corpus, 2)
+        train_cvae("a", {}, corpus)
     with pytest.raises(TextAEError, match="holds 17 distinct value"):  # the text column is not a label
-        _train(tmp_path, "b", "cvae", {"label_column": "text"}, styled_corpus, 2)
+        train_cvae("b", {"label_column": "text"}, styled_corpus)
 
 
 # ----- mixture prior --------------------------------------------------------------------------

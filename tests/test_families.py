@@ -8,17 +8,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 from click.testing import CliRunner
 
 import textae
 from textae.cli import cli
-from textae.config import build_config
 from textae.modeling import TextAEModel
-from textae.training import train
 from textae.training.loop import _initialise_from
 
-from .conftest import SENTENCES, tiny_overrides
+from .conftest import SENTENCES
 
 OPTIONS = {
     "vae": {"latent_dim": 8, "beta_steps": 50},
@@ -27,20 +24,8 @@ OPTIONS = {
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("families")
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(SENTENCES) + "\n")
-    out = {}
-    for family, options in OPTIONS.items():
-        AcceleratorState._reset_state(True)
-        cfg = build_config(overrides={
-            **tiny_overrides(corpus, root / family, **{"train.max_steps": 250, "train.eval_every": 250}),
-            "model.family": family, "model.bottleneck": options,
-        })
-        out[family] = train(cfg, progress=False)
-    AcceleratorState._reset_state(True)
-    return out
+def models(trained_model) -> dict:
+    return {family: trained_model(family, 250, options, **{"train.eval_every": 250}) for family, options in OPTIONS.items()}
 
 
 @pytest.mark.parametrize("family", list(OPTIONS))
@@ -86,7 +71,7 @@ def test_vq_codes_round_trip_through_parquet_as_integers(models, tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o.txt").read_text().splitlines() == textae.load(models["vq"]).reconstruct(SENTENCES[:4])
     # codes of another family are refused with a clear message, not a traceback
-    res = runner.invoke(cli, ["decode", "--model", str(models["vae"]), "--input", str(tmp_path / "c.parquet"), "--output", str(tmp_path / "o.txt")])
+    res = runner.invoke(cli, ["decode", "--model", str(models["vae"]), "--input", str(tmp_path / "c.parquet"), "--output", str(tmp_path / "vae.txt")])
     assert res.exit_code == 2 and "error: codes have shape (4, 32); this vae model expects (N, 8)" in res.output
 
 
@@ -145,11 +130,8 @@ def test_latent_verbs_explain_bad_requests(models, tmp_path):
         assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, (args, res.output)
 
 
-def test_plain_autoencoder_has_no_prior_to_sample(tmp_path, corpus):
-    AcceleratorState._reset_state(True)
-    final = train(build_config(overrides=tiny_overrides(corpus, tmp_path / "ae", **{"train.max_steps": 5})), progress=False)
-    AcceleratorState._reset_state(True)
-    res = CliRunner().invoke(cli, ["sample", "--model", str(final), "-n", "2"])
+def test_plain_autoencoder_has_no_prior_to_sample(trained_model):
+    res = CliRunner().invoke(cli, ["sample", "--model", str(trained_model()), "-n", "2"])
     assert res.exit_code == 2 and "no prior" in res.output
 
 

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from accelerate.state import AcceleratorState
 from click.testing import CliRunner
 
 from pipelines.autoencoder import main as autoencoder_pipeline
@@ -44,16 +43,13 @@ def test_autoencoder_pipeline_runs_then_skips(corpus, tmp_path):
     sets = [a for k, v in tiny_overrides(corpus, tmp_path / "ignored", **{"train.max_steps": 20}).items()
             if k != "train.output_dir" for a in ("--set", f"{k}={'null' if v is None else v}")]
     runner = CliRunner()
-    AcceleratorState._reset_state(True)
     first = runner.invoke(autoencoder_pipeline, ["--workdir", str(work), *sets])
     assert first.exit_code == 0, first.output
     assert "ran: train, evaluate, report" in first.output
     assert (work / "report.md").read_text().startswith("# Autoencoder report")
     assert (work / "curve.png").stat().st_size > 0
-    AcceleratorState._reset_state(True)
     second = runner.invoke(autoencoder_pipeline, ["--workdir", str(work), *sets])
     assert second.exit_code == 0 and "nothing (all up to date)" in second.output
-    AcceleratorState._reset_state(True)
     changed = runner.invoke(autoencoder_pipeline, ["--workdir", str(work), *sets, "--set", "train.lr=0.001"])
     assert changed.exit_code == 2 and "--force" in changed.output
 
@@ -67,6 +63,7 @@ def test_pipeline_rejects_a_bad_set_before_any_work(tmp_path, item, message):
 
 
 @pytest.mark.network
+@pytest.mark.slow
 def test_summarization_pipeline_runs_every_stage_then_skips(corpus, tmp_path):
     from textae.data.builtin import builtin_path
     from textae.errors import DataError
@@ -84,7 +81,6 @@ def test_summarization_pipeline_runs_every_stage_then_skips(corpus, tmp_path):
     args = ["--workdir", str(work), "--pretrain-steps", "5", "--train-steps", "5", "--eval-pairs", "30",
             "--set", "model.family=text", *sets]
     runner = CliRunner()
-    AcceleratorState._reset_state(True)
     first = runner.invoke(summarization_pipeline, args)
     assert first.exit_code == 0, first.output
     assert "ran: prepare, pretrain, train, no_discriminator, prior, evaluate, report" in first.output
@@ -92,6 +88,5 @@ def test_summarization_pipeline_runs_every_stage_then_skips(corpus, tmp_path):
     assert {"rouge1", "rouge2", "rougeL", "avg_words", "lead8", "no_discriminator", "sentences_per_s", "command"} <= set(result)
     assert result["avg_words"] <= 10 and len(result["examples"]) == 20
     assert "| lead8 |" in (work / "report.md").read_text()
-    AcceleratorState._reset_state(True)
     again = runner.invoke(summarization_pipeline, args)
     assert again.exit_code == 0 and "ran: nothing" in again.output

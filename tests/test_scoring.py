@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from accelerate.state import AcceleratorState
 from click.testing import CliRunner
 
 import textae
@@ -21,30 +21,19 @@ from textae.scoring import AnomalyDetector, load_detector, score_file
 from textae.scoring import job as job_module
 
 from .conftest import SENTENCES
-from .test_cli import _train_args
 
 ODD = ["zq 77 xv kk 0912 ##", "!!! ??? ;;; 55 55 55", "qwxz vbnm plok ijuh"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scoring")
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(SENTENCES) + "\n")
-    AcceleratorState._reset_state(True)
-    result = CliRunner().invoke(cli, _train_args(corpus, root / "run", **{"train.max_steps": 200}))
-    AcceleratorState._reset_state(True)
-    assert result.exit_code == 0, result.output
-    return root / "run" / "final"
+def model_dir(trained_model):
+    return trained_model()
 
 
 @pytest.fixture
 def fresh_model(model_dir, tmp_path):
     """A copy of the trained model, so fitting a detector into it leaves the shared one untouched."""
-    import shutil
-
-    shutil.copytree(model_dir, tmp_path / "model")
-    return tmp_path / "model"
+    return shutil.copytree(model_dir, tmp_path / "model")
 
 
 def _texts(n: int) -> list[str]:
@@ -59,10 +48,7 @@ def _read_jsonl(path) -> list[dict]:
 
 
 def _invoke(args, **kw):
-    AcceleratorState._reset_state(True)
-    res = CliRunner().invoke(cli, [str(a) for a in args], **kw)
-    AcceleratorState._reset_state(True)
-    return res
+    return CliRunner().invoke(cli, [str(a) for a in args], **kw)
 
 
 def test_unusual_texts_score_higher_than_normal_ones(model_dir):
@@ -86,7 +72,9 @@ def test_scores_keep_input_order_and_ids_across_length_bucketing(model_dir, tmp_
     assert [r["id"] for r in rows] == ids
     one_by_one = [float(det.decision_function([t])[0]) for t in texts]
     assert np.allclose([r["score"] for r in rows], one_by_one, rtol=1e-4, atol=1e-5)
-    assert all(r["n_tokens"] > 1 and r["nll"] > 0 and r["reason"] is None for r in rows)
+    assert all(r["n_tokens"] > 1 and r["reason"] is None for r in rows)
+    per_token = AnomalyDetector(model_dir, "nll").decision_function(texts)  # the document's NLL over its tokens
+    assert np.allclose([r["nll"] / r["n_tokens"] for r in rows], per_token, rtol=1e-4, atol=1e-5)
 
 
 def test_killed_job_resumes_with_no_duplicated_or_missing_rows(model_dir, tmp_path, monkeypatch):
@@ -122,6 +110,7 @@ def test_killed_job_resumes_with_no_duplicated_or_missing_rows(model_dir, tmp_pa
     assert not list(tmp_path.glob("out.csv.part*"))
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_through_the_command_line(model_dir, tmp_path):
     src = tmp_path / "in.jsonl"
     texts = _texts(3000)
@@ -177,7 +166,8 @@ def test_stdin_is_read_as_lines(model_dir, tmp_path):
                   input="\n".join(texts) + "\n")
     assert res.exit_code == 0, res.output
     rows = _read_jsonl(tmp_path / "out.jsonl")
-    assert len(rows) == 6 and all(r["score"] is not None for r in rows)
+    assert [r["id"] for r in rows] == list(range(6))
+    assert np.allclose([r["score"] for r in rows], AnomalyDetector(model_dir, "nll_char").decision_function(texts), rtol=1e-4)
 
 
 def test_bad_rows_are_reported_not_fatal(model_dir, tmp_path):
@@ -257,6 +247,7 @@ def test_bad_options_are_clear_errors(model_dir):
         AnomalyDetector(model_dir, "knn").decision_function(SENTENCES)
 
 
+@pytest.mark.slow
 def test_several_processes_split_the_rows_and_keep_input_order(model_dir, tmp_path):
     import socket
 

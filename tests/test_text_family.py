@@ -9,19 +9,16 @@ import math
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 from click.testing import CliRunner
 
 import textae
 from textae.cli import cli
-from textae.config import build_config
 from textae.modeling import TextAEConfig, TextCodeModel
 from textae.modeling.text.critic import gradient_penalty
 from textae.modeling.text.salience import first_order_drops, word_salience
 from textae.modeling.text.select import (
     NEG, budgets, compact, relaxed_top_k, sample_without_replacement, top_k_mask, window_mask,
 )
-from textae.training import train
 
 from .conftest import SENTENCES, tiny_overrides
 
@@ -221,18 +218,8 @@ def test_similarity_needs_reinforce():
 
 # ----- end to end --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def text_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("text")
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(SENTENCES) + "\n")
-    AcceleratorState._reset_state(True)
-    cfg = build_config(overrides={
-        **tiny_overrides(corpus, root / "run", **{"train.max_steps": 30, "train.eval_every": 30}),
-        "model.family": "text", "model.bottleneck": TEXT,
-    })
-    final = train(cfg, progress=False)
-    AcceleratorState._reset_state(True)
-    return final
+def text_model(trained_model):
+    return trained_model("text", 30, TEXT, **{"train.eval_every": 30})
 
 
 def test_training_logs_every_term_by_name(text_model):
@@ -311,11 +298,8 @@ def test_init_from_an_autoencoder_starts_compressor_and_reader_from_its_encoder(
 def test_a_killed_run_resumes_with_the_critic_optimiser(tmp_path, corpus):
     overrides = {**tiny_overrides(corpus, tmp_path / "run", **{"train.max_steps": 4, "train.save_every": 2}),
                  "model.family": "text", "model.bottleneck": TEXT}
-    AcceleratorState._reset_state(True)
-    train(build_config(overrides=overrides), progress=False)
-    AcceleratorState._reset_state(True)
-    train(build_config(overrides={**overrides, "train.max_steps": 6}), resume=True, progress=False)
-    AcceleratorState._reset_state(True)
+    textae.train(textae.load_config(overrides=overrides), progress=False)
+    textae.train(textae.load_config(overrides={**overrides, "train.max_steps": 6}), resume=True, progress=False)
     steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 6
     assert (tmp_path / "run" / "checkpoints" / "step-6" / "optimizer_1.bin").is_file()  # the critic's own state
