@@ -63,7 +63,8 @@ def domain_metrics(model_dir: Path, texts: list[str]) -> dict:
     """Held-out evaluation (loss, latent metrics, BLEU) of a model on any texts."""
     import textae
     from textae.noise import NoiseConfig
-    from textae.training.batching import Collator, tokenize
+    from textae.tokenizer import tokenize
+    from textae.training.batching import Collator
     from textae.training.evaluate import evaluate
 
     ae = textae.load(model_dir)

@@ -19,7 +19,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -220,3 +220,10 @@ def _damage(path: Path, err: Exception) -> str:
         return f"a tokenizer file has no {err} entry"
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def tokenize(texts: Sequence[str], tokenizer: PreTrainedTokenizerFast, max_tokens: int) -> list[list[int]]:
+    """Content ids per text, truncated to leave room for EOS within `max_tokens` positions. The Rust
+    tokenizer is called directly: the same ids, without the Python-side batch encoding."""
+    encodings = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    return [e.ids[: max_tokens - 1] for e in encodings]

@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerBase
 from . import clean, prepare as prepare_module, sentences
 from .builtin import BUILTIN, cache_dir
 from .files import data_files
-from .prepare import DataConfig, num_processes, prepare
+from .prepare import DataConfig, map_processes, num_processes, prepare
 from .shards import TokenShards, build_once, write_split
 
 log = logging.getLogger("textae")
@@ -90,13 +90,13 @@ class PreparedCorpus:
         return {split: TokenShards(directory, split) for split in SPLITS}
 
     def _write_shards(self, tmp: Path, tokenizer: PreTrainedTokenizerBase, max_positions: int) -> dict:
-        from ..training.batching import tokenize
+        from ..tokenizer import tokenize
 
         started = time.perf_counter()
         for split in SPLITS:
             ids = self.splits[split].map(
                 lambda batch: {"input_ids": tokenize(batch["text"], tokenizer, max_positions)},
-                batched=True, batch_size=2000, num_proc=_processes(self.num_proc, len(self.splits[split])),
+                batched=True, batch_size=2000, num_proc=map_processes(self.num_proc, len(self.splits[split])),
                 remove_columns=self.splits[split].column_names, cache_file_name=str(tmp / f"{split}.arrow"),
                 desc=f"tokenizing {split}",
             )
@@ -109,11 +109,6 @@ class PreparedCorpus:
         seconds = time.perf_counter() - started
         self.seconds += seconds
         return {"rows": {split: len(self.splits[split]) for split in SPLITS}, "seconds": round(seconds, 1)}
-
-
-def _processes(num_proc: int, rows: int) -> int | None:
-    """Worker processes for a map over `rows` rows: None (in this process) when one would do."""
-    return num_proc if num_proc > 1 and rows >= 10_000 * num_proc else None
 
 
 def prepare_corpus(cfg: DataConfig) -> PreparedCorpus:

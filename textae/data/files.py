@@ -6,7 +6,10 @@ builders' own error logs and progress bars are muted while a file loads: the Dat
 report, and a bar drawn before it would leave a second line on stderr.
 """
 
+import glob
 import gzip
+import hashlib
+import json
 import logging
 import zlib
 from collections.abc import Iterator
@@ -37,12 +40,79 @@ def data_suffix(path: Path) -> str:
     return Path(name).suffix
 
 
-def load_file(path: Path) -> datasets.Dataset:
-    """All rows of a local file; for .txt one row per non-blank line, in column `text`."""
+def data_files(path: Path) -> list[Path]:
+    """The files a data path names: the file itself, every data file under a directory (recursively,
+    in name order, hidden ones left out), or a glob pattern's matches (`corpus/*.txt.gz`, `shards/**/*.jsonl`).
+    All must share one format, which is how they are read together."""
+    text = str(path)
+    if any(c in text for c in "*?["):
+        files, what = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()), f"the pattern {text}"
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and data_suffix(p) in FORMATS)
+        what = f"the directory {path}"
+    else:
+        return [path]
+    if not files:
+        raise DataError(f"{what} names no data files ({', '.join(FORMATS)}, text formats optionally .gz); "
+                        "check the path")
+    suffixes = sorted({data_suffix(f) for f in files})
+    if len(suffixes) > 1:
+        raise DataError(f"{what} holds {' and '.join(suffixes)} files, which cannot be read as one table; "
+                        f"pass a pattern of one format, e.g. {path if not path.is_dir() else path / '*'}{suffixes[0]}")
+    return files
+
+
+def load_file(path: Path, streaming: bool = False) -> datasets.Dataset:
+    """All rows of a local file, or of every file of a directory or glob pattern (one format); for
+    .txt one row per non-blank line, in column `text`. With `streaming`, rows are read as a stream
+    and written to an Arrow file as they come, never all in memory."""
+    files = data_files(path)
+    for file in files:
+        _check_file(file)
+    builder, options = FORMATS[data_suffix(files[0])]
+    with quiet():
+        try:
+            if streaming:
+                ds = _materialise(builder, [str(f) for f in files], options, _files_key(files))
+            else:
+                ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train", **options)
+        except Exception as err:  # the builders raise many types; all mean "this file is unreadable"
+            raise _explain_files(files, err) from err
+        if builder == "text":
+            ds = ds.filter(_not_blank, input_columns="text", batched=True)
+    if ds.num_rows == 0:
+        raise DataError(f"{path} has no rows; check that it is the right file")
+    return ds
+
+
+def stream_rows(builder: str, data_files: list[str] | None, options: dict, name: str | None = None,
+                split: str = "train") -> Iterator[dict]:
+    """Rows of a dataset read with `streaming=True` (a hub name, or local files with their builder)."""
+    if name is not None:
+        yield from datasets.load_dataset(name, split=split, streaming=True)
+    else:
+        yield from datasets.load_dataset(builder, data_files=data_files, split="train", streaming=True, **options)
+
+
+def _materialise(builder: str, files: list[str], options: dict, key: list) -> datasets.Dataset:
+    """A streamed dataset written to an Arrow file batch by batch (`Dataset.from_generator`); its
+    cache entry is named by `key` (the files' paths, sizes and modification times), so a changed
+    file is read anew."""
+    fingerprint = hashlib.sha256(json.dumps([builder, options, key]).encode()).hexdigest()[:16]
+    return datasets.Dataset.from_generator(
+        stream_rows, gen_kwargs={"builder": builder, "data_files": files, "options": options}, fingerprint=fingerprint,
+    )
+
+
+def _files_key(files: list[Path]) -> list:
+    return [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise DataError(f"file not found: {path}")
     if not path.is_file():
-        raise DataError(f"{path} is not a file; pass one data file")
+        raise DataError(f"{path} is not a file; pass a data file, a directory of them, or a glob pattern")
     suffix = data_suffix(path)
     if suffix not in FORMATS:
         raise DataError(
@@ -52,17 +122,15 @@ def load_file(path: Path) -> datasets.Dataset:
     if suffix == ".parquet" and path.suffix.lower() == ".gz":
         raise DataError(f"{path}: parquet is compressed internally; pass the uncompressed .parquet file")
     check_header(path)
-    builder, options = FORMATS[suffix]
-    with quiet():
-        try:
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
-        except Exception as err:  # the builders raise many types; all mean "this file is unreadable"
-            raise _explain(path, err) from err
-        if builder == "text":
-            ds = ds.filter(_not_blank, input_columns="text", batched=True)
-    if ds.num_rows == 0:
-        raise DataError(f"{path} has no rows; check that it is the right file")
-    return ds
+
+
+def _explain_files(files: list[Path], err: Exception) -> DataError:
+    """The first file whose failure can be explained (bad UTF-8, no rows, damaged), else the parser's words."""
+    for file in files[:-1]:
+        explained = _explain(file, err)
+        if not str(explained).startswith("could not read"):
+            return explained
+    return _explain(files[-1], err)
 
 
 def check_header(path: Path) -> None:

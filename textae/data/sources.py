@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 
 from textae.data.builtin import BUILTIN, load_builtin
-from textae.data.files import QUIET_BELOW_ROWS, load_file, quiet
+from textae.data.files import QUIET_BELOW_ROWS, load_file, quiet, stream_rows
 from textae.errors import DataError
 
 TEXT = "text"
@@ -19,17 +19,19 @@ ORIGINAL_TEXT = "original_text"  # where an existing `text` column goes when ano
 _STRING_TYPES = ("string", "large_string")
 
 
-def load_source(source: str, text_column: str = TEXT, split: str = "train") -> datasets.Dataset:
-    """Raw documents from a built-in name, local file, or hub dataset; always has a `text` column
-    (renamed from `text_column`, nulls dropped, other scalars cast to str), other columns kept."""
+def load_source(source: str, text_column: str = TEXT, split: str = "train", streaming: bool = False) -> datasets.Dataset:
+    """Raw documents from a built-in name, local files (a file, a directory, a glob pattern), or a
+    hub dataset; always has a `text` column (renamed from `text_column`, nulls dropped, other
+    scalars cast to str), other columns kept. `streaming` reads files and hub datasets as a stream
+    written to disk as it comes, for corpora larger than memory or than one download."""
     if source in BUILTIN or _looks_like_path(source):
         if split != "train":
             raise DataError(
                 f"{source} has only the split 'train'; prepare() holds out validation rows itself"
             )
-        ds = load_builtin(source) if source in BUILTIN else load_file(Path(source).expanduser())
+        ds = load_builtin(source) if source in BUILTIN else load_file(Path(source).expanduser(), streaming)
     else:
-        ds = _load_hub(source, split)
+        ds = _load_hub(source, split, streaming)
     return _standardise(ds, text_column, source)
 
 
@@ -41,11 +43,15 @@ def _looks_like_path(source: str) -> bool:
         or "\\" in source
         or source.count("/") > 1
         or path.suffix != ""
+        or any(c in source for c in "*?[")
     )
 
 
-def _load_hub(name: str, split: str) -> datasets.Dataset:
+def _load_hub(name: str, split: str, streaming: bool) -> datasets.Dataset:
     try:
+        if streaming:
+            return datasets.Dataset.from_generator(stream_rows, gen_kwargs={"builder": None, "data_files": None,
+                                                                           "options": {}, "name": name, "split": split})
         return datasets.load_dataset(name, split=split)
     except Exception as err:  # offline, not found, gated, bad split: all need the same advice
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

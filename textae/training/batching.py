@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import datasets
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -18,54 +18,41 @@ from ..errors import TextAEError
 from ..noise import NoiseConfig, add_noise, word_dropout
 
 
-def tokenize(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> list[list[int]]:
-    """Content ids per text, truncated to leave room for EOS within `max_tokens` positions."""
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [x[: max_tokens - 1] for x in ids]
-
-
-def tokenize_dataset(ds: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> datasets.Dataset:
-    return ds.map(
-        lambda b: {"input_ids": tokenize(b["text"], tokenizer, max_tokens)},
-        batched=True,
-        batch_size=2000,
-        desc="tokenizing",
-    )
-
-
 def bucket_batches(
-    lengths: Sequence[int], batch_tokens: int, max_batch_size: int, seed: int, shuffle: bool = True
-) -> list[list[int]]:
+    lengths: Sequence[int] | np.ndarray, batch_tokens: int, max_batch_size: int, seed: int, shuffle: bool = True
+) -> list[np.ndarray]:
     """Index batches of similar length whose padded size stays within `batch_tokens`.
 
     Shuffled indices are cut into pools of about 50 batches, each pool sorted by length and
     split greedily; the batch order is then shuffled. Padding stays small and order random.
+    Index arithmetic runs in numpy and the loop is per batch, not per row, so an epoch of ten
+    million sentences is cut in seconds and held as one array of indices.
     """
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = len(lengths)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    pool_size = max(1, 50 * batch_tokens // max(1, int(lengths.sum()) // max(1, n)))
+    # Within each pool of `pool_size` shuffled rows, ascending length (lexsort is stable).
+    order = order[np.lexsort((lengths[order], np.arange(n) // pool_size))]
+    cost = lengths[order] + 1  # +1: EOS / BOS
+    batches: list[np.ndarray] = []
+    for pool_start in range(0, n, pool_size):
+        start, end = pool_start, min(n, pool_start + pool_size)
+        while start < end:
+            # Sorted by length, so the batch's longest row is its last: (cost × rows) only grows with more rows.
+            window = cost[start : min(end, start + max_batch_size)]
+            fits = window * np.arange(1, len(window) + 1) <= batch_tokens
+            size = len(window) if fits.all() else max(1, int(fits.argmin()))
+            batches.append(order[start : start + size])
+            start += size
     if shuffle:
-        rng.shuffle(order)
-    mean_len = max(1, sum(lengths) // max(1, len(lengths)))
-    pool_size = max(1, 50 * batch_tokens // mean_len)
-    batches: list[list[int]] = []
-    for start in range(0, len(order), pool_size):
-        pool = sorted(order[start : start + pool_size], key=lambda i: lengths[i])
-        batch: list[int] = []
-        for i in pool:
-            longest = max(lengths[i], lengths[batch[-1]] if batch else 0) + 1  # +1: EOS / BOS
-            if batch and (longest * (len(batch) + 1) > batch_tokens or len(batch) >= max_batch_size):
-                batches.append(batch)
-                batch = []
-            batch.append(i)
-        if batch:
-            batches.append(batch)
-    if shuffle:
-        rng.shuffle(batches)
+        batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
 
 def batch_stream(
-    lengths: Sequence[int],
+    lengths: Sequence[int] | np.ndarray,
     batch_tokens: int,
     max_batch_size: int,
     seed: int,
@@ -87,7 +74,7 @@ def batch_stream(
         if skip >= len(mine):
             skip -= len(mine)
         else:
-            yield from mine[skip:]
+            yield from (batch.tolist() for batch in mine[skip:])
             skip = 0
         epoch += 1
 

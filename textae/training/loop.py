@@ -29,14 +29,15 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..config import RunConfig
-from ..data import prepare
+from ..data.corpus import PreparedCorpus, prepare_corpus
+from ..data.shards import TokenShards
 from ..errors import TextAEError
 from ..autoencoder import first_line
 from ..loading import wrap
 from ..locks import FileLock
 from ..modeling import TextAEPreTrainedModel, get_family, model_class
-from ..tokenizer import load_tokenizer, train_tokenizer
-from .batching import Collator, batch_stream, tokenize_dataset
+from ..tokenizer import load_tokenizer
+from .batching import Collator, batch_stream
 from .conditions import conditions
 from .evaluate import evaluate
 from .schedules import warmup_cosine
@@ -55,7 +56,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
-    tc = cfg.train
+    tc, launched = cfg.train, time.perf_counter()
     checkpoint = _check_run_dir(cfg, run_dir, resume)
     accelerator = _accelerator(cfg)
     set_seed(tc.seed)
@@ -69,7 +70,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
     metrics = _MetricsLog(run_dir / "metrics.jsonl", state.step, accelerator.is_main_process)
     collator = Collator.for_tokenizer(data.tokenizer, cfg.noise)
     stream = batch_stream(
-        [len(x) + 1 for x in data.train_ids], tc.batch_tokens, tc.max_batch_size, tc.seed,
+        data.train_ids.lengths + 1, tc.batch_tokens, tc.max_batch_size, tc.seed,
         skip=state.step * tc.grad_accum, rank=accelerator.process_index, world_size=accelerator.num_processes,
     )
     evaluator = wrap(accelerator.unwrap_model(model), data.tokenizer, accelerator.device)
@@ -90,6 +91,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
         state.step += 1
         state.elapsed_s += time.perf_counter() - started
         bar.update(1)
+        if launched:  # how long data, tokenizer and model took to get going
+            log.info("first training step after %.1f s", time.perf_counter() - launched)
+            launched = 0.0
         if state.step % tc.log_every == 0:
             _log_step(metrics, bar, out, state, throughput, scheduler)
         if state.step % tc.eval_every == 0:
@@ -214,7 +218,7 @@ class PreparedData:
 
     tokenizer: PreTrainedTokenizerBase
     model_section: dict[str, Any]
-    train_ids: list[list[int]]
+    train_ids: TokenShards  # memory-mapped: the corpus stays on disk
     val_ids: list[list[int]]
     val_texts: list[str]
     train_conditions: list[int] | None
@@ -222,34 +226,47 @@ class PreparedData:
 
 
 def _prepare_data(cfg: RunConfig, run_dir: Path, accelerator: Accelerator) -> PreparedData:
-    """Clean and split the data, train the tokenizer once (or take the initial model's), tokenize."""
+    """Clean, split, deduplicate and tokenize once per data config (cached on disk; the main process
+    builds, the others then read), and take the run's tokenizer (the initial model's, or one
+    trained on the training sentences)."""
     tc = cfg.train
     with accelerator.main_process_first():
-        data = prepare(cfg.data)
+        corpus = prepare_corpus(cfg.data)
     tok_dir = run_dir / "tokenizer"
     if not (tok_dir / "tokenizer.json").is_file():
-        if accelerator.is_main_process and tc.init_from:  # the initial weights only make sense with their ids
-            load_tokenizer(_init_dir(tc.init_from)).save_pretrained(tok_dir)
-        elif accelerator.is_main_process:
-            log.info("training a %s tokenizer (vocab %d) on %d texts", cfg.tokenizer.model_type, cfg.tokenizer.vocab_size, len(data["train"]))
-            train_tokenizer(data["train"]["text"], cfg.tokenizer.vocab_size, cfg.tokenizer.model_type).save_pretrained(tok_dir)
+        if accelerator.is_main_process:  # initial weights only make sense with the ids they were trained on
+            source = _init_dir(tc.init_from) if tc.init_from else corpus.tokenizer(cfg.tokenizer.vocab_size, cfg.tokenizer.model_type)
+            load_tokenizer(source).save_pretrained(tok_dir)
         accelerator.wait_for_everyone()
     tokenizer = load_tokenizer(tok_dir)
-    max_positions = cfg.model["max_positions"]
-    val = data["validation"].select(range(min(tc.eval_sentences, len(data["validation"]))))
+    with accelerator.main_process_first():
+        shards = corpus.token_shards(tokenizer, cfg.model["max_positions"])
+    if accelerator.is_main_process:
+        _log_preparation(corpus, shards)
+    n_val = min(tc.eval_sentences, len(shards["validation"]))
+    val_texts = list(corpus.splits["validation"].select(range(n_val))["text"])
     if accelerator.is_main_process:  # the held-out sentences evaluation decodes, for people to try the model on
-        (run_dir / "heldout.txt").write_text("".join(" ".join(t.split()) + "\n" for t in val["text"]))
-    model_section, split_conditions = conditions(cfg.model, data, cfg.data.source)
-    val_ids = list(tokenize_dataset(val, tokenizer, max_positions)["input_ids"])
+        (run_dir / "heldout.txt").write_text("".join(" ".join(t.split()) + "\n" for t in val_texts))
+    model_section, split_conditions = conditions(cfg.model, corpus.splits, cfg.data.source)
     return PreparedData(
         tokenizer=tokenizer,
         model_section=model_section,
-        train_ids=list(tokenize_dataset(data["train"], tokenizer, max_positions)["input_ids"]),
-        val_ids=val_ids,
-        val_texts=list(val["text"]),
+        train_ids=shards["train"],
+        val_ids=shards["validation"].rows(range(n_val)),
+        val_texts=val_texts,
         train_conditions=split_conditions and split_conditions["train"],
-        val_conditions=split_conditions and split_conditions["validation"][: len(val_ids)],
+        val_conditions=split_conditions and split_conditions["validation"][:n_val],
     )
+
+
+def _log_preparation(corpus: PreparedCorpus, shards: dict[str, TokenShards]) -> None:
+    train, val = len(shards["train"]), len(shards["validation"])
+    if corpus.seconds:
+        log.info("prepared %d training and %d held-out sentences (cleaned, split, deduplicated, tokenized) in %.1f s "
+                 "(%s sentences/s, %d processes)", train, val, corpus.seconds, f"{round((train + val) / corpus.seconds):,}",
+                 corpus.num_proc)
+    else:
+        log.info("%d training and %d held-out sentences, prepared before, from %s", train, val, corpus.directory)
 
 
 # ----- model and optimisers ---------------------------------------------------------------
@@ -316,7 +333,7 @@ def _load_checkpoint(accelerator: Accelerator, checkpoint: Path | None, schedule
 def _batch(collator: Collator, data: PreparedData, rows: list[int], seed: int, device: torch.device) -> dict[str, torch.Tensor]:
     """The model inputs of training rows; the noise seed is a function of the step, for exact resume."""
     conditions = data.train_conditions and [data.train_conditions[i] for i in rows]
-    batch = collator([data.train_ids[i] for i in rows], seed=seed, conditions=conditions)
+    batch = collator(data.train_ids.rows(rows), seed=seed, conditions=conditions)
     return {k: v.to(device) for k, v in batch.items()}
 
 
