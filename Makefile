@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-latent bench-speed bench-summarization bench-anomaly bench-conditional clean
+.PHONY: install demo test bench bench-latent bench-speed bench-summarization bench-anomaly bench-conditional bench-faults clean
 
 install: $(STAMP)
 
@@ -50,6 +50,11 @@ bench-anomaly: install
 # 2 CPU cores; starts from the foundation AE that `make bench` trains).
 bench-conditional: install
 	$(PY) benchmarks/conditional.py --init-from runs/bench-default/final
+
+# Fault matrix: every bad input and race against the installed CLI gets one error: line and status 2, nothing left
+# behind (about 3 minutes on 2 idle CPU cores, most of it each process's imports; trains its own tiny model).
+bench-faults: install
+	$(PY) benchmarks/faults.py
 
 clean:
 	rm -rf runs build *.egg-info

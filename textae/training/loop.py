@@ -18,6 +18,7 @@ import logging
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,14 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     locked while the run lasts, so a second run into it is refused instead of interleaving."""
     run_dir = Path(cfg.train.output_dir)
     lock = FileLock(run_dir / RUN_LOCK, f"run directory {run_dir}", "wait for it to finish, or pass another --output")
-    with lock if PartialState().is_main_process else contextlib.nullcontext():
-        return _train(cfg, run_dir, resume, progress)
+    created = not run_dir.exists()
+    try:
+        with lock if PartialState().is_main_process else contextlib.nullcontext():
+            return _train(cfg, run_dir, resume, progress)
+    except TextAEError:  # refused before any training: a run directory this call made holds nothing of value
+        if created and PartialState().is_main_process and not (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
@@ -60,9 +67,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
     checkpoint = _check_run_dir(cfg, run_dir, resume)
     accelerator = _accelerator(cfg)
     set_seed(tc.seed)
-    if accelerator.is_main_process:
-        cfg.save(run_dir / "config.yaml")
     data = _prepare_data(cfg, run_dir, accelerator)
+    if accelerator.is_main_process:  # once the data is known to be usable
+        cfg.save(run_dir / "config.yaml")
     model = _build_model(data, init_from=tc.init_from if checkpoint is None else None)
     optimizer, adversary_optimizer, scheduler = _optimizers(model, cfg)
     model, optimizer, adversary_optimizer = _prepare(accelerator, model, optimizer, adversary_optimizer)
@@ -197,8 +204,49 @@ def _check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> Path | None:
         raise TextAEError(f"{run_dir} already holds a run; pass --resume to continue it or --output for a new one")
     if tc.max_steps is None and tc.max_minutes is None:
         raise TextAEError("set train.max_steps or train.max_minutes, or the run never ends")
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint)
+    elif tc.init_from:
+        _check_weights(_init_dir(tc.init_from) / "model.safetensors", f"--init-from {tc.init_from}")
     run_dir.mkdir(parents=True, exist_ok=True)
     return checkpoint
+
+
+def _check_weights(path: Path, what: str) -> None:
+    """A safetensors file whose header and tensors can be read, checked before any work starts."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as weights:
+            for name in weights.keys():
+                weights.get_slice(name)
+    except (OSError, SafetensorError) as err:
+        raise TextAEError(f"{what}: cannot read {path.name} ({first_line(err)}); copy it again or retrain") from None
+
+
+def _check_checkpoint(checkpoint: Path) -> None:
+    """Every file a resume reads, read once before any work starts: JSON, safetensors, and torch
+    files with weights_only (as accelerate loads them: nothing in them can run code)."""
+    from accelerate.utils import load
+
+    advice = "delete that folder to resume from the checkpoint before it, or start a new run"
+    try:
+        saved = json.loads((checkpoint / "train_state.json").read_text())
+    except (OSError, ValueError) as err:
+        raise TextAEError(f"cannot read {checkpoint}/train_state.json ({first_line(err)}); {advice}") from None
+    if "scheduler" not in saved:
+        raise TextAEError(f"{checkpoint} was written by an older textae that pickled its learning-rate schedule, which "
+                          "textae no longer loads; start a new run (--init-from its final/ folder keeps the weights)")
+    for path in sorted(checkpoint.iterdir()):
+        if path.suffix == ".safetensors":
+            _check_weights(path, f"checkpoint {checkpoint}")
+        elif path.suffix in (".bin", ".pkl", ".pt"):
+            try:
+                with warnings.catch_warnings():  # torch warns about odd pickles before it refuses them
+                    warnings.simplefilter("ignore")
+                    load(path, map_location="cpu")
+            except Exception as err:  # a damaged file or a pickle that tries more than tensors
+                raise TextAEError(f"cannot load {path} ({first_line(err)}); {advice}") from None
 
 
 def _accelerator(cfg: RunConfig) -> Accelerator:
@@ -266,7 +314,7 @@ def _log_preparation(corpus: PreparedCorpus, shards: dict[str, TokenShards]) -> 
                  "(%s sentences/s, %d processes)", train, val, corpus.seconds, f"{round((train + val) / corpus.seconds):,}",
                  corpus.num_proc)
     else:
-        log.info("%d training and %d held-out sentences, prepared before, from %s", train, val, corpus.directory)
+        log.debug("%d training and %d held-out sentences, prepared before, from %s", train, val, corpus.directory)
 
 
 # ----- model and optimisers ---------------------------------------------------------------
@@ -314,10 +362,7 @@ def _load_checkpoint(accelerator: Accelerator, checkpoint: Path | None, schedule
     weights_only: nothing there can run code); where the run stood and the schedule from JSON."""
     if checkpoint is None:
         return TrainState()
-    saved = json.loads((checkpoint / "train_state.json").read_text())
-    if "scheduler" not in saved:
-        raise TextAEError(f"{checkpoint} was written by an older textae that pickled its learning-rate schedule, which "
-                          "textae no longer loads; start a new run (--init-from its final/ folder keeps the weights)")
+    saved = json.loads((checkpoint / "train_state.json").read_text())  # checked before any work (_check_checkpoint)
     try:
         accelerator.load_state(str(checkpoint))
     except Exception as err:  # a truncated or foreign file: safetensors, torch and pickle errors alike
