@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-latent bench-speed bench-summarization bench-anomaly bench-conditional bench-faults clean
+.PHONY: install demo test bench bench-latent bench-speed bench-summarization bench-anomaly bench-conditional bench-faults bench-scale clean
 
 install: $(STAMP)
 
@@ -55,6 +55,10 @@ bench-conditional: install
 # behind (about 3 minutes on 2 idle CPU cores, most of it each process's imports; trains its own tiny model).
 bench-faults: install
 	$(PY) benchmarks/faults.py
+
+# Corpora larger than memory: 100k / 1M / 10M sentences prepared and trained on (about 30 minutes on 2 CPU cores).
+bench-scale: install
+	$(PY) benchmarks/scale.py
 
 clean:
 	rm -rf runs build *.egg-info
