@@ -455,14 +455,18 @@ def race_train(shared: Shared, folder: Path) -> list[Outcome]:
     return [loser]
 
 
-def race_score(shared: Shared, folder: Path) -> list[Outcome]:
-    """While a score job writes an output, a second one on it is refused, with and without --resume;
-    the first then finishes with every row once, in input order."""
-    out = folder / "scores.jsonl"
+def _score_job(shared: Shared, folder: Path) -> tuple[Path, tuple[str, ...], list[str]]:
+    """A score job over the big input that runs long enough to race: (output, template, arguments)."""
     template = ("score", "--model", "{model}", "--input", "{dir}/big.jsonl", "--output", "{dir}/scores.jsonl",
                 "--buffer-rows", "256", "--no-progress")
     _big_input(folder)
-    args = expand(template, folder, shared)
+    return folder / "scores.jsonl", template, expand(template, folder, shared)
+
+
+def race_score(shared: Shared, folder: Path) -> list[Outcome]:
+    """While a score job writes an output, a second one on it is refused, with and without --resume;
+    the first then finishes with every row once, in input order."""
+    out, template, args = _score_job(shared, folder)
     first = start(args, folder)
     started = _wait_until(lambda: any(p.name.startswith(out.name + ".") for p in folder.iterdir()), first)  # its lock
     seconds = [(name, extra, start([*args, *extra], folder))
@@ -483,11 +487,7 @@ def race_score(shared: Shared, folder: Path) -> list[Outcome]:
 def kill_and_resume(shared: Shared, folder: Path) -> list[Outcome]:
     """A score job killed with SIGKILL mid-way leaves a lock that dies with it: `--resume` is not
     blocked and finishes with every row exactly once, in input order."""
-    out = folder / "scores.jsonl"
-    template = ("score", "--model", "{model}", "--input", "{dir}/big.jsonl", "--output", "{dir}/scores.jsonl",
-                "--buffer-rows", "256", "--no-progress")
-    _big_input(folder)
-    args = expand(template, folder, shared)
+    out, template, args = _score_job(shared, folder)
     job = start(args, folder)
     wrote = _wait_until(lambda: any(p.stat().st_size > 0 for p in folder.glob(f"{out.name}.part-*.jsonl")), job)
     job.kill()  # SIGKILL: no cleanup runs

@@ -43,20 +43,9 @@ class TextAEConfig(PretrainedConfig):
         tie_word_embeddings: bool = True,
         **kwargs: Any,
     ):
-        # Fail at construction with the option's name, not deep inside the model or after data preparation.
-        sizes = dict(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, encoder_layers=encoder_layers,
+        _check_sizes(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, encoder_layers=encoder_layers,
                      decoder_layers=decoder_layers, ffn_dim=ffn_dim, max_positions=max_positions,
-                     num_codes=num_codes, code_dim=code_dim)
-        for name, value in sizes.items():
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}: each head gets d_model / n_heads dims")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if max_positions % num_codes:
-            raise ValueError(f"max_positions={max_positions} must be a multiple of num_codes={num_codes}: "
-                             "each code summarises max_positions / num_codes positions")
+                     num_codes=num_codes, code_dim=code_dim, dropout=dropout)
         if bottleneck is not None and not isinstance(bottleneck, Mapping):
             raise ValueError(f"bottleneck must be a mapping of the family's options, got {bottleneck!r}; see configs/")
         self.vocab_size = vocab_size
@@ -86,3 +75,18 @@ class TextAEConfig(PretrainedConfig):
     def chunk_size(self) -> int:
         """S: the token positions each code vector summarises."""
         return self.max_positions // self.num_codes
+
+
+def _check_sizes(dropout: float, **sizes: int) -> None:
+    """Fail at construction with the option's name, not deep inside the model or after data preparation."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if sizes["d_model"] % sizes["n_heads"]:
+        raise ValueError(f"d_model={sizes['d_model']} must be a multiple of n_heads={sizes['n_heads']}: "
+                         "each head gets d_model / n_heads dims")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if sizes["max_positions"] % sizes["num_codes"]:
+        raise ValueError(f"max_positions={sizes['max_positions']} must be a multiple of num_codes={sizes['num_codes']}: "
+                         "each code summarises max_positions / num_codes positions")
