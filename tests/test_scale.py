@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from textae.data import DataConfig, prepare
@@ -112,13 +113,13 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path):
     target = tmp_path / "shards"
 
     def full_disk(tmp: Path) -> dict:
-        write_split(tmp, "train", [[[1, 2, 3]]], 3, 1, 100)
+        write_split(tmp, "train", [pa.array([[1, 2, 3]])], 3, 1, 100)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(DataError, match="disk filled up"):
         build_once(target, full_disk, "token shards")
     assert not target.exists() and list(tmp_path.iterdir()) == []
-    assert build_once(target, lambda tmp: write_split(tmp, "train", [[[1, 2], [3]]], 3, 2, 100) or {}, "token shards")
+    assert build_once(target, lambda tmp: write_split(tmp, "train", [pa.array([[1, 2], [3]])], 3, 2, 100) or {}, "token shards")
     assert TokenShards(target, "train").rows([0, 1]) == [[1, 2], [3]]
     assert not build_once(target, lambda tmp: pytest.fail("built twice"), "token shards")
 

@@ -98,11 +98,12 @@ class PreparedCorpus:
                 lambda batch: {"input_ids": tokenize(batch["text"], tokenizer, max_positions)},
                 batched=True, batch_size=2000, num_proc=map_processes(self.num_proc, len(self.splits[split])),
                 remove_columns=self.splits[split].column_names, cache_file_name=str(tmp / f"{split}.arrow"),
+                features=datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))}),
                 desc=f"tokenizing {split}",
             )
-            lengths = ids.data.column("input_ids").combine_chunks().value_lengths().to_numpy()
-            write_split(tmp, split, (batch["input_ids"] for batch in ids.iter(batch_size=10_000)),
-                        int(lengths.sum()), len(ids), len(tokenizer))
+            column = ids.data.column("input_ids")  # memory-mapped Arrow lists, one per sentence
+            total = sum(int(chunk.value_lengths().to_numpy().sum()) for chunk in column.chunks)
+            write_split(tmp, split, column.chunks, total, len(ids), len(tokenizer))
             del ids
             for arrow in tmp.glob(f"{split}*.arrow"):
                 arrow.unlink()

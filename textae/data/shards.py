@@ -13,10 +13,11 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from ..errors import DataError
 
@@ -50,18 +51,19 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32)
 
 
-def write_split(directory: Path, split: str, batches: Iterable[Sequence[Sequence[int]]], total_tokens: int,
-                rows: int, vocab_size: int) -> None:
-    """Stream batches of token rows into `directory`'s files for `split` (sizes known beforehand)."""
+def write_split(directory: Path, split: str, batches: Iterable[pa.ListArray], total_tokens: int, rows: int,
+                vocab_size: int) -> None:
+    """Stream Arrow list arrays of token ids (one list per sentence) into `directory`'s files for
+    `split`; the sizes are known beforehand. Arrow's flat values and offsets are copied as they are."""
     tokens = np.lib.format.open_memmap(directory / f"{split}.tokens.npy", mode="w+", dtype=token_dtype(vocab_size),
                                        shape=(total_tokens,))
     offsets = np.lib.format.open_memmap(directory / f"{split}.offsets.npy", mode="w+", dtype=np.int64, shape=(rows + 1,))
     offsets[0] = position = row = 0
     for batch in batches:
-        lengths = np.fromiter((len(x) for x in batch), dtype=np.int64, count=len(batch))
-        flat = np.fromiter((t for x in batch for t in x), dtype=tokens.dtype, count=int(lengths.sum()))
+        starts = batch.offsets.to_numpy()
+        flat = batch.values.to_numpy()[starts[0] : starts[-1]]
         tokens[position : position + len(flat)] = flat
-        offsets[row + 1 : row + 1 + len(batch)] = position + np.cumsum(lengths)
+        offsets[row + 1 : row + 1 + len(batch)] = position + starts[1:] - starts[0]
         position, row = position + len(flat), row + len(batch)
     if (position, row) != (total_tokens, rows):
         raise RuntimeError(f"wrote {row} rows and {position} tokens; expected {rows} and {total_tokens}")
