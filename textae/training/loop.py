@@ -53,13 +53,13 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     run_dir = Path(cfg.train.output_dir)
     lock = FileLock(run_dir / RUN_LOCK, f"run directory {run_dir}", "wait for it to finish, or pass another --output")
     created = not run_dir.exists()
-    try:
-        with lock if PartialState().is_main_process else contextlib.nullcontext():
+    with lock if PartialState().is_main_process else contextlib.nullcontext():  # refused here: the owner's files stay
+        try:
             return _train(cfg, run_dir, resume, progress)
-    except TextAEError:  # refused before any training: a run directory this call made holds nothing of value
-        if created and PartialState().is_main_process and not (run_dir / "checkpoints").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+        except TextAEError:  # refused before any training: a run directory this call made holds nothing of value
+            if created and PartialState().is_main_process and not (run_dir / "checkpoints").exists():
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
