@@ -141,3 +141,15 @@ def test_two_processes_share_one_preparation_and_train(tmp_path, corpus):
     prepared = list((tmp_path / "cache" / "prepared").iterdir())
     assert len(prepared) == 1 and len(list(prepared[0].glob("tokens-*"))) == 1  # built once, by one process
     assert not list(prepared[0].glob("*.tmp-*"))
+
+
+def test_the_tokenizer_learns_from_a_fixed_sample_of_a_large_corpus(tmp_path, monkeypatch):
+    from textae.data import corpus as corpus_module
+
+    src = tmp_path / "corpus.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    monkeypatch.setattr(corpus_module, "TOKENIZER_SENTENCES", 10)
+    prepared = prepare_corpus(_config(src))
+    directory = prepared.tokenizer(300, "unigram")
+    assert json.loads((directory / "meta.json").read_text())["sentences"] == 10
+    assert prepared.tokenizer(300, "unigram") == directory  # trained once

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from . import clean, prepare as prepare_module, sentences
@@ -33,6 +34,7 @@ from .shards import TokenShards, build_once, write_split
 
 log = logging.getLogger("textae")
 SPLITS = ("train", "validation")
+TOKENIZER_SENTENCES = 200_000  # at most this many training sentences teach the tokenizer (a fixed sample)
 _RUN_ONLY = {"num_proc"}  # data options that change how fast, not what is prepared
 
 
@@ -74,10 +76,13 @@ class PreparedCorpus:
 
         def build(tmp: Path) -> dict:
             train = self.splits["train"]
+            if len(train) > TOKENIZER_SENTENCES:  # a fixed random sample: SentencePiece's memory grows with its input
+                rows = np.sort(np.random.default_rng(0).choice(len(train), TOKENIZER_SENTENCES, replace=False))
+                train = train.select(rows)
             log.info("training a %s tokenizer (vocab %d) on %d texts", model_type, vocab_size, len(train))
             texts = (text for batch in train.iter(batch_size=10_000) for text in batch["text"])
             train_tokenizer(texts, vocab_size, model_type).save_pretrained(tmp)
-            return {"vocab_size": vocab_size, "model_type": model_type}
+            return {"vocab_size": vocab_size, "model_type": model_type, "sentences": len(train)}
 
         build_once(directory, build, "a tokenizer")
         return directory
