@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,13 +62,42 @@ def build_corpus(path: Path, n: int, duplicates: int, seed: int = 0) -> None:
     tmp.replace(path)
 
 
-def run(args: list[str], env: dict[str, str], log: Path) -> tuple[float, int, str, float | None]:
-    """(wall seconds, peak RSS in MB, stderr, seconds from launch to the first training step) of one
-    textae command; the first step is timed from the process's start, imports included."""
+def _tree_memory_mb(pid: int) -> tuple[int, int]:
+    """(anonymous, file-backed) resident memory in MB of a process and its descendants, now."""
+    anon = files = 0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # the process ended meanwhile
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        anon += int(fields.get("RssAnon", "0 kB").split()[0])
+        files += int(fields.get("RssFile", "0 kB").split()[0]) + int(fields.get("RssShmem", "0 kB").split()[0])
+    return anon // 1024, files // 1024
+
+
+def run(args: list[str], env: dict[str, str], log: Path) -> tuple[float, int, str, float | None, int]:
+    """(wall seconds, peak RSS in MB, stderr, seconds from launch to the first training step, peak
+    anonymous memory in MB of the process tree) of one textae command. The first step is timed from
+    the process's start, imports included. Peak RSS (wait4) also counts pages of memory-mapped files,
+    which the kernel can drop; the anonymous peak, sampled every 0.2 s, is what the processes hold."""
     start = time.perf_counter()
     first_step = None
     proc = subprocess.Popen([sys.executable, "-m", "textae", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
+    peak_anon = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak_anon[0] = max(peak_anon[0], _tree_memory_mb(proc.pid)[0])
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     with log.open("w") as out:
         for line in proc.stderr:
             out.write(line)
@@ -75,16 +105,17 @@ def run(args: list[str], env: dict[str, str], log: Path) -> tuple[float, int, st
                 first_step = time.perf_counter() - start
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    sampler.join()
     text = log.read_text()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"textae {' '.join(args)} failed; see {log}:\n{text[-2000:]}")
-    return wall, usage.ru_maxrss // 1024, text, first_step
+    return wall, usage.ru_maxrss // 1024, text, first_step, peak_anon[0]
 
 
 def train(corpus: Path, out: Path, env: dict[str, str], steps: int, resume: bool = False) -> dict:
     if not resume:
         shutil.rmtree(out, ignore_errors=True)
-    wall, rss, log, first_step = run(["train", "--data", str(corpus), "--output", str(out), "--max-steps", str(steps), "--no-progress",
+    wall, rss, log, first_step, anon = run(["train", "--data", str(corpus), "--output", str(out), "--max-steps", str(steps), "--no-progress",
                                       "--set", "train.eval_every=100000", "--set", "train.save_every=100000",
                                       *(["--resume"] if resume else [])],
                                      env, out.with_name(out.name + ("-resume" if resume else "") + ".log"))
@@ -93,6 +124,7 @@ def train(corpus: Path, out: Path, env: dict[str, str], steps: int, resume: bool
     return {
         "wall_seconds": round(wall, 1),
         "peak_rss_mb": rss,
+        "peak_anon_mb": anon,
         "first_step_seconds": round(first_step, 1) if first_step else None,
         "prep_seconds": float(prepared.group(3)) if prepared else None,
         "prep_sentences_per_s": int(prepared.group(4).replace(",", "")) if prepared else None,
