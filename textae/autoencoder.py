@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from .errors import TextAEError
+from .errors import TextAEError, first_line
 from .modeling import TextAEConfig, TextAEPreTrainedModel, model_class
 from .tokenizer import load_tokenizer
 
@@ -50,12 +50,6 @@ def load_model(path: str | Path) -> TextAEPreTrainedModel:
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # damaged files, an unknown family
         raise TextAEError(f"cannot load the model in {path} ({first_line(err)}); it is damaged or incomplete: "
                           "copy it again or retrain it") from None
-
-
-def first_line(err: BaseException) -> str:
-    """An exception's message cut to its first line, for one-line errors."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 class AutoEncoder:

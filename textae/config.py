@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from .data import SENTENCE_MAX_WORDS, SENTENCE_MIN_WORDS, DataConfig
-from .errors import DataError, TextAEError
+from .errors import DataError, TextAEError, first_line
 from .modeling import TextAEConfig
 from .noise import NoiseConfig
 from .tokenizer import DEFAULT_VOCAB_SIZE, MIN_VOCAB_SIZE, MODEL_TYPES
@@ -226,5 +226,5 @@ def _yaml_problem(err: Exception) -> str:
     if isinstance(err, UnicodeDecodeError):
         return f"not valid UTF-8 at byte {err.start}"
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    problem = getattr(err, "problem", None) or getattr(err, "context", None) or str(err).splitlines()[0]
+    problem = getattr(err, "problem", None) or getattr(err, "context", None) or first_line(err)
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem

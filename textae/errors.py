@@ -7,3 +7,9 @@ class TextAEError(Exception):
 
 class DataError(TextAEError):
     """Bad or missing input data."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -27,7 +27,7 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import BPE, Unigram
 from transformers import PreTrainedTokenizerFast
 
-from textae.errors import TextAEError
+from textae.errors import TextAEError, first_line
 
 # Ids 0..4, in this order: the noise functions and the models rely on them.
 SPECIAL_TOKENS = {
@@ -218,8 +218,7 @@ def _damage(path: Path, err: Exception) -> str:
             return f"{name} is not valid JSON ({bad})"
     if isinstance(err, KeyError):
         return f"a tokenizer file has no {err} entry"
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return first_line(err)
 
 
 def tokenize(texts: Sequence[str], tokenizer: PreTrainedTokenizerFast, max_tokens: int) -> list[list[int]]:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-from textae.errors import DataError
+from textae.errors import DataError, first_line
 
 # suffix -> (datasets builder, builder options)
 FORMATS: dict[str, tuple[str, dict]] = {
@@ -157,7 +157,7 @@ def check_header(path: Path) -> None:
 
 def parquet_error(path: Path | str, err: Exception, where: str = "") -> DataError:
     """A parquet file pyarrow cannot read, as one line; `where` is e.g. " at row 7"."""
-    return DataError(f"{path} is a damaged parquet file{where} ({_first_line(err)}); write or copy it again")
+    return DataError(f"{path} is a damaged parquet file{where} ({first_line(err)}); write or copy it again")
 
 
 def unreadable(path: Path | str, err: BaseException, where: str = "") -> DataError:
@@ -169,9 +169,9 @@ def unreadable(path: Path | str, err: BaseException, where: str = "") -> DataErr
     if isinstance(err, EOFError):
         return DataError(f"{path} is truncated: its gzip data ends early{where}; copy or download the file again")
     if isinstance(err, (gzip.BadGzipFile, zlib.error)):
-        return DataError(f"{path} is damaged: its gzip data is corrupt{where} ({_first_line(err)}); "
+        return DataError(f"{path} is damaged: its gzip data is corrupt{where} ({first_line(err)}); "
                          "copy or download the file again")
-    return DataError(f"could not read {path}{where}: {getattr(err, 'strerror', None) or _first_line(err)}")
+    return DataError(f"could not read {path}{where}: {getattr(err, 'strerror', None) or first_line(err)}")
 
 
 READ_ERRORS = (OSError, EOFError, zlib.error)  # what reading a (possibly gzip) file can raise
@@ -198,11 +198,6 @@ def quiet(enabled: bool = True) -> Iterator[None]:
             enable_progress_bars()
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _not_blank(texts: list[str]) -> list[bool]:
     return [bool(text.strip()) for text in texts]
 
@@ -221,7 +216,7 @@ def _explain(path: Path, err: Exception) -> DataError:
         )
     if rows <= (1 if data_suffix(path) in (".csv", ".tsv") else 0):  # csv: header only
         return DataError(f"{path} has no rows; check that it is the right file")
-    return DataError(f"could not read {path}: {_first_line(err)}")
+    return DataError(f"could not read {path}: {first_line(err)}")
 
 
 def _scan(path: Path) -> tuple[int | None, int]:

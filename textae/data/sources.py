@@ -12,7 +12,7 @@ import datasets
 
 from textae.data.builtin import BUILTIN, load_builtin
 from textae.data.files import QUIET_BELOW_ROWS, load_file, quiet, stream_rows
-from textae.errors import DataError
+from textae.errors import DataError, first_line
 
 TEXT = "text"
 ORIGINAL_TEXT = "original_text"  # where an existing `text` column goes when another column is chosen
@@ -54,7 +54,7 @@ def _load_hub(name: str, split: str, streaming: bool) -> datasets.Dataset:
                                                                            "options": {}, "name": name, "split": split})
         return datasets.load_dataset(name, split=split)
     except Exception as err:  # offline, not found, gated, bad split: all need the same advice
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise DataError(
             f"could not load '{name}' (split '{split}') from the Hugging Face hub: the hub could not "
             f"be reached or has no such dataset ({reason}). Built-in corpora: {', '.join(BUILTIN)}; "

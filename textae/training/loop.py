@@ -32,8 +32,7 @@ from transformers import PreTrainedTokenizerBase
 from ..config import RunConfig
 from ..data.corpus import PreparedCorpus, prepare_corpus
 from ..data.shards import TokenShards
-from ..errors import TextAEError
-from ..autoencoder import first_line
+from ..errors import TextAEError, first_line
 from ..loading import wrap
 from ..locks import FileLock
 from ..modeling import TextAEPreTrainedModel, get_family, model_class
