@@ -136,7 +136,7 @@ class AutoEncoder:
             return (code if self.integer_codes else code.float()).cpu().numpy()
 
         rows = self._over_ids(self.token_ids(texts), encode_batch, batch_size, "encoding", progress)
-        return np.stack(rows).astype(dtype) if rows else np.zeros((0, *self.code_shape), dtype=dtype)
+        return np.stack(rows).astype(dtype, copy=False) if rows else np.zeros((0, *self.code_shape), dtype=dtype)
 
     def code_tensor(self, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Stored codes checked against this model (shape, integer or float, values) as a tensor on its device."""
