@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-latent bench-speed bench-summarization bench-anomaly bench-conditional bench-faults bench-scale clean
+.PHONY: install demo test bench bench-latent bench-generative bench-speed bench-summarization bench-anomaly bench-conditional bench-faults bench-scale clean
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ bench: install
 # VAE and VQ families: latent health, ablation, paraphrase, code map (about 40 minutes on 2 CPU cores).
 bench-latent: install
 	$(PY) benchmarks/latent.py
+
+# Codes that write language: the rae family against a peer language model (MAUVE, interpolation, paraphrase) and
+# the rate–distortion table of ae / vq / rae (about 75 minutes on 2 CPU cores; starts from the foundation AE
+# that `make bench` trains).
+bench-generative: install
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) benchmarks/generative.py --init-from runs/bench-default/final
 
 # Side by side with a same-size Hugging Face BART (issue 7: training, decoding and bf16 MFU against their targets, see the README).
 bench-speed: install

@@ -1,4 +1,4 @@
-"""The VAE and VQ families end to end: train a tiny model, reload it, and use every latent verb."""
+"""The RAE, VAE and VQ families end to end: train a tiny model, reload it, and use every latent verb."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from textae.training.loop import _initialise_from
 from .conftest import SENTENCES
 
 OPTIONS = {
+    "rae": {"latent_dim": 8, "prior_components": 2},
     "vae": {"latent_dim": 8, "beta_steps": 50},
     "vq": {"codebook_size": 32, "heads": 2},
 }
@@ -35,7 +36,8 @@ def test_tiny_model_overfits_and_logs_its_latent_metrics(models, family):
     assert sum(a == b for a, b in zip(rebuilt, SENTENCES)) >= 6, rebuilt
     events = [json.loads(l) for l in (models[family].parent / "metrics.jsonl").read_text().splitlines()]
     logged = set().union(*events)
-    expected = {"vae": {"kl", "beta", "kl_nats", "active_units", "mi", "nll", "ppl"},
+    expected = {"rae": {"active_units", "active_share", "mi", "prior_log_likelihood"},
+                "vae": {"kl", "beta", "kl_nats", "active_units", "mi", "nll", "ppl"},
                 "vq": {"commitment", "code_perplexity", "codebook_usage"}}[family]
     assert expected <= logged
 
@@ -132,7 +134,7 @@ def test_latent_verbs_explain_bad_requests(models, tmp_path):
 
 def test_plain_autoencoder_has_no_prior_to_sample(trained_model):
     res = CliRunner().invoke(cli, ["sample", "--model", str(trained_model()), "-n", "2"])
-    assert res.exit_code == 2 and "no prior" in res.output
+    assert res.exit_code == 2 and "no prior" in res.output and "--family rae" in res.output
 
 
 def test_init_from_copies_matching_weights_and_keeps_new_ones_fresh(models):

@@ -96,7 +96,8 @@ class AutoEncoder:
     def detokenize(self, generated: torch.Tensor) -> list[str]:
         eos = self.model.config.eos_token_id
         rows = [row[: row.index(eos)] if eos in row else row for row in generated.tolist()]
-        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
+        # one line per text: a sampled byte piece can be a newline or a tab, which no training text holds
+        return [" ".join(t.split()) for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
 
     def _over_ids(self, ids: Sequence[Sequence[int]], fn: Callable[[torch.Tensor], Sequence[T]], batch_size: int,
                   desc: str, progress: bool) -> list[T]:
@@ -126,16 +127,20 @@ class AutoEncoder:
     def integer_codes(self) -> bool:
         return not self.model.bottleneck.code_dtype.is_floating_point
 
-    @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> np.ndarray:
         """Codes (N, *code_shape), one per text, in input order: float32, or int64 for integer codes."""
+        return self.encode_ids(self.token_ids(texts), batch_size, progress)
+
+    @torch.no_grad()
+    def encode_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 128, progress: bool = False) -> np.ndarray:
+        """`encode` for token rows that already end in EOS (the trainer's prepared sentences)."""
         dtype = np.int64 if self.integer_codes else np.float32
 
-        def encode_batch(ids: torch.Tensor) -> np.ndarray:
-            code = self.model.encode(ids)
+        def encode_batch(batch: torch.Tensor) -> np.ndarray:
+            code = self.model.encode(batch)
             return (code if self.integer_codes else code.float()).cpu().numpy()
 
-        rows = self._over_ids(self.token_ids(texts), encode_batch, batch_size, "encoding", progress)
+        rows = self._over_ids(ids, encode_batch, batch_size, "encoding", progress)
         return np.stack(rows).astype(dtype, copy=False) if rows else np.zeros((0, *self.code_shape), dtype=dtype)
 
     def code_tensor(self, codes: np.ndarray | torch.Tensor) -> torch.Tensor:

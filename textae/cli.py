@@ -334,18 +334,29 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @_model_option
 @click.option("-n", "--num", "n", type=int, default=10, help="How many sentences to draw.")
 @click.option("--output", type=click.Path(), default=None, help="Write .txt/.jsonl/.csv/.parquet instead of printing.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Token sampling temperature of the decoder; 0 decodes each drawn code greedily (or with --num-beams): "
+                   "the drawn code is the randomness.")
+@click.option("--prior-temperature", type=float, default=1.0, show_default=True,
+              help="Scales the prior's spread: below 1 draws codes nearer the prior's modes (safer, less varied).")
 @_beams_option
 @_repetition_option
 @click.option("--seed", type=int, default=0, help="Random seed: the same seed gives the same sentences.")
 @_overwrite_option
 @_friendly
-def sample(model_dir, n, output, num_beams, repetition_penalty, seed, overwrite) -> None:
-    """Decode codes drawn from the prior (vae: z ~ N(0, I); gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution)."""
+def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repetition_penalty, seed, overwrite) -> None:
+    """Decode codes drawn from the model's prior. For rae models (recommended: configs/rae.yaml) the prior
+    is a Gaussian mixture fitted on training codes; vae: z ~ N(0, I); gmvae: a random component; cvae: a
+    random label; vq: each slot's empirical code distribution. A plain ae model has no prior."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .latent import sample as draw
 
-    texts = draw(load(model_dir), n, seed=seed, num_beams=num_beams, repetition_penalty=repetition_penalty)
+    if temperature > 0 and num_beams > 1:
+        raise TextAEError("--num-beams needs --temperature 0 (beam search does not sample)")
+    decoding = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"num_beams": num_beams}
+    texts = draw(load(model_dir), n, seed=seed, prior_temperature=prior_temperature,
+                 repetition_penalty=repetition_penalty, **decoding)
     _write_or_print(output, {"id": list(range(len(texts))), "text": texts})
 
 

@@ -17,15 +17,21 @@ from .autoencoder import AutoEncoder
 from .errors import TextAEError
 
 
-def sample(ae: AutoEncoder, n: int, seed: int = 0, **generate) -> list[str]:
-    """n sentences decoded from codes drawn from the model's prior."""
+def sample(ae: AutoEncoder, n: int, seed: int = 0, prior_temperature: float = 1.0, **generate) -> list[str]:
+    """n sentences decoded from codes drawn from the model's prior (its spread scaled by
+    `prior_temperature`); `generate` takes the decoding options (do_sample, temperature, num_beams, ...)."""
     ae.require_vector_codes("sample")
     if n < 1:
         raise TextAEError("-n must be at least 1")
+    if prior_temperature <= 0:
+        raise TextAEError("--prior-temperature must be above 0")
+    gen = torch.Generator().manual_seed(seed)
     try:
-        codes = ae.model.bottleneck.sample_prior(n, generator=torch.Generator().manual_seed(seed))
+        codes = ae.model.bottleneck.sample_prior(n, generator=gen, temperature=prior_temperature)
     except NotImplementedError as err:
         raise TextAEError(str(err)) from None
+    if generate.get("do_sample"):
+        generate.setdefault("generator", gen)  # the same seed gives the same sentences
     return ae.decode(codes, **generate)
 
 
@@ -34,6 +40,8 @@ def interpolate(ae: AutoEncoder, a: str, b: str, steps: int = 5, **generate) -> 
     ae.require_vector_codes("interpolate")
     if steps < 2:
         raise TextAEError("--steps must be at least 2 (the two ends)")
+    if not a.strip() or not b.strip():
+        raise TextAEError("interpolate needs two sentences with words in them; got an empty one")
     codes = ae.code_tensor(ae.encode([a, b]))
     path = ae.model.bottleneck.interpolate(codes[0], codes[1], torch.linspace(0, 1, steps))
     return ae.decode(path, **generate)

@@ -110,6 +110,13 @@ class TextAEModel(TextAEPreTrainedModel):
         """The bottleneck family's latent-space metrics ({} for plain codes)."""
         return self.bottleneck.latent_metrics(self, batches, nll_samples)
 
+    @property
+    def prior_sentences(self) -> int:  # type: ignore[override]
+        return self.bottleneck.prior_sentences if self.bottleneck.ex_post_prior else 0
+
+    def fit_prior(self, codes: torch.Tensor) -> dict[str, float]:
+        return self.bottleneck.fit_prior(codes)
+
     # ----- decoder side -------------------------------------------------------------------
     def decoder_code(self, code: torch.Tensor) -> torch.Tensor:
         """Stored codes → the code vectors the decoder reads (B, K, D)."""

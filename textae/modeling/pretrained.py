@@ -66,6 +66,15 @@ class TextAEPreTrainedModel(PreTrainedModel):
         """Held-out numbers about the code space (active units, codebook usage, ...); none by default."""
         return {}
 
+    @property
+    def prior_sentences(self) -> int:
+        """How many training sentences' codes `fit_prior` wants once training ends (0: no ex-post prior)."""
+        return 0
+
+    def fit_prior(self, codes: torch.Tensor) -> dict[str, float]:
+        """Fit the ex-post prior on stored codes (what `encode` returns) of training sentences."""
+        raise NotImplementedError(f"{type(self).__name__} has no ex-post prior")
+
     # ----- decoder side -------------------------------------------------------------------
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Teacher-forcing inputs: BOS followed by the labels, ignored positions turned into padding."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
@@ -111,6 +112,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool) -> Path:
         run_eval()
     if state.step % tc.save_every:
         _save_checkpoint(accelerator, run_dir, state, scheduler, tc.keep_checkpoints)
+    _fit_prior(accelerator, evaluator, data, metrics, state, tc.seed)
     return _save_final(accelerator, model, data.tokenizer, cfg, run_dir, state)
 
 
@@ -406,6 +408,22 @@ def _evaluate(accelerator: Accelerator, evaluator, data: PreparedData, collator:
         result = evaluate(evaluator, data.val_ids, data.val_texts, collator, conditions=data.val_conditions)
         metrics.write(step=state.step, minutes=round(state.elapsed_s / 60, 3), **{k: round(v, 4) for k, v in result.items()})
         tqdm.write(f"step {state.step} | {state.elapsed_s / 60:.1f} min | " + " ".join(f"{k} {v:.3f}" for k, v in result.items()))
+    accelerator.wait_for_everyone()
+
+
+def _fit_prior(accelerator: Accelerator, evaluator, data: PreparedData, metrics: _MetricsLog, state: TrainState,
+               seed: int) -> None:
+    """Families with an ex-post prior (rae) fit it on the codes of a fixed random sample of training
+    sentences once training ends; the final model is saved with it."""
+    wanted = evaluator.model.prior_sentences
+    if wanted and accelerator.is_main_process:
+        rows = np.sort(np.random.default_rng(seed).permutation(len(data.train_ids))[:wanted])
+        eos = evaluator.model.config.eos_token_id
+        evaluator.model.eval()  # training is over
+        codes = evaluator.encode_ids([row + [eos] for row in data.train_ids.rows(rows)])
+        log.info("fitting the prior on the codes of %d training sentences", len(codes))
+        result = evaluator.model.fit_prior(torch.from_numpy(codes))
+        metrics.write(step=state.step, **{k: round(v, 4) for k, v in result.items()})
     accelerator.wait_for_everyone()
 
 

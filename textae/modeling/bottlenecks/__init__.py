@@ -8,6 +8,7 @@ from ..registry import family_config, get_family
 from .base import Bottleneck, BottleneckOutput
 # Imported in the order `--help` lists them: each module registers its family.
 from .continuous import ContinuousBottleneck, ContinuousConfig  # isort: skip
+from .rae import RAEBottleneck, RAEConfig  # isort: skip
 from .vae import VAEBottleneck, VAEConfig  # isort: skip
 from .vq import VQBottleneck, VQConfig  # isort: skip
 from .cvae import CVAEBottleneck, CVAEConfig  # isort: skip
@@ -24,6 +25,6 @@ def build_bottleneck(family: str, num_codes: int, dim: int, options: dict[str, A
 
 __all__ = [
     "Bottleneck", "BottleneckOutput", "ContinuousBottleneck", "ContinuousConfig", "CVAEBottleneck", "CVAEConfig",
-    "GMVAEBottleneck", "GMVAEConfig", "VAEBottleneck", "VAEConfig", "VQBottleneck", "VQConfig", "build_bottleneck",
+    "GMVAEBottleneck", "GMVAEConfig", "RAEBottleneck", "RAEConfig", "VAEBottleneck", "VAEConfig", "VQBottleneck", "VQConfig", "build_bottleneck",
     "family_config",
 ]

@@ -57,6 +57,7 @@ class Bottleneck(nn.Module):
     find_unused_parameters: ClassVar[bool] = False  # some weights get no gradient in some steps (DDP)
     mixture_prior: ClassVar[bool] = False  # its prior is a mixture: `responsibilities` gives each code's cluster
     standard_normal_prior: ClassVar[bool] = False  # KL(q(z|x) || N(0, I)) is its KL term: the ELBO scorer applies
+    ex_post_prior: ClassVar[bool] = False  # its prior is fitted on training codes once training ends (`fit_prior`)
     code_dtype: ClassVar[torch.dtype] = torch.float32
     paraphrase_scale: ClassVar[float] = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
 
@@ -111,9 +112,19 @@ class Bottleneck(nn.Module):
         """q(cluster | x) (B, C) for stored codes, for families whose prior is a mixture."""
         raise NotImplementedError("this model's prior has no clusters; train one with --family gmvae")
 
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n stored codes drawn from the family's prior; plain codes have none."""
-        raise NotImplementedError("a plain autoencoder has no prior to sample from; train with --family vae or vq")
+    @property
+    def prior_sentences(self) -> int:
+        """Training sentences `fit_prior` wants (families with an ex-post prior)."""
+        return 0
+
+    def fit_prior(self, codes: torch.Tensor, seed: int = 0) -> dict[str, float]:
+        """Fit the ex-post prior on stored codes of training sentences; returns figures to log."""
+        raise NotImplementedError(f"{type(self).__name__} has no ex-post prior")
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """n stored codes drawn from the family's prior (`temperature` scales its spread); plain codes have none."""
+        raise NotImplementedError("a plain autoencoder has no prior to sample from; "
+                                  "train one with --family rae (configs/rae.yaml), which the README recommends for sampling")
 
     def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """Stored codes moved a little (paraphrasing): Gaussian noise of `scale` × the code's spread."""

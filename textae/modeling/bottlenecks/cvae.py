@@ -118,8 +118,8 @@ class CVAEBottleneck(VAEBottleneck, family="cvae", options=CVAEConfig):
         x = self.from_latent(z) + self.label_to_code(p.to(z.dtype))
         return self.norm(x.view(code.shape[0], self.num_codes, self.dim))
 
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n, self.cfg.latent_dim, generator=generator)
+    def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        z = temperature * torch.randn(n, self.cfg.latent_dim, generator=generator)
         labels = torch.randint(self.num_labels, (n,), generator=generator)
         return torch.cat([z, F.one_hot(labels, self.num_labels).float()], dim=-1)
 

@@ -133,8 +133,8 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
             {"kl_nats": (per_dim.sum(-1) + kl_c).mean().detach(), "cluster_perplexity": code_perplexity(r.detach().sum(0))},
         )
 
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pick a component uniformly, then draw from it."""
+    def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """Pick a component uniformly, then draw from it (`temperature` scales its spread)."""
         c = torch.randint(self.cfg.components, (n,), generator=generator)
         noise = torch.randn(n, self.cfg.latent_dim, generator=generator)
-        return self.means.cpu()[c] + noise * (0.5 * self.logvar_shared.cpu()).exp()
+        return self.means.cpu()[c] + temperature * noise * (0.5 * self.logvar_shared.cpu()).exp()

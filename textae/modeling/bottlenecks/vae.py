@@ -151,8 +151,8 @@ class VAEBottleneck(Bottleneck, family="vae", options=VAEConfig):
     def to_decoder(self, code: torch.Tensor) -> torch.Tensor:
         return self.norm(self.from_latent(code).view(code.shape[0], self.num_codes, self.dim))
 
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.cfg.latent_dim, generator=generator)
+    def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        return temperature * torch.randn(n, self.cfg.latent_dim, generator=generator)
 
     def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """z + scale·ε: the prior has unit scale, so `scale` reads in prior standard deviations."""

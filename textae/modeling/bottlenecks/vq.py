@@ -176,9 +176,10 @@ class VQBottleneck(Bottleneck, family="vq", options=VQConfig):
             counts += torch.bincount(out.latent["indices"][out.latent["mask"]].cpu(), minlength=len(counts)).float()
         return {"codebook_usage": float((counts > 0).float().mean()), "code_perplexity": float(code_perplexity(counts))}
 
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Each slot's code drawn independently from how often that slot used each code in training."""
-        weights = self.slot_counts.float().cpu() + 1e-6  # untrained: uniform
+    def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """Each slot's code drawn independently from how often that slot used each code in training
+        (counts raised to 1 / `temperature`)."""
+        weights = (self.slot_counts.float().cpu() + 1e-6) ** (1.0 / max(temperature, 1e-3))  # untrained: uniform
         return torch.multinomial(weights, n, replacement=True, generator=generator).T.to(self.codebook.device)
 
     def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,0 +1,310 @@
+"""Codes that write language: the recommended generative family against a peer language model, and a
+rate–distortion table (held-out BLEU against code size) for every family.
+
+    python benchmarks/generative.py --init-from runs/bench-default/final     (make bench-generative)
+
+Every run starts from the foundation autoencoder that `make bench` / `make demo` trains (its minutes are
+not counted). In order, one at a time:
+1. the recommended model: `textae train --config configs/rae.yaml` for --minutes;
+2. the peer: a decoder-only Transformer LM (benchmarks/peer_lm.py) of the same width, with the
+   autoencoder's 2 + 2 layers as 4 layers, on the same training sentences for the same minutes;
+3. rate–distortion: ae (code_dim), vq (heads) and rae (latent_dim) at four code sizes each, --rd-steps
+   steps each, plus PCA of the foundation AE's codes at each size, decoded by its unchanged decoder.
+Then, on news validation sentences no run trains on: MAUVE of 1,000 samples of each model against 1,000
+held-out sentences (MiniLM features, mean of 3 seeds), copy rate, distinct-2, interpolation and
+paraphrase figures (fluency judged by the peer LM), and the latent's health. Writes
+benchmarks/results/generative.json and generative_rate_distortion.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import device_name, train_run
+from peer_lm import PeerLM
+from peer_lm import train as train_peer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TEMPERATURE = 1.0  # token sampling temperature of both samplers
+MAUVE_SEEDS = (25, 26, 27)
+SIZES = {  # family → (option, values); code size per sentence = 16 slots × ...
+    "ae": ("model.code_dim", (128, 32, 16, 4)),  # floats
+    "rae": ("model.bottleneck.latent_dim", (32, 16, 8, 4)),  # floats
+    "vq": ("model.bottleneck.heads", (8, 4, 2, 1)),  # integers of log2(256) = 8 bits
+}
+PCA_SIZES = (64, 32, 16, 8, 4)
+
+
+def key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def distinct2(texts: list[str]) -> float:
+    grams = [tuple(w[i : i + 2]) for w in (key(t).split() for t in texts) for i in range(len(w) - 1)]
+    return len(set(grams)) / max(1, len(grams))
+
+
+def code_size(family: str, value: int) -> dict:
+    if family == "vq":
+        return {"code_bits": 16 * value * 8}
+    return {"code_floats": 16 * value}
+
+
+def rd_args(family: str, value: int, init: Path, steps: int) -> list[str]:
+    option, _ = SIZES[family]
+    args = ["--init-from", str(init), "--max-steps", str(steps), "--max-minutes", "60", "--set", f"{option}={value}",
+            "--set", f"train.eval_every={steps}", "--set", f"train.save_every={steps}"]
+    if family == "rae":
+        return ["--config", "configs/rae.yaml", *args]
+    if family == "vq":
+        return ["--family", "vq", "--set", "model.bottleneck.codebook_size=256", *args]
+    return args
+
+
+def heldout_bleu(model_dir: Path, texts: list[str]) -> float:
+    import textae
+    from textae.training.metrics import bleu
+
+    ae = textae.load(model_dir)
+    references = ae.tokenizer.batch_decode([x[:-1] for x in ae.token_ids(texts)], skip_special_tokens=True)
+    return round(bleu(ae.reconstruct(texts), references), 2)
+
+
+def pca_rows(init: Path, train_texts: list[str], texts: list[str]) -> list[dict]:
+    """PCA of the foundation AE's code vectors (one basis shared by the slots) to each size, decoded unchanged."""
+    import textae
+    from textae.training.metrics import bleu
+
+    ae = textae.load(init)
+    fit = ae.encode(train_texts)  # (N, K, D)
+    mean = fit.reshape(-1, fit.shape[-1]).mean(0)
+    _, _, vt = np.linalg.svd(fit.reshape(-1, fit.shape[-1]) - mean, full_matrices=False)
+    codes = ae.encode(texts)
+    references = ae.tokenizer.batch_decode([x[:-1] for x in ae.token_ids(texts)], skip_special_tokens=True)
+    rows = []
+    for k in PCA_SIZES:
+        basis = vt[:k]  # (k, D)
+        rebuilt = (codes - mean) @ basis.T @ basis + mean
+        rows.append({"code_floats": 16 * k, "bleu": round(bleu(ae.decode(rebuilt.astype(np.float32)), references), 2),
+                     "train_minutes": 0.0})
+    return rows
+
+
+def mauve_score(encoder, reference: list[str], generated: list[str]) -> float:
+    import mauve
+
+    p, q = encoder.encode(reference), encoder.encode(generated)
+    return round(float(np.mean([mauve.compute_mauve(p_features=p, q_features=q, seed=s, verbose=False).mauve
+                                for s in MAUVE_SEEDS])), 4)
+
+
+def interpolation_figures(ae, peer: PeerLM, texts: list[str], pairs: int, seed: int) -> dict:
+    from textae.latent import interpolate
+
+    rng = random.Random(seed)
+    ends, mids, novel, examples = [], [], 0, []
+    for _ in range(pairs):
+        a, b = rng.sample(texts, 2)
+        path = interpolate(ae, a, b, steps=7)
+        ends += [path[0], path[-1]]
+        mids += path[1:-1]
+        novel += sum(key(m) not in (key(path[0]), key(path[-1])) for m in path[1:-1])
+        if len(examples) < 3:
+            examples.append(path)
+    ratio = float(peer.token_nll(mids).mean() / peer.token_nll(ends).mean())
+    return {"interpolation_novel_share": round(novel / len(mids), 4), "interpolation_nll_ratio": round(ratio, 4),
+            "interpolation_examples": examples}
+
+
+def paraphrase_figures(ae, peer: PeerLM, encoder, texts: list[str]) -> dict:
+    from textae.latent import paraphrase
+    from textae.training.metrics import bleu
+
+    found, stats = paraphrase(ae, texts, n=1)
+    top = {p.index: p.text for p in found if p.rank == 1}
+    sources = [texts[i] for i in sorted(top)]
+    outputs = [top[i] for i in sorted(top)]
+    return {
+        "paraphrase_similarity": round(float(encoder.similarity(sources, outputs).mean()), 4),
+        "paraphrase_self_bleu": round(bleu(outputs, sources), 2),
+        "paraphrase_nll_ratio": round(float(peer.token_nll(outputs).mean() / peer.token_nll(sources).mean()), 4),
+        "paraphrase_inputs_without": round(stats["inputs_without_paraphrase"], 4),
+        "paraphrase_examples": [{"source": s, "paraphrase": o} for s, o in list(zip(sources, outputs))[:20]],
+    }
+
+
+def health(ae, texts: list[str]) -> dict:
+    import torch
+
+    ids = ae.token_ids(texts)
+    batches = []
+    for start in range(0, len(ids), 128):
+        x = ae.pad(ids[start : start + 128])
+        batches.append({"input_ids": x, "attention_mask": x.ne(ae.model.config.pad_token_id)})
+    with torch.no_grad():
+        metrics = ae.model.latent_metrics(batches, nll_samples=0)
+    return {k: round(float(v), 4) for k, v in metrics.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--init-from", type=Path, default=Path("runs/bench-default/final"),
+                        help="The foundation autoencoder (`make bench` or `make demo` trains it).")
+    parser.add_argument("--root", type=Path, default=Path("runs/bench-generative"))
+    parser.add_argument("--minutes", type=float, default=20.0, help="Training minutes of the recommended model and the peer.")
+    parser.add_argument("--rd-steps", type=int, default=600, help="Optimiser steps of each rate–distortion run (fixed budget).")
+    parser.add_argument("--fresh", action="store_true", help="Retrain every run.")
+    args = parser.parse_args()
+    root, init = args.root, args.init_from
+    from textae.config import DataConfig
+    from textae.data.corpus import prepare_corpus
+
+    splits = prepare_corpus(DataConfig()).splits
+    validation = list(splits["validation"]["text"])
+    train_keys = {key(t) for t in splits["train"]["text"]}
+    mauve_ref, heldout = validation[:1000], validation[1000:3000]  # samples are judged against sentences no metric reuses
+
+    # 1. the recommended model
+    rec_args = ["--config", "configs/rae.yaml", "--init-from", str(init), "--max-minutes", str(args.minutes)]
+    commands = {"rae": train_run(root, "rae", rec_args, args.fresh)[0]}
+    rec_dir = root / "rae" / "final"
+    rec_minutes = json.loads((rec_dir / "train_state.json").read_text())["elapsed_s"] / 60
+    # 2. the peer, for the same minutes
+    peer_dir = root / "peer-lm"
+    if args.fresh or not (peer_dir / "peer_lm.json").is_file():
+        print(f"--- peer LM, {rec_minutes:.1f} minutes", flush=True)
+        train_peer(init, peer_dir, rec_minutes)
+    peer_info = json.loads((peer_dir / "peer_lm.json").read_text())
+    commands["peer_lm"] = ["python", "benchmarks/peer_lm.py", "--tokenizer", str(init), "--minutes", f"{rec_minutes:.2f}",
+                           "--output", str(peer_dir)]
+    # 3. rate–distortion runs
+    rd_dirs = {}
+    for family, (_, values) in SIZES.items():
+        for value in values:
+            name = f"rd-{family}-{value}"
+            commands[name] = train_run(root, name, rd_args(family, value, init, args.rd_steps), args.fresh)[0]
+            rd_dirs[(family, value)] = root / name / "final"
+
+    import textae
+    from textae.latent import sample
+    from textae.similarity import SentenceEncoder
+
+    encoder, peer, ae = SentenceEncoder(), PeerLM(peer_dir), textae.load(rec_dir)
+    bleu_texts = heldout[:1000]
+    started = time.perf_counter()
+    samples = sample(ae, 1000, seed=0, do_sample=True, temperature=TEMPERATURE)
+    sample_seconds = time.perf_counter() - started
+    greedy_samples = sample(ae, 1000, seed=0)
+    peer_samples = peer.sample(1000, temperature=TEMPERATURE, seed=0)
+    rec = {
+        "family": "rae",
+        "code_floats": int(np.prod(ae.code_shape)),
+        "bleu": heldout_bleu(rec_dir, bleu_texts),
+        "train_minutes": round(rec_minutes, 2),
+        "mauve": mauve_score(encoder, mauve_ref, samples),
+        "peer_lm_mauve": mauve_score(encoder, mauve_ref, peer_samples),
+        "mauve_greedy_decoding": mauve_score(encoder, mauve_ref, greedy_samples),
+        "heldout_mauve": mauve_score(encoder, mauve_ref, heldout[:1000]),  # the ceiling: real sentences
+        "copy_rate": round(sum(key(s) in train_keys for s in samples) / len(samples), 4),
+        "peer_lm_copy_rate": round(sum(key(s) in train_keys for s in peer_samples) / len(peer_samples), 4),
+        "distinct2": round(distinct2(samples), 4),
+        "peer_lm_distinct2": round(distinct2(peer_samples), 4),
+        "heldout_distinct2": round(distinct2(heldout[:1000]), 4),
+        "sample_nll": round(float(peer.token_nll(samples).mean()), 4),
+        "peer_lm_sample_nll": round(float(peer.token_nll(peer_samples).mean()), 4),
+        "heldout_nll": round(float(peer.token_nll(heldout[:1000]).mean()), 4),
+        "samples_per_second": round(len(samples) / sample_seconds, 1),
+        "temperature": TEMPERATURE,
+        **interpolation_figures(ae, peer, heldout, 200, seed=0),
+        **paraphrase_figures(ae, peer, encoder, heldout[:500]),
+        **health(ae, heldout),
+        "health_sentences": len(heldout),
+        "sample_examples": samples[:20],
+        "peer_lm_sample_examples": peer_samples[:20],
+    }
+    rate_distortion = {family: [] for family in SIZES}
+    for (family, value), path in rd_dirs.items():
+        state = json.loads((path / "train_state.json").read_text())
+        rate_distortion[family].append({**code_size(family, value), "bleu": heldout_bleu(path, bleu_texts),
+                                        "train_minutes": round(state["elapsed_s"] / 60, 2), "steps": state["step"]})
+    rate_distortion["ae_pca"] = pca_rows(init, list(splits["train"].select(range(5000))["text"]), bleu_texts)
+    rate_distortion["foundation_ae"] = {"code_floats": 2048, "bleu": heldout_bleu(init, bleu_texts)}
+
+    result = {
+        "recommended": "rae",
+        "recommended_model": rec,
+        "rate_distortion": rate_distortion,
+        "peer_lm": peer_info,
+        "train_commands": {k: " ".join(v) for k, v in commands.items()},
+        "heldout": "news validation sentences: 1,000 MAUVE references, then 2,000 for BLEU (first 1,000), interpolation "
+                   "pairs, paraphrase (first 500) and health",
+        "device": device_name(),
+        "command": f"python benchmarks/generative.py --init-from {init} --minutes {args.minutes} --rd-steps {args.rd_steps}",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "generative.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(rate_distortion, RESULTS / "generative_rate_distortion.png")
+    report(result)
+
+
+def plot(rate_distortion: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for family, rows in rate_distortion.items():
+        if not isinstance(rows, list):
+            continue
+        x = [r.get("code_floats", r.get("code_bits", 0) / 32) for r in rows]
+        order = np.argsort(x)
+        label = {"vq": "vq (bits / 32)", "ae_pca": "PCA of the foundation AE's code"}.get(family, family)
+        ax.plot(np.array(x)[order], np.array([r["bleu"] for r in rows])[order], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("code size per sentence (floats; VQ: bits / 32)")
+    ax.set_ylabel("held-out BLEU")
+    ax.set_title("Rate–distortion on news, fixed training budget")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def report(result: dict) -> None:
+    rec = result["recommended_model"]
+    print(f"\nrecommended: rae, {rec['code_floats']} floats, BLEU {rec['bleu']}, {rec['train_minutes']} min")
+    print(f"{'':24} {'rae':>8} {'peer LM':>8} {'held-out':>8}")
+    print(f"{'MAUVE':24} {rec['mauve']:8.3f} {rec['peer_lm_mauve']:8.3f} {rec['heldout_mauve']:8.3f}")
+    print(f"{'copy rate':24} {rec['copy_rate']:8.3f} {rec['peer_lm_copy_rate']:8.3f}")
+    print(f"{'distinct-2':24} {rec['distinct2']:8.3f} {rec['peer_lm_distinct2']:8.3f} {rec['heldout_distinct2']:8.3f}")
+    print(f"{'NLL under the peer':24} {rec['sample_nll']:8.3f} {rec['peer_lm_sample_nll']:8.3f} {rec['heldout_nll']:8.3f}")
+    print(f"interpolation: novel {rec['interpolation_novel_share']:.3f}, NLL ratio {rec['interpolation_nll_ratio']:.3f}")
+    print(f"paraphrase: similarity {rec['paraphrase_similarity']:.3f}, self-BLEU {rec['paraphrase_self_bleu']:.1f}, "
+          f"NLL ratio {rec['paraphrase_nll_ratio']:.3f}")
+    print("health: " + ", ".join(f"{k} {rec[k]}" for k in ("active_share", "active_units", "mi", "kl") if k in rec))
+    print("\nrate–distortion (held-out BLEU)")
+    for family, rows in result["rate_distortion"].items():
+        rows = rows if isinstance(rows, list) else [rows]
+        print(f"  {family:14} " + "  ".join(f"{r.get('code_floats', r.get('code_bits'))}{'b' if 'code_bits' in r else 'f'}:"
+                                            f"{r['bleu']:.1f}" for r in rows))
+    print("\nsamples (rae | peer LM)")
+    for a, b in zip(rec["sample_examples"], rec["peer_lm_sample_examples"]):
+        print(f"  {a}\n    | {b}")
+    print("\ninterpolations")
+    for path in rec["interpolation_examples"]:
+        print("  " + "\n  -> ".join(path) + "\n")
+    print("paraphrases")
+    for e in rec["paraphrase_examples"]:
+        print(f"  {e['source']}\n    => {e['paraphrase']}")
+    print(f"device {result['device']}")
+
+
+if __name__ == "__main__":
+    main()

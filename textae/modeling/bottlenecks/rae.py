@@ -1,0 +1,208 @@
+"""Regularised autoencoder with an ex-post density: the family that samples, interpolates and paraphrases.
+
+Each of the K code slots keeps its place (slot k summarises chunk k of the sentence, which is what
+lets the decoder learn fast) but is compressed to `latent_dim` floats, so a sentence is K ×
+latent_dim floats (16 × 16 = 256 by default). Two things make that code generative:
+- standardised codes with training noise: every code dimension is batch-normalised over the real
+  slots (zero mean, unit variance across sentences, running statistics at inference, as BN-VAE,
+  Zhu et al. 2020), and the decoder reads z + ε with ε ~ N(0, noise²): a fixed signal-to-noise ratio
+  the encoder cannot escape by scaling its code up, so codes near a sentence's code decode to similar
+  sentences (a Gaussian encoder of fixed variance: a VAE without the KL, Ghosh et al. 2020);
+- an ex-post prior: once training ends, a Gaussian mixture with full covariances is fitted on the
+  codes of training sentences (Ghosh et al. 2020) and saved with the weights; `sample` draws from
+  it, `paraphrase` moves a code by noise of a few code standard deviations. (An autoregressive
+  Transformer prior over the slots, as VQ-VAE's PixelCNN prior, sampled no better in our
+  measurement and costs minutes to fit, so the mixture stays.)
+Initialised from a trained plain autoencoder, the per-slot projections start as the PCA of its
+codes on the first batch, so the decoder first reads the PCA reconstruction of what it knows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .base import Bottleneck, BottleneckOutput
+from .vae import mutual_information
+
+if TYPE_CHECKING:
+    from ..model import TextAEModel
+
+ACTIVE_VARIANCE = 0.01  # a unit is active when its variance across sentences exceeds this (Burda et al. 2016)
+
+
+@dataclass
+class RAEConfig:
+    latent_dim: int = 16  # floats per code slot: a sentence is num_codes × latent_dim floats
+    noise: float = 0.3  # training noise, in standard deviations of the (standardised) code
+    momentum: float = 0.01  # of the running mean and variance used at inference
+    prior_components: int = 16  # Gaussians (full covariance) of the ex-post prior
+    prior_sentences: int = 10000  # training sentences the prior is fitted on after training
+    normalize: bool = True  # parameter-free LayerNorm on the decoder's code vectors, as the plain family
+
+    def __post_init__(self):
+        if min(self.latent_dim, self.prior_components) < 1:
+            raise ValueError("latent_dim and prior_components must be at least 1")
+        if self.prior_sentences < 2:
+            raise ValueError(f"prior_sentences must be at least 2, got {self.prior_sentences}")
+        if self.noise < 0:
+            raise ValueError(f"noise must be at least 0, got {self.noise}")
+
+
+class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
+    ex_post_prior = True
+    paraphrase_scale = 0.5  # standard deviations of the standardised code
+
+    def __init__(self, num_codes: int, dim: int, cfg: RAEConfig):
+        super().__init__(num_codes, dim)
+        self.cfg = cfg
+        self.norm_in = nn.LayerNorm(dim, elementwise_affine=False)  # the plain family's code, which the PCA reads
+        self.down = nn.Linear(dim, cfg.latent_dim)
+        self.up = nn.Linear(cfg.latent_dim, dim)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False) if cfg.normalize else nn.Identity()
+        self.register_buffer("initialised", torch.tensor(False))
+        self.register_buffer("running_mean", torch.zeros(cfg.latent_dim))
+        self.register_buffer("running_var", torch.ones(cfg.latent_dim))
+        size, c = num_codes * cfg.latent_dim, cfg.prior_components
+        self.register_buffer("prior_fitted", torch.tensor(False))
+        self.register_buffer("prior_weights", torch.full((c,), 1.0 / c))
+        self.register_buffer("prior_means", torch.zeros(c, size))
+        self.register_buffer("prior_scale_tril", torch.eye(size).repeat(c, 1, 1))
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        return (self.num_codes, self.cfg.latent_dim)
+
+    @property
+    def prior_sentences(self) -> int:
+        return self.cfg.prior_sentences
+
+    @torch.no_grad()
+    def _initialise(self, h: torch.Tensor, slot_mask: torch.Tensor) -> None:
+        """PCA of the first batch's real code slots: `down` whitens the top components, `up` rebuilds."""
+        x = self.norm_in(h)[slot_mask].float()  # (slots, D)
+        q = min(self.cfg.latent_dim, x.shape[0] - 1, x.shape[1])
+        if q < 1:
+            return
+        mean = x.mean(0)
+        _, s, v = torch.pca_lowrank(x - mean, q=q, center=False)
+        scale = (s / max(1, x.shape[0] - 1) ** 0.5).clamp(min=1e-4)
+        self.down.weight[:q] = (v / scale).T
+        self.down.bias[:q] = -(mean @ v) / scale
+        self.up.weight[:, :q] = v * scale
+        self.up.bias.copy_(mean)
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+        self.initialised.fill_(True)
+        if dist.is_available() and dist.is_initialized():
+            for p in (*self.down.parameters(), *self.up.parameters()):
+                dist.broadcast(p.data, src=0)
+
+    def latent(self, h: torch.Tensor, slot_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The stored code (B, K, latent_dim) of the summaries h: standardised with the statistics of
+        this batch's real slots when training (updating the running ones), else the running ones."""
+        x = self.down(self.norm_in(h))
+        if self.training and slot_mask is not None and int(slot_mask.sum()) > 1:
+            real = x[slot_mask].float()
+            mean, var = real.mean(0), real.var(0, correction=0)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.cfg.momentum)
+                self.running_var.lerp_(var.detach(), self.cfg.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return ((x - mean) / (var + 1e-5).sqrt()).to(x.dtype)
+
+    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None) -> BottleneckOutput:
+        if self.training and not bool(self.initialised):
+            self._initialise(h.detach(), slot_mask)
+        z = self.latent(h, slot_mask)
+        noisy = z + self.cfg.noise * torch.randn_like(z) if self.training and self.cfg.noise > 0 else z
+        return BottleneckOutput(code=self.to_decoder(noisy), latent={"z": z})
+
+    def encode(self, h: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
+        return self.latent(h)
+
+    def to_decoder(self, code: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.up(code))
+
+    # ----- the ex-post prior ------------------------------------------------------------------
+    @torch.no_grad()
+    def fit_prior(self, codes: torch.Tensor, seed: int = 0) -> dict[str, float]:
+        """Fit the Gaussian mixture on stored codes (N, K, latent_dim); returns fit figures."""
+        from sklearn.mixture import GaussianMixture
+
+        x = codes.flatten(1).double().cpu().numpy()
+        components = min(self.cfg.prior_components, len(x))
+        gmm = GaussianMixture(components, covariance_type="full", reg_covar=1e-3, max_iter=100, random_state=seed)
+        gmm.fit(x)  # the code is standardised, so the covariance floor means the same for every model
+        weights = torch.zeros(self.cfg.prior_components, dtype=torch.float64)
+        weights[:components] = torch.from_numpy(gmm.weights_)
+        self.prior_weights.copy_(weights)
+        self.prior_means[:components] = torch.from_numpy(gmm.means_)
+        self.prior_scale_tril[:components] = torch.linalg.cholesky(torch.from_numpy(gmm.covariances_))
+        self.prior_fitted.fill_(True)
+        return {"prior_components": components, "prior_log_likelihood": float(gmm.score(x)),
+                "prior_converged": float(gmm.converged_)}
+
+    def _require_prior(self) -> None:
+        if not bool(self.prior_fitted):
+            raise NotImplementedError("this rae model has no fitted prior (training was interrupted before the end); "
+                                      "finish the run, or retrain it with --family rae")
+
+    def _mixture(self) -> torch.distributions.MixtureSameFamily:
+        self._require_prior()
+        return torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(probs=self.prior_weights.double()),
+            torch.distributions.MultivariateNormal(self.prior_means.double(), scale_tril=self.prior_scale_tril.double()),
+        )
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """n codes from the mixture; `temperature` scales each component's spread."""
+        self._require_prior()
+        component = torch.multinomial(self.prior_weights.double().cpu(), n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.prior_means.shape[1], 1, generator=generator, dtype=torch.float64)
+        tril = self.prior_scale_tril.double().cpu()[component]
+        x = self.prior_means.double().cpu()[component] + temperature * (tril @ eps)[..., 0]
+        return x.float().view(n, *self.code_shape).to(self.prior_means.device)
+
+    def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """code + scale · ε: the code is standardised, so `scale` reads in its standard deviations."""
+        return code + scale * torch.randn(code.shape, generator=generator).to(code)
+
+    # ----- health -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def latent_metrics(
+        self, model: TextAEModel, batches: Sequence[dict[str, torch.Tensor]], nll_samples: int = 16
+    ) -> dict[str, float]:
+        """Active share: of the (slot, dimension) units whose slot holds words in at least 1 % of
+        the sentences, those whose variance across sentences exceeds 0.01 (Burda et al.'s criterion;
+        the code is standardised, as their prior). MI: I(x; z) of the Gaussian encoder the training
+        noise defines, at most log N. KL: E[log q(z|x) - log p(z)] against the fitted prior."""
+        codes, masks = [], []
+        for batch in batches:
+            h, mask = model.chunk_summaries(batch["input_ids"], batch["attention_mask"])
+            codes.append(self.latent(h).float())
+            masks.append(mask)
+        z, mask = torch.cat(codes), torch.cat(masks)  # (N, K, L), (N, K)
+        content = mask.float().mean(0) >= 0.01  # (K,)
+        variance = torch.stack([z[mask[:, k], k].var(0, correction=0) if mask[:, k].sum() > 1 else z.new_zeros(z.shape[-1])
+                                for k in range(self.num_codes)])  # (K, L)
+        active = (variance > ACTIVE_VARIANCE) & content[:, None]
+        sigma = self.cfg.noise
+        out = {"active_units": int(active.sum()), "active_share": float(active.sum() / max(1, int(content.sum()) * z.shape[-1]))}
+        if sigma > 0:
+            flat = z.flatten(1)
+            logvar = torch.full_like(flat, 2 * math.log(sigma))
+            out["mi"] = mutual_information(flat, logvar, torch.Generator().manual_seed(0))
+            if bool(self.prior_fitted):
+                gen = torch.Generator().manual_seed(0)
+                draw = flat + sigma * torch.randn(flat.shape, generator=gen)
+                log_q = -0.5 * flat.shape[1] * (math.log(2 * math.pi) + 2 * math.log(sigma)) - 0.5 * ((draw - flat) / sigma).pow(2).sum(1)
+                out["kl"] = float((log_q.double() - self._mixture().log_prob(draw.double())).mean())
+        return out
