@@ -78,6 +78,15 @@ def test_valid_model_overrides_are_typed():
     assert cfg.model["dropout"] == 0.1 and isinstance(cfg.model["dropout"], float)  # YAML reads 1e-1 as a string
 
 
+def test_one_family_option_can_be_set_alone(tmp_path):
+    cfg = load_config(Path("configs/rae.yaml"), parse_overrides(["model.bottleneck.latent_dim=8"]))
+    assert cfg.model["bottleneck"]["latent_dim"] == 8 and cfg.model["bottleneck"]["noise"] == 0.3  # the rest kept
+    cfg = load_config(None, parse_overrides(["model.family=vq", "model.bottleneck.heads=2"]))
+    assert cfg.model["bottleneck"] == {"heads": 2}
+    with pytest.raises(TextAEError, match="latnt_dim"):
+        load_config(Path("configs/rae.yaml"), parse_overrides(["model.bottleneck.latnt_dim=8"]))
+
+
 def test_parse_overrides():
     assert parse_overrides([" train.lr=3e-4", "data.source=a=b.txt", "data.max_words="]) == {
         "train.lr": "3e-4", "data.source": "a=b.txt", "data.max_words": ""}

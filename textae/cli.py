@@ -368,7 +368,8 @@ def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repe
 @_beams_option
 @_friendly
 def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
-    """Decode evenly spaced points between the codes of two sentences."""
+    """Decode evenly spaced points between the codes of two sentences. Any vector-code family; a rae model
+    (configs/rae.yaml, recommended) was trained so that codes between sentences decode to sentences."""
     from .loading import load
     from .latent import interpolate as between
 
@@ -392,7 +393,8 @@ def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
 @_overwrite_option
 @_friendly
 def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column, id_column, batch_size, seed, overwrite) -> None:
-    """Rewrite each input: decode codes near its own, drop copies, rank by code similarity."""
+    """Rewrite each input: decode codes near its own, drop copies, rank by code similarity. Any vector-code
+    family; rae models (configs/rae.yaml, recommended) move the standardised code by --scale standard deviations."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows

@@ -177,14 +177,19 @@ def parse_overrides(values: Iterable[str]) -> dict[str, str]:
 
 
 def build_config(values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """A RunConfig from nested `values` (e.g. parsed YAML) and dotted `overrides` ("train.lr": 3e-4)."""
+    """A RunConfig from nested `values` (e.g. parsed YAML) and dotted `overrides` ("train.lr": 3e-4;
+    "model.bottleneck.latent_dim": 8 sets one option of the family)."""
     values = {k: dict(v or {}) for k, v in (values or {}).items()}
     values["model"] = {**_MODEL_DEFAULTS, **values.get("model", {})}
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
         if not name:
             raise TextAEError(f"override {key!r} must look like section.key, e.g. train.lr")
-        values.setdefault(section, {})[name] = yaml.safe_load(value) if isinstance(value, str) else value
+        parsed = yaml.safe_load(value) if isinstance(value, str) else value
+        if section == "model" and name.startswith("bottleneck."):  # one family option: merged into the mapping
+            values["model"]["bottleneck"] = {**(values["model"].get("bottleneck") or {}), name.split(".", 1)[1]: parsed}
+        else:
+            values.setdefault(section, {})[name] = parsed
     unknown = set(values) - set(SECTIONS) - {"model"}  # after the overrides, which may name a section too
     if unknown:
         raise TextAEError(f"unknown config section(s) {sorted(unknown)}; known: {sorted([*SECTIONS, 'model'])}")
