@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -50,10 +51,15 @@ def distinct2(texts: list[str]) -> float:
     return len(set(grams)) / max(1, len(grams))
 
 
-def code_size(family: str, value: int) -> dict:
-    if family == "vq":
-        return {"code_bits": 16 * value * 8}
-    return {"code_floats": 16 * value}
+def code_size(model_dir: Path) -> dict:
+    """A model's code per sentence: floats, or bits for integer codes."""
+    config = json.loads((model_dir / "config.json").read_text())
+    options, k = config["bottleneck"], config["num_codes"]
+    if config["family"] == "vq":
+        return {"code_bits": int(k * options.get("heads", 4) * math.log2(options.get("codebook_size", 512)))}
+    if config["family"] == "rae":
+        return {"code_floats": k * options.get("latent_dim", 16)}
+    return {"code_floats": k * config["code_dim"]}
 
 
 def rd_args(family: str, value: int, init: Path, steps: int) -> list[str]:
@@ -166,8 +172,8 @@ def main() -> None:
     from textae.data.corpus import prepare_corpus
 
     splits = prepare_corpus(DataConfig()).splits
-    validation = list(splits["validation"]["text"])
     train_keys = {key(t) for t in splits["train"]["text"]}
+    validation = [t for t in splits["validation"]["text"] if key(t) not in train_keys]  # dedup is case-sensitive
     mauve_ref, heldout = validation[:1000], validation[1000:3000]  # samples are judged against sentences no metric reuses
 
     # 1. the recommended model
@@ -204,9 +210,10 @@ def main() -> None:
     peer_samples = peer.sample(1000, temperature=TEMPERATURE, seed=0)
     rec = {
         "family": "rae",
-        "code_floats": int(np.prod(ae.code_shape)),
+        **code_size(rec_dir),
         "bleu": heldout_bleu(rec_dir, bleu_texts),
         "train_minutes": round(rec_minutes, 2),
+        "wall_minutes": float((root / "rae" / "wall_minutes.txt").read_text()),  # with evaluation and the prior's fit
         "mauve": mauve_score(encoder, mauve_ref, samples),
         "peer_lm_mauve": mauve_score(encoder, mauve_ref, peer_samples),
         "mauve_greedy_decoding": mauve_score(encoder, mauve_ref, greedy_samples),
@@ -217,10 +224,11 @@ def main() -> None:
         "peer_lm_distinct2": round(distinct2(peer_samples), 4),
         "heldout_distinct2": round(distinct2(heldout[:1000]), 4),
         "sample_nll": round(float(peer.token_nll(samples).mean()), 4),
-        "peer_lm_sample_nll": round(float(peer.token_nll(peer_samples).mean()), 4),
+        "peer_lm_sample_nll_self_scored": round(float(peer.token_nll(peer_samples).mean()), 4),
         "heldout_nll": round(float(peer.token_nll(heldout[:1000]).mean()), 4),
         "samples_per_second": round(len(samples) / sample_seconds, 1),
         "temperature": TEMPERATURE,
+        "mauve_features": "all-MiniLM-L6-v2 sentence embeddings (textae.similarity); mean over k-means seeds 25, 26, 27",
         **interpolation_figures(ae, peer, heldout, 200, seed=0),
         **paraphrase_figures(ae, peer, encoder, heldout[:500]),
         **health(ae, heldout),
@@ -231,10 +239,13 @@ def main() -> None:
     rate_distortion = {family: [] for family in SIZES}
     for (family, value), path in rd_dirs.items():
         state = json.loads((path / "train_state.json").read_text())
-        rate_distortion[family].append({**code_size(family, value), "bleu": heldout_bleu(path, bleu_texts),
-                                        "train_minutes": round(state["elapsed_s"] / 60, 2), "steps": state["step"]})
+        row = {**code_size(path), "bleu": heldout_bleu(path, bleu_texts), "train_minutes": round(state["elapsed_s"] / 60, 2),
+               "steps": state["step"]}
+        if code_size(path) == code_size(init) and family == "ae":
+            row["note"] = "the foundation AE's own shape: every weight is copied, so this row continues its training"
+        rate_distortion[family].append(row)
     rate_distortion["ae_pca"] = pca_rows(init, list(splits["train"].select(range(5000))["text"]), bleu_texts)
-    rate_distortion["foundation_ae"] = {"code_floats": 2048, "bleu": heldout_bleu(init, bleu_texts)}
+    rate_distortion["foundation_ae"] = {**code_size(init), "bleu": heldout_bleu(init, bleu_texts)}
 
     result = {
         "recommended": "rae",
@@ -284,7 +295,7 @@ def report(result: dict) -> None:
     print(f"{'MAUVE':24} {rec['mauve']:8.3f} {rec['peer_lm_mauve']:8.3f} {rec['heldout_mauve']:8.3f}")
     print(f"{'copy rate':24} {rec['copy_rate']:8.3f} {rec['peer_lm_copy_rate']:8.3f}")
     print(f"{'distinct-2':24} {rec['distinct2']:8.3f} {rec['peer_lm_distinct2']:8.3f} {rec['heldout_distinct2']:8.3f}")
-    print(f"{'NLL under the peer':24} {rec['sample_nll']:8.3f} {rec['peer_lm_sample_nll']:8.3f} {rec['heldout_nll']:8.3f}")
+    print(f"{'NLL under the peer':24} {rec['sample_nll']:8.3f} {rec['peer_lm_sample_nll_self_scored']:8.3f} {rec['heldout_nll']:8.3f}")
     print(f"interpolation: novel {rec['interpolation_novel_share']:.3f}, NLL ratio {rec['interpolation_nll_ratio']:.3f}")
     print(f"paraphrase: similarity {rec['paraphrase_similarity']:.3f}, self-BLEU {rec['paraphrase_self_bleu']:.1f}, "
           f"NLL ratio {rec['paraphrase_nll_ratio']:.3f}")

@@ -134,7 +134,6 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--layers", type=int, default=4, help="4 = the autoencoder's 2 encoder + 2 decoder layers.")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     print(json.dumps(train(args.tokenizer, args.output, args.minutes, layers=args.layers)))
 
 

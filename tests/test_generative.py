@@ -35,17 +35,28 @@ def test_prior_samples_have_the_code_shape_and_the_codes_statistics():
 
 def test_codes_are_standardised_and_noised_only_in_training():
     torch.manual_seed(0)
-    rae = _bottleneck(noise=0.5).train()
+    rae = _bottleneck(noise=0.5, momentum=1.0).train()  # momentum 1: the running statistics are the last batch's
     h = 5 + 3 * torch.randn(64, 4, 8)
+    h[:, 3] = 100 * torch.randn(64, 8)  # slots past the end, unlike the rest: they must not shape the statistics
     mask = torch.ones(64, 4, dtype=torch.bool)
-    mask[:, 3] = False  # slots past the end do not shape the statistics
-    rae(h, mask)  # the first batch initialises the projections
-    z = rae.latent(h, mask)[mask]
-    assert torch.allclose(z.mean(0), torch.zeros(3), atol=1e-4) and torch.allclose(z.std(0, correction=0), torch.ones(3), atol=1e-3)
+    mask[:, 3] = False
+    rae(h, mask)  # the first batch initialises the projections and the running statistics
     first, second = rae(h, mask).code, rae(h, mask).code
     assert not torch.equal(first, second)  # training reads noisy codes
     rae.eval()
-    assert torch.equal(rae(h, mask).code, rae(h, mask).code) and torch.equal(rae.encode(h, mask), rae.encode(h, mask))
+    z = rae.encode(h, mask)  # inference: the running statistics
+    real = z[mask]
+    assert torch.allclose(real.mean(0), torch.zeros(3), atol=1e-3) and torch.allclose(real.std(0, correction=0), torch.ones(3), atol=1e-2)
+    assert torch.equal(rae(h, mask).code, rae(h, mask).code) and torch.equal(z, rae.encode(h, mask))
+
+
+def test_a_prior_with_more_components_than_codes_still_samples():
+    rae = _bottleneck(prior_components=16)
+    codes = torch.randn(5, 4, 3)
+    assert rae.fit_prior(codes)["prior_components"] == 5
+    assert rae.prior_weights[5:].sum() == 0
+    drawn = rae.sample_prior(200, generator=torch.Generator().manual_seed(0))
+    assert drawn.shape == (200, 4, 3) and torch.isfinite(drawn).all()
 
 
 def test_without_a_fitted_prior_sample_refuses_and_says_why():
@@ -58,7 +69,9 @@ def test_trained_rae_saves_its_prior_and_samples_the_same_after_reloading(traine
     ae = textae.load(final)
     assert bool(ae.model.bottleneck.prior_fitted)
     assert ae.code_shape == (16, 8)
-    assert ae.model.bottleneck.prior_means.abs().sum() > 0
+    codes = torch.from_numpy(ae.encode(SENTENCES)).flatten(1)
+    drawn = ae.model.bottleneck.sample_prior(2000, generator=torch.Generator().manual_seed(0)).flatten(1)
+    assert (drawn.mean(0) - codes.mean(0)).abs().mean() < 0.25 * codes.std(0).mean()  # fitted on these codes
     ae.save_pretrained(tmp_path / "copy")
     again = textae.load(tmp_path / "copy")
     assert torch.equal(again.model.bottleneck.prior_scale_tril, ae.model.bottleneck.prior_scale_tril)
@@ -77,6 +90,7 @@ def test_paraphrase_moves_codes_along_the_prior_and_never_returns_the_input(trai
     from textae.latent import paraphrase
 
     found, _ = paraphrase(ae, SENTENCES, n=2)
+    assert found
     for p in found:
         assert " ".join(p.text.lower().split()) != " ".join(SENTENCES[p.index].lower().split())
 

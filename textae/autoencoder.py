@@ -7,6 +7,7 @@ codes are vectors or integers.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from .modeling import TextAEConfig, TextAEPreTrainedModel, model_class
 from .tokenizer import load_tokenizer
 
 log = logging.getLogger("textae")
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]")
 T = TypeVar("T")
 
 
@@ -96,8 +98,8 @@ class AutoEncoder:
     def detokenize(self, generated: torch.Tensor) -> list[str]:
         eos = self.model.config.eos_token_id
         rows = [row[: row.index(eos)] if eos in row else row for row in generated.tolist()]
-        # one line per text: a sampled byte piece can be a newline or a tab, which no training text holds
-        return [" ".join(t.split()) for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
+        # one line per text: a sampled byte piece can be a line break, which no training text holds
+        return [_LINE_BREAKS.sub(" ", t) for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
 
     def _over_ids(self, ids: Sequence[Sequence[int]], fn: Callable[[torch.Tensor], Sequence[T]], batch_size: int,
                   desc: str, progress: bool) -> list[T]:

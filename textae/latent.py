@@ -30,8 +30,8 @@ def sample(ae: AutoEncoder, n: int, seed: int = 0, prior_temperature: float = 1.
         codes = ae.model.bottleneck.sample_prior(n, generator=gen, temperature=prior_temperature)
     except NotImplementedError as err:
         raise TextAEError(str(err)) from None
-    if generate.get("do_sample"):
-        generate.setdefault("generator", gen)  # the same seed gives the same sentences
+    if generate.get("do_sample"):  # the same seed gives the same sentences, on the model's device
+        generate.setdefault("generator", torch.Generator(ae.device).manual_seed(seed))
     return ae.decode(codes, **generate)
 
 

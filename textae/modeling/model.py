@@ -111,11 +111,11 @@ class TextAEModel(TextAEPreTrainedModel):
         return self.bottleneck.latent_metrics(self, batches, nll_samples)
 
     @property
-    def prior_sentences(self) -> int:  # type: ignore[override]
-        return self.bottleneck.prior_sentences if self.bottleneck.ex_post_prior else 0
+    def prior_sentences(self) -> int:
+        return self.bottleneck.prior_sentences
 
-    def fit_prior(self, codes: torch.Tensor) -> dict[str, float]:
-        return self.bottleneck.fit_prior(codes)
+    def fit_prior(self, codes: torch.Tensor, seed: int = 0) -> dict[str, float]:
+        return self.bottleneck.fit_prior(codes, seed)
 
     # ----- decoder side -------------------------------------------------------------------
     def decoder_code(self, code: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,7 @@ class TextAEPreTrainedModel(PreTrainedModel):
         """How many training sentences' codes `fit_prior` wants once training ends (0: no ex-post prior)."""
         return 0
 
-    def fit_prior(self, codes: torch.Tensor) -> dict[str, float]:
+    def fit_prior(self, codes: torch.Tensor, seed: int = 0) -> dict[str, float]:
         """Fit the ex-post prior on stored codes (what `encode` returns) of training sentences."""
         raise NotImplementedError(f"{type(self).__name__} has no ex-post prior")
 

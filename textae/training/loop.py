@@ -422,7 +422,7 @@ def _fit_prior(accelerator: Accelerator, evaluator, data: PreparedData, metrics:
         evaluator.model.eval()  # training is over
         codes = evaluator.encode_ids([row + [eos] for row in data.train_ids.rows(rows)])
         log.info("fitting the prior on the codes of %d training sentences", len(codes))
-        result = evaluator.model.fit_prior(torch.from_numpy(codes))
+        result = evaluator.model.fit_prior(torch.from_numpy(codes), seed)
         metrics.write(step=state.step, **{k: round(v, 4) for k, v in result.items()})
     accelerator.wait_for_everyone()
 

@@ -57,7 +57,6 @@ class Bottleneck(nn.Module):
     find_unused_parameters: ClassVar[bool] = False  # some weights get no gradient in some steps (DDP)
     mixture_prior: ClassVar[bool] = False  # its prior is a mixture: `responsibilities` gives each code's cluster
     standard_normal_prior: ClassVar[bool] = False  # KL(q(z|x) || N(0, I)) is its KL term: the ELBO scorer applies
-    ex_post_prior: ClassVar[bool] = False  # its prior is fitted on training codes once training ends (`fit_prior`)
     code_dtype: ClassVar[torch.dtype] = torch.float32
     paraphrase_scale: ClassVar[float] = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
 
@@ -114,7 +113,8 @@ class Bottleneck(nn.Module):
 
     @property
     def prior_sentences(self) -> int:
-        """Training sentences `fit_prior` wants (families with an ex-post prior)."""
+        """Training sentences whose codes `fit_prior` wants once training ends; 0 for families whose
+        prior is not fitted after training."""
         return 0
 
     def fit_prior(self, codes: torch.Tensor, seed: int = 0) -> dict[str, float]:

@@ -10,9 +10,7 @@ latent_dim floats (16 × 16 = 256 by default). Two things make that code generat
   sentences (a Gaussian encoder of fixed variance: a VAE without the KL, Ghosh et al. 2020);
 - an ex-post prior: once training ends, a Gaussian mixture with full covariances is fitted on the
   codes of training sentences (Ghosh et al. 2020) and saved with the weights; `sample` draws from
-  it, `paraphrase` moves a code by noise of a few code standard deviations. (An autoregressive
-  Transformer prior over the slots, as VQ-VAE's PixelCNN prior, sampled no better in our
-  measurement and costs minutes to fit, so the mixture stays.)
+  it, `paraphrase` moves a code by noise of a few code standard deviations.
 Initialised from a trained plain autoencoder, the per-slot projections start as the PCA of its
 codes on the first batch, so the decoder first reads the PCA reconstruction of what it knows.
 """
@@ -56,7 +54,6 @@ class RAEConfig:
 
 
 class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
-    ex_post_prior = True
     paraphrase_scale = 0.5  # standard deviations of the standardised code
 
     def __init__(self, num_codes: int, dim: int, cfg: RAEConfig):
@@ -86,21 +83,21 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
     @torch.no_grad()
     def _initialise(self, h: torch.Tensor, slot_mask: torch.Tensor) -> None:
         """PCA of the first batch's real code slots: `down` whitens the top components, `up` rebuilds."""
-        x = self.norm_in(h)[slot_mask].float()  # (slots, D)
+        x = self.norm_in(h.float())[slot_mask]  # (slots, D)
         q = min(self.cfg.latent_dim, x.shape[0] - 1, x.shape[1])
-        if q < 1:
-            return
-        mean = x.mean(0)
-        _, s, v = torch.pca_lowrank(x - mean, q=q, center=False)
-        scale = (s / max(1, x.shape[0] - 1) ** 0.5).clamp(min=1e-4)
-        self.down.weight[:q] = (v / scale).T
-        self.down.bias[:q] = -(mean @ v) / scale
-        self.up.weight[:, :q] = v * scale
-        self.up.bias.copy_(mean)
+        if q >= 1:
+            with torch.autocast(x.device.type, enabled=False):  # full precision, whatever the run's mixed precision
+                mean = x.mean(0)
+                _, s, v = torch.pca_lowrank(x - mean, q=q, center=False)
+            scale = (s / max(1, x.shape[0] - 1) ** 0.5).clamp(min=1e-4)
+            self.down.weight[:q] = (v / scale).T
+            self.down.bias[:q] = -(mean @ v) / scale
+            self.up.weight[:, :q] = v * scale
+            self.up.bias.copy_(mean)
         self.running_mean.zero_()
         self.running_var.fill_(1.0)
         self.initialised.fill_(True)
-        if dist.is_available() and dist.is_initialized():
+        if dist.is_available() and dist.is_initialized():  # every process, even one whose batch was too small
             for p in (*self.down.parameters(), *self.up.parameters()):
                 dist.broadcast(p.data, src=0)
 
@@ -121,6 +118,8 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
     def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None) -> BottleneckOutput:
         if self.training and not bool(self.initialised):
             self._initialise(h.detach(), slot_mask)
+        if self.training and bool(self.prior_fitted):  # e.g. --init-from a fitted rae: the codes move, the prior is refitted
+            self.prior_fitted.fill_(False)
         z = self.latent(h, slot_mask)
         noisy = z + self.cfg.noise * torch.randn_like(z) if self.training and self.cfg.noise > 0 else z
         return BottleneckOutput(code=self.to_decoder(noisy), latent={"z": z})
@@ -202,7 +201,7 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
             out["mi"] = mutual_information(flat, logvar, torch.Generator().manual_seed(0))
             if bool(self.prior_fitted):
                 gen = torch.Generator().manual_seed(0)
-                draw = flat + sigma * torch.randn(flat.shape, generator=gen)
+                draw = flat + sigma * torch.randn(flat.shape, generator=gen).to(flat)
                 log_q = -0.5 * flat.shape[1] * (math.log(2 * math.pi) + 2 * math.log(sigma)) - 0.5 * ((draw - flat) / sigma).pow(2).sum(1)
                 out["kl"] = float((log_q.double() - self._mixture().log_prob(draw.double())).mean())
         return out

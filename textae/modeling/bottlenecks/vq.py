@@ -179,7 +179,7 @@ class VQBottleneck(Bottleneck, family="vq", options=VQConfig):
     def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
         """Each slot's code drawn independently from how often that slot used each code in training
         (counts raised to 1 / `temperature`)."""
-        weights = (self.slot_counts.float().cpu() + 1e-6) ** (1.0 / max(temperature, 1e-3))  # untrained: uniform
+        weights = torch.softmax((self.slot_counts.float().cpu() + 1e-6).log() / max(temperature, 1e-3), dim=-1)  # untrained: uniform
         return torch.multinomial(weights, n, replacement=True, generator=generator).T.to(self.codebook.device)
 
     def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
