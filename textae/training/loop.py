@@ -417,7 +417,8 @@ def _fit_prior(accelerator: Accelerator, evaluator, data: PreparedData, metrics:
     sentences once training ends; the final model is saved with it."""
     wanted = evaluator.model.prior_sentences
     if wanted and accelerator.is_main_process:
-        rows = np.sort(np.random.default_rng(seed).permutation(len(data.train_ids))[:wanted])
+        n = len(data.train_ids)
+        rows = np.sort(np.random.default_rng(seed).choice(n, min(wanted, n), replace=False))  # O(wanted) memory
         eos = evaluator.model.config.eos_token_id
         evaluator.model.eval()  # training is over
         codes = evaluator.encode_ids([row + [eos] for row in data.train_ids.rows(rows)])
