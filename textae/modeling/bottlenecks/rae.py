@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .base import Bottleneck, BottleneckOutput
-from .vae import mutual_information
+from .vae import gaussian_log_density, mutual_information, pca_initialise
 
 if TYPE_CHECKING:
     from ..model import TextAEModel
@@ -83,17 +83,7 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
     @torch.no_grad()
     def _initialise(self, h: torch.Tensor, slot_mask: torch.Tensor) -> None:
         """PCA of the first batch's real code slots: `down` whitens the top components, `up` rebuilds."""
-        x = self.norm_in(h.float())[slot_mask]  # (slots, D)
-        q = min(self.cfg.latent_dim, x.shape[0] - 1, x.shape[1])
-        if q >= 1:
-            with torch.autocast(x.device.type, enabled=False):  # full precision, whatever the run's mixed precision
-                mean = x.mean(0)
-                _, s, v = torch.pca_lowrank(x - mean, q=q, center=False)
-            scale = (s / max(1, x.shape[0] - 1) ** 0.5).clamp(min=1e-4)
-            self.down.weight[:q] = (v / scale).T
-            self.down.bias[:q] = -(mean @ v) / scale
-            self.up.weight[:, :q] = v * scale
-            self.up.bias.copy_(mean)
+        pca_initialise(self.down, self.up, self.norm_in(h.float())[slot_mask], self.cfg.latent_dim)
         self.running_mean.zero_()
         self.running_var.fill_(1.0)
         self.initialised.fill_(True)
@@ -202,6 +192,6 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
             if bool(self.prior_fitted):
                 gen = torch.Generator().manual_seed(0)
                 draw = flat + sigma * torch.randn(flat.shape, generator=gen).to(flat)
-                log_q = -0.5 * flat.shape[1] * (math.log(2 * math.pi) + 2 * math.log(sigma)) - 0.5 * ((draw - flat) / sigma).pow(2).sum(1)
+                log_q = gaussian_log_density(draw, flat, logvar)
                 out["kl"] = float((log_q.double() - self._mixture().log_prob(draw.double())).mean())
         return out

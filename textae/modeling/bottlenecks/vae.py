@@ -71,6 +71,26 @@ def free_bits_kl(kl: torch.Tensor, floor: float) -> torch.Tensor:
     return per_dim.clamp(min=floor).sum() if floor > 0 else per_dim.sum()
 
 
+@torch.no_grad()
+def pca_initialise(encode: nn.Linear, decode: nn.Linear, x: torch.Tensor, q: int) -> bool:
+    """Set `encode`'s first q outputs to the top q principal components of the rows of x, scaled to unit
+    variance, and `decode` to rebuild x from them (its PCA reconstruction); False, changing nothing,
+    when x has too few rows. Computed in full precision whatever the run's mixed precision."""
+    x = x.float()
+    q = min(q, x.shape[0] - 1, x.shape[1])
+    if q < 1:
+        return False
+    with torch.autocast(x.device.type, enabled=False):
+        mean = x.mean(0)
+        _, s, v = torch.pca_lowrank(x - mean, q=q, center=False)  # v: (D, q)
+    scale = (s / max(1, x.shape[0] - 1) ** 0.5).clamp(min=1e-4)  # spread along each component
+    encode.weight[:q] = (v / scale).T
+    encode.bias[:q] = -(mean @ v) / scale
+    decode.weight[:, :q] = v * scale
+    decode.bias.copy_(mean)
+    return True
+
+
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, exp(logvar)) summed over the last dimension."""
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
@@ -92,17 +112,8 @@ class VAEBottleneck(Bottleneck, family="vae", options=VAEConfig):
         vectors, scaled to unit variance like the prior, and the decoder's code as their PCA
         reconstruction. Initialised from a trained autoencoder, the decoder then reads a close
         approximation of the code it was trained on instead of a random projection of noise."""
-        x = h.flatten(1).float()  # (B, K·D)
-        q = min(self.cfg.latent_dim, x.shape[0] - 1, x.shape[1])
-        if q < 1:
+        if not pca_initialise(self.to_posterior, self.from_latent, h.flatten(1), self.cfg.latent_dim):
             return
-        mean = x.mean(0)
-        _, s, v = torch.pca_lowrank(x - mean, q=q, center=False)  # v: (K·D, q)
-        scale = (s / max(1, x.shape[0] - 1) ** 0.5).clamp(min=1e-4)  # spread along each component
-        self.to_posterior.weight[:q] = (v / scale).T
-        self.to_posterior.bias[:q] = -(mean @ v) / scale
-        self.from_latent.weight[:, :q] = v * scale
-        self.from_latent.bias.copy_(mean)
         self.initialised.fill_(True)
         if dist.is_available() and dist.is_initialized():  # every process starts from rank 0's batch
             for p in (*self.to_posterior.parameters(), *self.from_latent.parameters()):
