@@ -78,8 +78,12 @@ def heldout_bleu(model_dir: Path, texts: list[str]) -> float:
     from textae.training.metrics import bleu
 
     ae = textae.load(model_dir)
-    references = ae.tokenizer.batch_decode([x[:-1] for x in ae.token_ids(texts)], skip_special_tokens=True)
-    return round(bleu(ae.reconstruct(texts), references), 2)
+    return round(bleu(ae.reconstruct(texts), references(ae, texts)), 2)
+
+
+def references(ae, texts: list[str]) -> list[str]:
+    """What a model could rebuild: the texts through its tokenizer, cut to its positions."""
+    return ae.tokenizer.batch_decode([x[:-1] for x in ae.token_ids(texts)], skip_special_tokens=True)
 
 
 def pca_rows(init: Path, train_texts: list[str], texts: list[str]) -> list[dict]:
@@ -92,12 +96,12 @@ def pca_rows(init: Path, train_texts: list[str], texts: list[str]) -> list[dict]
     mean = fit.reshape(-1, fit.shape[-1]).mean(0)
     _, _, vt = np.linalg.svd(fit.reshape(-1, fit.shape[-1]) - mean, full_matrices=False)
     codes = ae.encode(texts)
-    references = ae.tokenizer.batch_decode([x[:-1] for x in ae.token_ids(texts)], skip_special_tokens=True)
+    targets = references(ae, texts)
     rows = []
     for k in PCA_SIZES:
         basis = vt[:k]  # (k, D)
         rebuilt = (codes - mean) @ basis.T @ basis + mean
-        rows.append({"code_floats": 16 * k, "bleu": round(bleu(ae.decode(rebuilt.astype(np.float32)), references), 2),
+        rows.append({"code_floats": fit.shape[1] * k, "bleu": round(bleu(ae.decode(rebuilt.astype(np.float32)), targets), 2),
                      "train_minutes": 0.0})
     return rows
 
