@@ -51,11 +51,12 @@ def _batch(rows: Sequence[Sequence[int]], bos: int, eos: int, pad: int) -> tuple
 
 
 def train(tokenizer_dir: Path, output: Path, minutes: float, width: int = 128, layers: int = 4, heads: int = 4,
-          ffn: int = 512, lr: float = 3e-3, batch_tokens: int = 2048, seed: int = 0) -> dict:
-    """Train for `minutes` of wall time (the schedule decays with elapsed time) and save to `output`."""
+          ffn: int = 512, lr: float = 3e-3, batch_tokens: int = 2048, seed: int = 0, data: DataConfig | None = None) -> dict:
+    """Train for `minutes` of wall time (the schedule decays with elapsed time) on `data`'s training
+    sentences (default: the built-in news) and save to `output`."""
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(tokenizer_dir)
-    shards = prepare_corpus(DataConfig()).token_shards(tokenizer, MAX_POSITIONS)["train"]
+    shards = prepare_corpus(data or DataConfig()).token_shards(tokenizer, MAX_POSITIONS)["train"]
     model = build(tokenizer, width, layers, heads, ffn).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.1)
     budget, started, step, tokens, epoch = minutes * 60, time.perf_counter(), 0, 0, 0

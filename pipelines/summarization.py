@@ -14,8 +14,13 @@ are unchanged; a killed training stage resumes from its last checkpoint):
   train            → WORKDIR/train/final/         REINFORCE on reconstruction + similarity + WGAN-GP critic
   no_discriminator → WORKDIR/no_discriminator/    ablation: the same without the critic
   prior            → WORKDIR/prior/final/         the LM prior instead of the critic
-  evaluate         → WORKDIR/eval.json            ROUGE of every system and of Lead-8 / Lead-10
-  report           → WORKDIR/report.md, WORKDIR/summarization.json (and --results)
+  eval_lm          → WORKDIR/eval-lm/             a GPT-2-style LM of the training sentences that only
+                                                  judges readability (per-token NLL); no model trains on it
+  evaluate         → WORKDIR/eval.json            ROUGE, attested bigrams and eval-LM NLL of every system,
+                                                  of Lead-8 / Lead-10 and of the titles; the trained model
+                                                  without its junction costs (no_fluency), with one of the
+                                                  two, and with both scaled; readability on SMS and TREC
+  report           → WORKDIR/report.md, WORKDIR/summarization.json, readability_sweep.png (and --results)
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from textae.data import DataConfig, prepare
 from textae.similarity import SentenceEncoder
 from textae.summaries import attested_bigrams, lead, lead_title_pairs, rouge, salience_summaries, timed
 
+from benchmarks.peer_lm import PeerLM
+from benchmarks.peer_lm import train as train_eval_lm
+
 from .autoencoder import _train_stage
 from .stages import Stage, run_pipeline
 
@@ -42,6 +50,10 @@ PRIOR_WEIGHT = 0.5
 # `random_steps` beyond any run's length: the pre-train never leaves the random-words warm-up.
 ALWAYS_RANDOM_WORDS = 10**9
 TEACHER_PAIRS = 300
+READABILITY_SWEEP = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # scales of the trained model's junction costs, tried at summary time
+OTHER_DOMAINS = ("sms", "trec")
+OTHER_DOMAIN_TEXTS = 1000
+EVAL_LM_SEED = 7  # not the seed of any trained variant
 # name → the text-family options that make the variant (over the config's own)
 VARIANTS = {
     "train": {},
@@ -55,20 +67,60 @@ def _prepare(out: Path, limit: int | None) -> None:
     out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
 
 
-def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_words: int, out: Path) -> None:
+def _domain_texts(name: str, n: int) -> list[str]:
+    """n held-out texts of another domain (whole messages / questions, as written)."""
+    from textae.data import SENTENCE_MAX_WORDS, SENTENCE_MIN_WORDS
+
+    cfg = DataConfig(source=name, split_sentences=False, min_words=SENTENCE_MIN_WORDS, max_words=SENTENCE_MAX_WORDS,
+                     validation_size=n)
+    return list(prepare(cfg)["validation"]["text"])
+
+
+def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_words: int, eval_lm: Path, out: Path) -> None:
     pairs = [json.loads(l) for l in pairs_path.read_text().splitlines()]
     sources, titles = [p["source"] for p in pairs], [p["title"] for p in pairs]
-    corpus = prepare(data)["train"]["text"]  # the training sentences: what "real text" means for readability
-    result: dict = {"pairs": len(pairs), "max_words": max_words, "systems": {}, "summaries": {}}
-    score = lambda summaries: rouge(summaries, titles) | {"attested_bigrams": attested_bigrams(summaries, corpus)}
+    corpus = list(prepare(data)["train"]["text"])  # the training sentences: what "real text" means for readability
+    judge = PeerLM(eval_lm)
+    result: dict = {"pairs": len(pairs), "max_words": max_words, "systems": {}, "summaries": {},
+                    "eval_lm": json.loads((eval_lm / "peer_lm.json").read_text())}
+
+    def readable(texts: list[str], real: list[str]) -> dict:
+        return {"attested_bigrams": attested_bigrams(texts, real), "readability": float(judge.token_nll(texts).mean())}
+
+    score = lambda summaries: rouge(summaries, titles) | readable(summaries, corpus)
     for n in (8, 10):
         result["systems"][f"lead{n}"] = score(lead(sources, n))
-    result["systems"]["titles"] = {"attested_bigrams": attested_bigrams(titles, corpus)}
+    result["systems"]["titles"] = readable(titles, corpus) | {"avg_words": sum(len(t.split()) for t in titles) / len(titles)}
     for name, final in finals.items():
         codec = load(final, device="cpu")
         summaries, per_s = timed(lambda: codec.summarize(sources, max_words=max_words, progress=True))
         result["systems"][name] = score(summaries) | {"sentences_per_s": per_s}
         result["summaries"][name] = summaries
+    # The readability ablations: the trained model choosing without its junction costs, or with one of the two.
+    codec = load(finals["train"], device="cpu")
+    phrase, fluency = codec.model.options.phrase_weight, codec.model.options.fluency_weight
+    for name, weights in {"no_fluency": (0.0, 0.0), "phrase_only": (phrase, 0.0), "lm_only": (0.0, fluency)}.items():
+        result["summaries"][name] = codec.summarize(sources, max_words=max_words, phrase_weight=weights[0],
+                                                    fluency_weight=weights[1])
+        result["systems"][name] = score(result["summaries"][name])
+    result["readability_sweep"] = [
+        {"scale": x, "phrase_weight": x * phrase, "fluency_weight": x * fluency}
+        | score(codec.summarize(sources, max_words=max_words, phrase_weight=x * phrase, fluency_weight=x * fluency))
+        for x in READABILITY_SWEEP
+    ]
+    # Other domains, no references: is what the news-trained model writes on them text?
+    result["other_domains"] = {}
+    for domain in OTHER_DOMAINS:
+        texts = _domain_texts(domain, OTHER_DOMAIN_TEXTS)
+        rows = {"texts": len(texts), "source": readable(texts, texts)}
+        rows["summaries"] = readable(codec.summarize(texts, max_words=max_words), texts)
+        rows["no_fluency"] = readable(codec.summarize(texts, max_words=max_words, phrase_weight=0.0, fluency_weight=0.0),
+                                      texts)
+        words = [len(s.split()) for s in codec.summarize(texts, max_words=max_words)]
+        rows["lead"] = readable([" ".join(t.split()[:k]) for t, k in zip(texts, words)], texts)  # Lead-N at each summary's length
+        rows["examples"] = [{"source": t, "summary": s} for t, s in
+                            zip(texts[:8], codec.summarize(texts[:8], max_words=max_words))]
+        result["other_domains"][domain] = rows
     # The sentence encoder's own choice, on a sample: how far the compressor is from its teacher.
     sample = random.Random(1).sample(range(len(pairs)), min(TEACHER_PAIRS, len(pairs)))
     pick = lambda xs: [xs[i] for i in sample]
@@ -80,22 +132,56 @@ def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_w
 
 
 def _figures(system: dict) -> dict:
-    return {k: system[k] for k in ("rouge1", "rouge2", "rougeL", "avg_words", "attested_bigrams")}
+    return {k: system[k] for k in ("rouge1", "rouge2", "rougeL", "avg_words", "attested_bigrams", "readability")}
+
+
+def _sweep_plot(sweep: list[dict], titles: dict, lead8: dict, path: Path) -> None:
+    """ROUGE-1 against both readability measures as the junction costs grow, with the titles and Lead-8."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    weights = [r["scale"] for r in sweep]
+    for ax, key, label in ((left, "attested_bigrams", "attested bigrams %"), (right, "readability", "eval-LM NLL per token")):
+        ax.plot([r[key] for r in sweep], [r["rouge1"] for r in sweep], marker="o", label="text family")
+        for w, r in zip(weights, sweep):
+            ax.annotate(f"{w:g}", (r[key], r["rouge1"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.axvline(titles[key], color="grey", linestyle=":", label="human titles")
+        ax.scatter([lead8[key]], [lead8["rouge1"]], marker="s", color="black", label="Lead-8")
+        ax.set_xlabel(label)
+        ax.set_ylabel("ROUGE-1")
+    left.legend(fontsize=8)
+    fig.suptitle("news lead → title: scaling the junction costs (annotated) trades content for readability", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, results: Path | None) -> None:
     ev = json.loads(eval_json.read_text())
     pairs = [json.loads(l) for l in pairs_path.read_text().splitlines()]
     systems = ev["systems"]
-    main, lead8, teacher = systems["train"], systems["lead8"], ev["teacher_sample"]
+    main, lead8, titles, teacher = systems["train"], systems["lead8"], systems["titles"], ev["teacher_sample"]
     summary = {
         "rouge1": main["rouge1"], "rouge2": main["rouge2"], "rougeL": main["rougeL"], "avg_words": main["avg_words"],
-        "attested_bigrams": main["attested_bigrams"], "titles_attested_bigrams": systems["titles"]["attested_bigrams"],
+        "attested_bigrams": main["attested_bigrams"], "titles_attested_bigrams": titles["attested_bigrams"],
+        "readability": main["readability"], "readability_titles": titles["readability"],
+        "readability_lead8": lead8["readability"], "readability_higher_is_better": False,
+        "readability_measure": "mean per-token NLL (nats, EOS included) under an evaluation-only GPT-2-style LM "
+                               "of the training sentences (eval_lm)",
+        "readability_ablation": "no_fluency",
         "lead8": _figures(lead8),
         "lead10": _figures(systems["lead10"]),
+        "no_fluency": _figures(systems["no_fluency"]),
+        "phrase_only": _figures(systems["phrase_only"]),
+        "lm_only": _figures(systems["lm_only"]),
         "no_discriminator": _figures(systems["no_discriminator"]),
         "prior_instead_of_discriminator": _figures(systems["prior"]),
         "salience_only": _figures(systems["pretrain"]),
+        "readability_sweep": ev["readability_sweep"],
+        "other_domains": ev["other_domains"],
+        "eval_lm": ev["eval_lm"],
         "sentences_per_s": main["sentences_per_s"],
         "teacher_sample": ev["teacher_sample"],
         "target_rouge1": lead8["rouge1"] + 7,
@@ -104,28 +190,41 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
         "command": command,
     }
     picks = random.Random(0).sample(range(len(pairs)), min(20, len(pairs)))
-    summary["examples"] = [{"source": pairs[i]["source"], "summary": ev["summaries"]["train"][i], "title": pairs[i]["title"]}
-                           for i in picks]
-    (workdir / "summarization.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    summary["examples"] = [{"source": pairs[i]["source"], "summary": ev["summaries"]["train"][i],
+                            "no_fluency": ev["summaries"]["no_fluency"][i], "title": pairs[i]["title"]} for i in picks]
+    text = json.dumps(summary, indent=1, ensure_ascii=False) + "\n"
+    (workdir / "summarization.json").write_text(text)
+    _sweep_plot(ev["readability_sweep"], titles, lead8, workdir / "readability_sweep.png")
     if results is not None:
         results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+        results.write_text(text)
+        _sweep_plot(ev["readability_sweep"], titles, lead8, results.parent / "summarization_readability.png")
     rows = "\n".join(
-        f"| {name} | {s['rouge1']:.2f} | {s['rouge2']:.2f} | {s['rougeL']:.2f} | {s['avg_words']:.1f} | {s['attested_bigrams']:.1f} |"
+        f"| {name} | {s['rouge1']:.2f} | {s['rouge2']:.2f} | {s['rougeL']:.2f} | {s['avg_words']:.1f} | "
+        f"{s['attested_bigrams']:.1f} | {s['readability']:.2f} |"
         for name, s in systems.items() if "rouge1" in s
+    ) + f"\n| titles (references) | | | | {titles['avg_words']:.1f} | {titles['attested_bigrams']:.1f} | {titles['readability']:.2f} |"
+    sweep = "\n".join(f"| {r['scale']:g} | {r['phrase_weight']:g} | {r['fluency_weight']:g} | {r['rouge1']:.2f} | "
+                      f"{r['rouge2']:.2f} | {r['attested_bigrams']:.1f} | {r['readability']:.2f} |" for r in ev["readability_sweep"])
+    domains = "\n".join(
+        f"| {d} | {name} | {r[name]['attested_bigrams']:.1f} | {r[name]['readability']:.2f} |"
+        for d, r in ev["other_domains"].items() for name in ("source", "lead", "summaries", "no_fluency")
     )
-    examples = "\n".join(f"| {e['source']} | {e['summary']} | {e['title']} |" for e in summary["examples"])
+    examples = "\n".join(f"| {e['source']} | {e['summary']} | {e['no_fluency']} | {e['title']} |" for e in summary["examples"])
     (workdir / "report.md").write_text(
         f"# Summarisation report: news lead → title\n\n{ev['pairs']} pairs, at most {ev['max_words']} words per summary; "
         f"target ROUGE-1 = Lead-8 + 7 = {summary['target_rouge1']:.2f}.\n\n"
-        f"| system | ROUGE-1 | ROUGE-2 | ROUGE-L | words | attested bigrams % |\n|---|---|---|---|---|---|\n{rows}\n\n"
-        f"Attested bigrams: the share of a summary's adjacent word pairs found in the training sentences "
-        f"(a readability proxy; the titles score {systems['titles']['attested_bigrams']:.1f}).\n\n"
+        f"| system | ROUGE-1 | ROUGE-2 | ROUGE-L | words | attested bigrams % | eval-LM NLL |\n|---|---|---|---|---|---|---|\n{rows}\n\n"
+        f"Attested bigrams: the share of a summary's adjacent word pairs found in the training sentences. "
+        f"Eval-LM NLL: {summary['readability_measure']}; lower reads more like the corpus.\n\n"
         f"Summaries per second (CPU): {main['sentences_per_s']:.0f}\n\n"
+        f"## Junction costs scaled at summary time (the trained model)\n\n| scale | phrase_weight | fluency_weight | "
+        f"ROUGE-1 | ROUGE-2 | attested bigrams % | eval-LM NLL |\n|---|---|---|---|---|---|---|\n{sweep}\n\n"
+        f"## Other domains (no references)\n\n| domain | text | attested bigrams % | eval-LM NLL |\n|---|---|---|---|\n{domains}\n\n"
         f"The compressor's teacher, on {teacher['pairs']} random pairs: the sentence encoder's own choice of words "
         f"(it needs the encoder at summary time, so it is no summariser) scores ROUGE-1 {teacher['teacher']['rouge1']:.2f}, the trained "
         f"compressor {teacher['train']['rouge1']:.2f} and Lead-8 {teacher['lead8']['rouge1']:.2f} on the same pairs.\n\n"
-        f"## 20 random examples\n\n| source | summary | title |\n|---|---|---|\n{examples}\n"
+        f"## 20 random examples\n\n| source | summary | without fluency | title |\n|---|---|---|---|\n{examples}\n"
     )
 
 
@@ -139,11 +238,14 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
 @click.option("--pretrain-steps", type=int, default=800, show_default=True, help="Reconstructor steps on random word subsets.")
 @click.option("--train-steps", type=int, default=200, show_default=True, help="Steps of each trained variant.")
 @click.option("--max-words", type=int, default=10, show_default=True, help="Word budget of the evaluated summaries.")
+@click.option("--eval-lm-minutes", type=float, default=6.0, show_default=True,
+              help="Training minutes of the evaluation-only LM that judges readability.")
 @click.option("--eval-pairs", type=int, default=None, help="Evaluate on the first N pairs only (quick runs). Default: all.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config value (repeatable).")
 @click.option("--results", type=click.Path(dir_okay=False), default=None, help="Also write summarization.json here.")
 @click.option("--force", is_flag=True, help="Re-run every stage, retraining from scratch.")
-def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words, eval_pairs, sets, results, force) -> None:
+def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words, eval_lm_minutes, eval_pairs, sets, results,
+         force) -> None:
     """prepare → pretrain → train (+ ablations) → evaluate → report, skipping stages that are up to date."""
     configure_logging()
     work = Path(workdir)
@@ -180,11 +282,17 @@ def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words
             stages.append(Stage(name, lambda cfg=cfg, name=name: _train_stage(cfg, work / name, force),
                                 [finals[name] / "model.safetensors"], [work / "pretrain/final/model.safetensors"],
                                 params=cfg.to_dict()))
+        eval_lm = work / "eval-lm"
         stages += [
-            Stage("evaluate", lambda: _evaluate(pairs, finals, base.data, max_words, work / "eval.json"), [work / "eval.json"],
-                  [pairs, *(f / "model.safetensors" for f in finals.values())],
-                  params={"max_words": max_words, "data": base.data, "metrics": ["rouge", "attested_bigrams"],
-                          "teacher_pairs": TEACHER_PAIRS, "systems": sorted(finals)}),
+            Stage("eval_lm", lambda: train_eval_lm(work / "pretrain/final", eval_lm, eval_lm_minutes, seed=EVAL_LM_SEED,
+                                                       data=base.data),
+                  [eval_lm / "peer_lm.json"], [work / "pretrain/final/model.safetensors"],
+                  params={"minutes": eval_lm_minutes, "seed": EVAL_LM_SEED, "data": base.data}),
+            Stage("evaluate", lambda: _evaluate(pairs, finals, base.data, max_words, eval_lm, work / "eval.json"),
+                  [work / "eval.json"], [pairs, eval_lm / "peer_lm.json", *(f / "model.safetensors" for f in finals.values())],
+                  params={"max_words": max_words, "data": base.data, "sweep": READABILITY_SWEEP, "domains": OTHER_DOMAINS,
+                          "metrics": ["rouge", "attested_bigrams", "eval_lm_nll"], "teacher_pairs": TEACHER_PAIRS,
+                          "systems": sorted(finals)}),
             Stage("report", lambda: _report(work / "eval.json", pairs, work, command, Path(results) if results else None),
                   [work / "report.md", work / "summarization.json"], [work / "eval.json"], params={"results": results}),
         ]

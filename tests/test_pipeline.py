@@ -78,14 +78,20 @@ def test_summarization_pipeline_runs_every_stage_then_skips(corpus, tmp_path):
     overrides = tiny_overrides(corpus, tmp_path / "ignored")
     sets = [a for k, v in overrides.items() if k not in {"train.output_dir", "train.max_steps"}
             for a in ("--set", f"{k}={'null' if v is None else v}")]
-    args = ["--workdir", str(work), "--pretrain-steps", "5", "--train-steps", "5", "--eval-pairs", "30",
+    args = ["--workdir", str(work), "--pretrain-steps", "5", "--train-steps", "5", "--eval-pairs", "30", "--eval-lm-minutes", "0.05",
             "--set", "model.family=text", *sets]
     runner = CliRunner()
     first = runner.invoke(summarization_pipeline, args)
     assert first.exit_code == 0, first.output
-    assert "ran: prepare, pretrain, train, no_discriminator, prior, evaluate, report" in first.output
+    assert "ran: prepare, pretrain, train, no_discriminator, prior, eval_lm, evaluate, report" in first.output
     result = json.loads((work / "summarization.json").read_text())
-    assert {"rouge1", "rouge2", "rougeL", "avg_words", "lead8", "no_discriminator", "sentences_per_s", "command"} <= set(result)
+    assert {"rouge1", "rouge2", "rougeL", "avg_words", "lead8", "no_discriminator", "sentences_per_s", "command",
+            "attested_bigrams", "titles_attested_bigrams", "readability", "readability_titles", "readability_lead8",
+            "readability_higher_is_better", "readability_ablation", "readability_sweep", "other_domains"} <= set(result)
+    for row in ("lead8", "no_fluency", "phrase_only", "lm_only", "no_discriminator", "prior_instead_of_discriminator",
+                result["readability_ablation"]):
+        assert {"attested_bigrams", "readability"} <= set(result[row])
+    assert (work / "readability_sweep.png").stat().st_size > 0
     assert result["avg_words"] <= 10 and len(result["examples"]) == 20
     assert "| lead8 |" in (work / "report.md").read_text()
     again = runner.invoke(summarization_pipeline, args)

@@ -17,13 +17,13 @@ from textae.modeling import TextAEConfig, TextCodeModel
 from textae.modeling.text.critic import gradient_penalty
 from textae.modeling.text.salience import first_order_drops, word_salience
 from textae.modeling.text.select import (
-    NEG, budgets, compact, relaxed_top_k, sample_without_replacement, top_k_mask, window_mask,
+    NEG, best_subsequence, budgets, compact, relaxed_top_k, sample_without_replacement, top_k_mask, window_mask,
 )
 
 from .conftest import SENTENCES, tiny_overrides
 
 # No sentence encoder in the unit tests: the similarity and salience tests pass a small one.
-TEXT = {"max_words": 3, "ratio": 0.5, "critic_dim": 16, "prior_weight": 0.5, "similarity_weight": 0.0, "salience_weight": 0.0}
+TEXT = {"max_words": 3, "ratio": 0.5, "critic_dim": 16, "lm_dim": 16, "lm_layers": 1, "prior_weight": 0.5, "similarity_weight": 0.0, "salience_weight": 0.0}
 
 
 # ----- selection maths ---------------------------------------------------------------------
@@ -62,6 +62,27 @@ def test_compact_keeps_order_and_window_is_contiguous():
     window = window_mask(starts, torch.tensor([3]), torch.Generator().manual_seed(0))[0].tolist()
     first = window.index(True)
     assert window[first : first + 3] == [True] * 3 and sum(window) == 3
+
+
+def _brute_force_best(unary, start, pair, k):
+    """The best k-subset of the valid positions by enumeration: the reference for best_subsequence."""
+    valid = [j for j in range(len(unary)) if unary[j] > NEG / 2]
+    total = lambda c: sum(unary[j] for j in c) + start[c[0]] + sum(pair[i, j] for i, j in zip(c, c[1:]))
+    return set(max(itertools.combinations(valid, k), key=total))
+
+
+def test_best_subsequence_is_exact_and_without_junction_scores_is_top_k():
+    generator = torch.Generator().manual_seed(0)
+    unary = torch.randn(6, 7, generator=generator)
+    unary[:, 0] = NEG  # a position no word starts at
+    unary[2, 4:] = NEG
+    start, pair = torch.randn(6, 7, generator=generator), torch.randn(6, 7, 7, generator=generator)
+    k = torch.tensor([1, 2, 3, 3, 5, 6])
+    mask = best_subsequence(unary, start, pair, k)
+    for b in range(6):
+        assert set(mask[b].nonzero().squeeze(1).tolist()) == _brute_force_best(unary[b], start[b], pair[b], int(k[b]))
+    plain = best_subsequence(unary, torch.zeros_like(start), torch.zeros_like(pair), k)
+    assert torch.equal(plain, top_k_mask(unary, k))
 
 
 def test_gradient_penalty_of_a_linear_critic():
@@ -111,6 +132,31 @@ def test_gradients_reach_the_compressor_through_the_middle_text(estimator):
     # The compressor's terms never train the critic or the prior: those have their own optimiser.
     adversary = [p for group in model.adversary_parameter_groups() for p in group["params"]]
     assert adversary and all(p.grad is None or p.grad.abs().sum() == 0 for p in adversary)
+
+
+def test_junction_costs_turn_scattered_keywords_into_phrases(monkeypatch):
+    """Keep scores that favour words 1, 4 and 6 give those words without junction costs; a high
+    cost per break keeps the best 3-word phrase instead; an LM that only believes the source's own
+    order (the token at position t follows a context of t tokens) keeps the sentence's lead.
+    Multi-token words stay whole."""
+    model = _tiny_model(max_words=3, ratio=1.0).eval()
+    model.word_start[40:] = False  # ids 40.. continue the word before them
+    ids = torch.tensor([[10, 41, 11, 12, 42, 43, 13, 14, 15, 3, 0]])  # words: 10+41, 11, 12+42+43, 13, 14, 15; EOS; pad
+    positions = torch.arange(ids.shape[1])
+    in_order = lambda src: torch.where(positions[None, :, None] == positions[None, None, :], 0.0, -10.0).expand(len(src), -1, -1)
+    monkeypatch.setattr(model.prior, "transitions", in_order)
+    scattered = torch.full(ids.shape, -5.0)
+    scattered[0, [0, 6, 8]] = 5.0
+    monkeypatch.setattr(model, "word_logits", lambda src, starts, attention_mask=None: scattered.masked_fill(~starts, NEG))
+    keywords, phrase, lead = [[10, 41, 13, 15]], [[13, 14, 15]], [[10, 41, 11, 12, 42, 43]]
+    assert model.compress(ids, phrase_weight=0.0, fluency_weight=0.0).tolist() == keywords
+    assert model.compress(ids, phrase_weight=0.01, fluency_weight=0.0).tolist() == keywords
+    assert model.compress(ids, phrase_weight=100.0, fluency_weight=0.0).tolist() == phrase
+    assert model.compress(ids, phrase_weight=0.0, fluency_weight=100.0).tolist() == lead
+    no_lm = _tiny_model(prior_weight=0.0, fluency_weight=0.0).eval()
+    assert no_lm.prior is None and no_lm.compress(ids, phrase_weight=1.0).shape[0] == 1
+    with pytest.raises(ValueError, match="no corpus LM"):
+        no_lm.compress(ids, fluency_weight=1.0)
 
 
 def test_random_steps_leave_the_compressor_untrained():
@@ -312,3 +358,33 @@ def test_summary_metrics():
     assert attested_bigrams(["the cat sat", "cat the"], ["the cat sat on the mat"]) == pytest.approx(200 / 3)
     perfect, unrelated = rouge(["Cats sat on mats"], ["cat sits on the mat"]), rouge(["dogs bark"], ["cat sits on the mat"])
     assert perfect["rouge1"] > 50 and unrelated["rouge1"] == 0 and perfect["avg_words"] == 4
+
+
+def test_train_from_the_text_config_on_a_local_corpus_then_summarize(corpus, tmp_path):
+    """The README's recipe on the user's own file: `train --config configs/text.yaml --data FILE`,
+    then `summarize`, with and without the fluency term (no sentence encoder in the unit tests)."""
+    from pathlib import Path
+
+    overrides = tiny_overrides(corpus, tmp_path / "ignored")
+    skip = {"train.output_dir", "train.max_steps", "data.source", "noise.mask_rate"}
+    sets = [a for k, v in overrides.items() if k not in skip for a in ("--set", f"{k}={'null' if v is None else v}")]
+    sets += [a for option in ("similarity_weight=0", "salience_weight=0", "lm_dim=16", "critic_dim=16")
+             for a in ("--set", f"model.bottleneck.{option}")]
+    config = Path(__file__).resolve().parent.parent / "configs" / "text.yaml"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--config", str(config), "--data", str(corpus), "--output", str(tmp_path / "run"),
+                                 "--max-steps", "20", "--no-progress", *sets])
+    assert result.exit_code == 0, result.output
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(SENTENCES) + "\n")
+    for name, extra in (("phrases", []), ("keywords", ["--phrase-weight", "0", "--fluency-weight", "0"])):
+        out = tmp_path / f"{name}.jsonl"
+        result = runner.invoke(cli, ["summarize", "--model", str(tmp_path / "run" / "final"), "--input", str(src),
+                                     "--output", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        for row in map(json.loads, out.read_text().splitlines()):
+            words, rest = row["summary"].split(), iter(row["text"].split())
+            assert 1 <= len(words) <= 10 and all(any(w == x for x in rest) for w in words), row
+    result = runner.invoke(cli, ["summarize", "--model", str(tmp_path / "run" / "final"), "--input", str(src),
+                                 "--output", str(tmp_path / "bad.jsonl"), "--fluency-weight", "-1"])
+    assert result.exit_code == 2 and "fluency-weight" in result.output and not (tmp_path / "bad.jsonl").exists()

@@ -48,10 +48,16 @@ def load_model(path: str | Path) -> TextAEPreTrainedModel:
             "pass the `final/` folder of a training run, e.g. runs/default/final"
         )
     try:
-        return model_class(TextAEConfig.from_pretrained(path).family).from_pretrained(path, use_safetensors=True)
+        cls = model_class(TextAEConfig.from_pretrained(path).family)
+        model, info = cls.from_pretrained(path, use_safetensors=True, output_loading_info=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # damaged files, an unknown family
         raise TextAEError(f"cannot load the model in {path} ({first_line(err)}); it is damaged or incomplete: "
                           "copy it again or retrain it") from None
+    if info["missing_keys"]:  # Hugging Face would fill them with random values and say nothing
+        missing = sorted(info["missing_keys"])
+        raise TextAEError(f"the model in {path} has no weights for {len(missing)} of its parameters ({missing[0]}, ...): "
+                          "it was written by another textae version or config; retrain it with this one")
+    return model
 
 
 class AutoEncoder:

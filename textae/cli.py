@@ -203,20 +203,30 @@ def decode(model_dir, input_path, output, id_column, batch_size, num_beams, over
 @click.option("--output", required=True, type=click.Path(), help="Output: .jsonl/.csv/.parquet (id, text, summary) or .txt (summaries, one a line).")
 @click.option("--max-words", type=int, default=None, help="Word budget of each summary. Default: the model's (10).")
 @click.option("--ratio", type=float, default=None, help="Also at most this fraction of the input's words. Default: the model's (0.5).")
+@click.option("--phrase-weight", type=float, default=None,
+              help="Cost of each break between the summary's phrases: higher keeps longer runs of the input and reads "
+                   "more like text; 0 (with --fluency-weight 0) keeps the most informative words wherever they are, "
+                   "a keyword list. Default: the model's (2.0).")
+@click.option("--fluency-weight", type=float, default=None,
+              help="Weight of the model's corpus LM's surprise at each break: higher keeps breaks that real text "
+                   "could make. Default: the model's (0.25).")
 @_text_column_option
 @_id_column_option
 @_batch_option
 @_overwrite_option
 @_friendly
-def summarize(model_dir, input_path, output, max_words, ratio, text_column, id_column, batch_size, overwrite) -> None:
-    """Summarise each row with a text-family model: its most informative words, in order, within the budget."""
+def summarize(model_dir, input_path, output, max_words, ratio, phrase_weight, fluency_weight, text_column, id_column,
+              batch_size, overwrite) -> None:
+    """Summarise each row with a text-family model: its most informative words, in order, within the budget,
+    chosen so that the summary reads like the corpus it was trained on."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows
 
     model = load(model_dir)
     ids, texts = read_texts(input_path, text_column, id_column)
-    summaries = model.summarize(texts, max_words=max_words, ratio=ratio, batch_size=batch_size, progress=True)
+    summaries = model.summarize(texts, max_words=max_words, ratio=ratio, phrase_weight=phrase_weight,
+                                fluency_weight=fluency_weight, batch_size=batch_size, progress=True)
     write_rows(output, {"id": ids, "text": texts, "summary": summaries})
     click.echo(f"wrote {len(summaries)} summaries to {output}")
 

@@ -35,16 +35,26 @@ class TextCodec(AutoEncoder):
 
     @torch.no_grad()
     def summarize(self, texts: Sequence[str], max_words: int | None = None, ratio: float | None = None,
-                  batch_size: int = 128, progress: bool = False) -> list[str]:
-        """Each text's middle text: its best-scored words in their order, at most `max_words` words
-        (default: the model's budget) and `ratio` of the text's words. Empty texts give ""."""
+                  phrase_weight: float | None = None, fluency_weight: float | None = None, batch_size: int = 128,
+                  progress: bool = False) -> list[str]:
+        """Each text's middle text: its best words in their order, at most `max_words` words
+        (default: the model's budget) and `ratio` of the text's words. `phrase_weight` (the cost of
+        each break between kept phrases) and `fluency_weight` (of the corpus LM's surprise at a
+        break) weigh readability against the words' own scores (defaults: the model's); both 0 keep
+        the best-scored words wherever they are. Empty texts give ""."""
         if max_words is not None and max_words < 1:
             raise TextAEError(f"--max-words must be at least 1, got {max_words}")
         if ratio is not None and not 0 < ratio <= 1:
             raise TextAEError(f"the ratio must be in (0, 1], got {ratio}")
+        for name, weight in (("phrase", phrase_weight), ("fluency", fluency_weight)):
+            if weight is not None and weight < 0:
+                raise TextAEError(f"--{name}-weight must be >= 0, got {weight}")
+        if fluency_weight and self.model.prior is None:
+            raise TextAEError("this model has no corpus LM to judge fluency (it was trained with fluency_weight 0 and "
+                              "prior_weight 0); pass --fluency-weight 0, or retrain with model.bottleneck.fluency_weight > 0")
         ids = self.token_ids(texts)
-        middles = self._over_ids(ids, lambda batch: self.detokenize(self.model.compress(batch, max_words, ratio)),
-                                 batch_size, "summarizing", progress)
+        compress = lambda batch: self.model.compress(batch, max_words, ratio, fluency_weight, phrase_weight)
+        middles = self._over_ids(ids, lambda batch: self.detokenize(compress(batch)), batch_size, "summarizing", progress)
         return [text if len(row) > 1 else "" for text, row in zip(middles, ids)]
 
     def encode(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> list[str]:  # type: ignore[override]

@@ -17,11 +17,16 @@ class TextConfig:
     gumbel_temperature: float = 0.5  # softness of the relaxed top-k (gumbel only)
     adversarial_weight: float = 0.1  # weight of the WGAN-GP critic's score; 0 = no discriminator
     prior_weight: float = 0.0  # weight of a corpus language model's NLL of the middle text; 0 = no prior
+    phrase_weight: float = 2.0  # cost of each break between the summary's phrases (choosing, not training)
+    fluency_weight: float = 0.25  # weight of the corpus LM's surprise at each break (choosing, not training)
     similarity_weight: float = 20.0  # reward: the middle text's cosine similarity to the input (frozen MiniLM); 0 = none
     salience_weight: float = 10.0  # learn the frozen MiniLM's word salience (salience.py); 0 = none
     salience_rows: int = 16  # sentences per batch whose salience is measured (one MiniLM pass each)
-    critic_dim: int = 64  # width of the critic and of the prior LM
+    critic_dim: int = 64  # width of the critic
     critic_layers: int = 1
+    lm_dim: int = 128  # width of the corpus LM (the fluency term and the prior)
+    lm_layers: int = 2
+    lm_lr: float = 2e-3  # the corpus LM's own Adam optimiser
     gp_weight: float = 10.0  # WGAN-GP gradient penalty
     critic_lr: float = 5e-4  # the critic's (and prior's) own Adam optimiser
     random_steps: int = 0  # first steps keep random words: the reconstructor learns before the compressor
@@ -35,8 +40,10 @@ class TextConfig:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
         if self.gumbel_temperature <= 0:
             raise ValueError(f"gumbel_temperature must be > 0, got {self.gumbel_temperature}")
-        if min(self.adversarial_weight, self.prior_weight, self.similarity_weight, self.salience_weight) < 0:
-            raise ValueError("adversarial_weight, prior_weight, similarity_weight and salience_weight must be >= 0")
+        weights = ("adversarial_weight", "prior_weight", "phrase_weight", "fluency_weight", "similarity_weight",
+                   "salience_weight")
+        if min(getattr(self, w) for w in weights) < 0:
+            raise ValueError(f"{', '.join(weights)} must be >= 0")
         if self.salience_rows < 1:
             raise ValueError(f"salience_rows must be >= 1, got {self.salience_rows}")
         if self.similarity_weight and self.estimator != "reinforce":

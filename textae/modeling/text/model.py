@@ -5,8 +5,11 @@ Data flow for a batch of B sentences of T tokens (W words, k = budget words kept
       scored at each word's first token → k words chosen → middle text (B, M), the kept tokens in order
   reconstructor: middle (B, M) → its own encoder (B, M, d) = memory → causal decoder that
       cross-attends to the memory → a copy / generate mixture (B, T, V) over the whole input
-  readability: a WGAN-GP critic scores the middle text against runs of k consecutive real words,
-      and an optional small LM of the corpus scores its fluency.
+  readability: a small LM of the corpus scores every junction of a summary (each kept word after
+      the source up to the previous kept one); at summary time the words are the best k-word
+      subsequence under keep scores + fluency_weight × those log-probabilities (exact dynamic
+      programme, select.best_subsequence). A WGAN-GP critic (runs of k consecutive real words) and
+      the LM's NLL of the middle text can also reward the compressor in training.
   meaning: a frozen sentence encoder (all-MiniLM-L6-v2) adds the middle text's similarity to the
       input to the reward (REINFORCE), and teaches the keep scores its word salience (salience.py).
 
@@ -27,6 +30,12 @@ Why extract words rather than generate from the whole vocabulary: a word-picking
 readable and faithful from its first step, and trains in CPU minutes; unsupervised sentence
 compression by word extraction is also the strongest known approach on Gigaword (Schumann et
 al. 2020). The compressor's own choices are all it learns: which words, under a budget.
+
+Why the fluency term chooses at summary time rather than training the keep scores: keep scores
+are one number per word, so the best-scored words land wherever the salient words are, and a
+list of them reads like keywords. Fluency is a property of the junctions between kept words, so
+it is scored there, and the best subsequence under both is found exactly (Schumann et al.'s
+objective of word salience + LM fluency, without their search).
 """
 
 from __future__ import annotations
@@ -50,11 +59,12 @@ from .config import TextConfig
 from .critic import Critic, PriorLM, gradient_penalty
 from .salience import salience_loss, word_salience
 from .select import (
-    NEG, budgets, compact, relaxed_top_k, sample_without_replacement, start_of_token, top_k_mask, window_mask,
+    NEG, best_subsequence, budgets, compact, relaxed_top_k, sample_without_replacement, start_of_token, top_k_mask, window_mask,
     word_starts,
 )
 
-CRITIC_BETAS = (0.5, 0.9)  # WGAN-GP's Adam betas for the critic and the prior LM
+CRITIC_BETAS = (0.5, 0.9)  # WGAN-GP's Adam betas for the critic
+LM_BETAS = (0.9, 0.98)  # a language model's usual ones
 
 
 def _frozen(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
@@ -120,8 +130,8 @@ class TextCodeModel(TextAEPreTrainedModel):
             if options.adversarial_weight else None
         )
         self.prior = (
-            PriorLM(config.vocab_size, config.max_positions, options.critic_dim, options.critic_layers, config.bos_token_id)
-            if options.prior_weight else None
+            PriorLM(config.vocab_size, config.max_positions, options.lm_dim, options.lm_layers, config.bos_token_id)
+            if options.prior_weight or options.fluency_weight else None
         )
         # True for vocabulary entries that begin a word (SentencePiece "▁"); set from the tokenizer.
         self.register_buffer("word_start", torch.ones(config.vocab_size, dtype=torch.bool))
@@ -140,9 +150,13 @@ class TextCodeModel(TextAEPreTrainedModel):
         self.tokenizer = tokenizer
 
     def adversary_parameter_groups(self) -> list[dict[str, Any]]:
-        """The critic and the prior LM: trained by their own Adam on `adversary_loss` only."""
-        params = [p for m in (self.critic, self.prior) if m is not None for p in m.parameters()]
-        return [{"params": params, "lr": self.options.critic_lr, "betas": CRITIC_BETAS}] if params else []
+        """The critic and the corpus LM: trained by their own Adam on `adversary_loss` only."""
+        groups = []
+        if self.critic is not None:
+            groups.append({"params": list(self.critic.parameters()), "lr": self.options.critic_lr, "betas": CRITIC_BETAS})
+        if self.prior is not None:
+            groups.append({"params": list(self.prior.parameters()), "lr": self.options.lm_lr, "betas": LM_BETAS})
+        return groups
 
     # ----- compressor ---------------------------------------------------------------------
     def _words(self, src: torch.Tensor, max_words: int | None = None, ratio: float | None = None) -> Words:
@@ -163,11 +177,51 @@ class TextCodeModel(TextAEPreTrainedModel):
         return logits.masked_fill(~starts, NEG)
 
     @torch.no_grad()
-    def compress(self, input_ids: torch.Tensor, max_words: int | None = None, ratio: float | None = None) -> torch.Tensor:
-        """The middle text (B, M) of each sentence (B, T; content + EOS): its best-scored words in order."""
+    def compress(self, input_ids: torch.Tensor, max_words: int | None = None, ratio: float | None = None,
+                 fluency_weight: float | None = None, phrase_weight: float | None = None) -> torch.Tensor:
+        """The middle text (B, M) of each sentence (B, T; content + EOS): the k words, in order, with
+        the best keep scores less the summary's junction costs: `phrase_weight` for each break
+        between kept phrases and `fluency_weight` times the corpus LM's surprise at each break
+        (defaults: the model's; both 0 = the k best-scored words wherever they are)."""
         words = self._words(input_ids, max_words, ratio)
-        keep = top_k_mask(self.word_logits(input_ids, words.starts), words.budget)
+        logits = self.word_logits(input_ids, words.starts)
+        fluency = self.options.fluency_weight if fluency_weight is None else fluency_weight
+        phrase = self.options.phrase_weight if phrase_weight is None else phrase_weight
+        if fluency and self.prior is None:
+            raise ValueError("this model has no corpus LM to weigh fluency with (fluency_weight and prior_weight were 0 "
+                             "in training)")
+        if fluency or phrase:
+            keep = self._fluent_words(input_ids, words, logits, fluency, phrase)
+        else:
+            keep = top_k_mask(logits, words.budget)
         return compact(input_ids, words.tokens(keep), self.config.pad_token_id)[0]
+
+    def _fluent_words(self, ids: torch.Tensor, words: Words, logits: torch.Tensor, fluency: float,
+                      phrase: float) -> torch.Tensor:
+        """Best k-word subsequence (word-start mask, B, T) under keep logits minus junction costs.
+
+        Keeping word j right after kept word i costs nothing when j follows i in the source (one
+        phrase). A break costs `phrase` plus `fluency` times the corpus LM's surprise: how much less
+        likely it finds word j after the source up to the end of word i than in j's own place,
+        log p(w_j | source up to j) − log p(w_j | source up to word i). Measured against j's own
+        place, so frequent words earn nothing by being common; a break that real text could also
+        make costs little. The first kept word's surprise is measured after BOS alone, so a summary
+        starts like a sentence."""
+        t = ids.shape[1]
+        pos = torch.arange(t, device=ids.device).expand_as(ids)
+        boundary = words.starts | ~words.selectable
+        # the context of a junction after word i ends where the next word (or EOS) begins
+        after = torch.where(boundary, pos, torch.full_like(pos, t - 1)).flip(1).cummin(1).values.flip(1)
+        after = torch.cat([after[:, 1:], torch.full_like(after[:, :1], t - 1)], 1)
+        breaks = after[:, :, None] != pos[:, None, :]  # (B, i, j): j does not follow i in the source
+        pair = -phrase * breaks.float()
+        start = torch.zeros_like(logits)  # a summary may start anywhere: "On Tuesday," is worth dropping
+        if fluency:
+            trans = self.prior.transitions(ids)  # (B, T context lengths, T tokens)
+            gain = trans - trans.diagonal(dim1=1, dim2=2)[:, None, :]  # ≤ 0 where j reads worse than in place
+            pair = pair + fluency * gain.gather(1, after[:, :, None].expand(-1, -1, t))
+            start = start + fluency * gain[:, 0]
+        return best_subsequence(logits, start, pair, words.budget)
 
     # ----- reconstructor ------------------------------------------------------------------
     def decoder_memory(self, code: torch.Tensor, gates: torch.Tensor | None = None) -> DecoderMemory:
@@ -296,7 +350,7 @@ class TextCodeModel(TextAEPreTrainedModel):
             if not reinforce:
                 losses["adversarial"] = -options.adversarial_weight * score.mean()
             quality = quality + options.adversarial_weight * score.detach()
-        if self.prior is not None:
+        if self.prior is not None and options.prior_weight:
             prior_nll = _frozen(self.prior, rows, rows.ne(self.config.pad_token_id), gates)
             stats["prior_nll"] = prior_nll.detach()[:batch].mean()
             if not reinforce:

@@ -109,3 +109,33 @@ def compact(ids: torch.Tensor, keep: torch.Tensor, pad_id: int, gates: torch.Ten
     mask = keep.gather(1, order)
     out = ids.gather(1, order).masked_fill(~mask, pad_id)
     return out, mask, None if gates is None else gates.gather(1, order) * mask
+
+
+def best_subsequence(unary: torch.Tensor, start: torch.Tensor, pair: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, T) mask of the k[b] word starts, kept in order, that maximise the sum of their `unary`
+    scores (B, T; NEG where no word starts) plus `start[b, j]` (B, T) for the first kept word j and
+    `pair[b, i, j]` (B, T, T) for each kept word j that follows kept word i.
+
+    Exact (Viterbi over subsequences, O(k T²)): the summary's fluency at its junctions is weighed
+    against the words' own scores. With zero `start` and `pair` it is the top-k of `unary`.
+    """
+    t = unary.shape[1]
+    valid = unary > NEG / 2
+    after = torch.ones(t, t, dtype=torch.bool, device=unary.device).triu(1)  # i < j
+    trans = pair.masked_fill(~(valid[:, :, None] & valid[:, None, :] & after), NEG)
+    score = torch.where(valid, unary + start, NEG)  # best total of a 1-word subsequence ending at j
+    scores, back = [score], []
+    for _ in range(int(k.max()) - 1):
+        best, prev = (score[:, :, None] + trans).max(1)  # over the previous word i
+        score = torch.where(valid, best + unary, NEG).clamp(min=NEG)
+        scores.append(score)
+        back.append(prev)
+    rows = torch.arange(len(unary), device=unary.device)
+    cur = torch.stack(scores)[k - 1, rows].argmax(1)  # (B,) last kept word
+    mask = torch.zeros_like(valid)
+    mask[rows, cur] = True
+    for m in range(len(back), 0, -1):  # the (m+1)-th kept word's predecessor, for rows that keep more than m words
+        going = k > m
+        cur = torch.where(going, back[m - 1][rows, cur], cur)
+        mask[rows[going], cur[going]] = True
+    return mask & valid
