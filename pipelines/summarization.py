@@ -14,13 +14,15 @@ are unchanged; a killed training stage resumes from its last checkpoint):
   train            → WORKDIR/train/final/         REINFORCE on reconstruction + similarity + WGAN-GP critic
   no_discriminator → WORKDIR/no_discriminator/    ablation: the same without the critic
   prior            → WORKDIR/prior/final/         the LM prior instead of the critic
+  fluency          → WORKDIR/fluency/final/       the corpus LM also scores each break of a summary
   eval_lm          → WORKDIR/eval-lm/             a GPT-2-style LM of the training sentences that only
                                                   judges readability (per-token NLL); no model trains on it
   evaluate         → WORKDIR/eval.json            ROUGE, attested bigrams and eval-LM NLL of every system,
                                                   of Lead-8 / Lead-10 and of the titles; the trained model
-                                                  without its junction costs (no_fluency), with one of the
-                                                  two, and with both scaled; readability on SMS and TREC
-  report           → WORKDIR/report.md, WORKDIR/summarization.json, readability_sweep.png (and --results)
+                                                  without its phrase cost (no_fluency) and across phrase
+                                                  weights; the LM variant without it (lm_only); readability
+                                                  on SMS and TREC
+  report           → WORKDIR/report.md, WORKDIR/summarization.json, phrase_sweep.png (and --results)
 """
 
 from __future__ import annotations
@@ -50,15 +52,17 @@ PRIOR_WEIGHT = 0.5
 # `random_steps` beyond any run's length: the pre-train never leaves the random-words warm-up.
 ALWAYS_RANDOM_WORDS = 10**9
 TEACHER_PAIRS = 300
-READABILITY_SWEEP = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # scales of the trained model's junction costs, tried at summary time
+PHRASE_SWEEP = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # phrase weights tried at summary time on the trained model
 OTHER_DOMAINS = ("sms", "trec")
 OTHER_DOMAIN_TEXTS = 1000
 EVAL_LM_SEED = 7  # not the seed of any trained variant
 # name → the text-family options that make the variant (over the config's own)
+FLUENCY_WEIGHT = 0.25
 VARIANTS = {
     "train": {},
     "no_discriminator": {"adversarial_weight": 0.0},
     "prior": {"adversarial_weight": 0.0, "prior_weight": PRIOR_WEIGHT},
+    "fluency": {"fluency_weight": FLUENCY_WEIGHT},  # the corpus LM also scores each break between phrases
 }
 
 
@@ -96,17 +100,15 @@ def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_w
         summaries, per_s = timed(lambda: codec.summarize(sources, max_words=max_words, progress=True))
         result["systems"][name] = score(summaries) | {"sentences_per_s": per_s}
         result["summaries"][name] = summaries
-    # The readability ablations: the trained model choosing without its junction costs, or with one of the two.
+    # The readability ablation: the trained model choosing its best-scored words wherever they are; the LM
+    # variant scoring breaks by the LM alone; the phrase weight swept.
     codec = load(finals["train"], device="cpu")
-    phrase, fluency = codec.model.options.phrase_weight, codec.model.options.fluency_weight
-    for name, weights in {"no_fluency": (0.0, 0.0), "phrase_only": (phrase, 0.0), "lm_only": (0.0, fluency)}.items():
-        result["summaries"][name] = codec.summarize(sources, max_words=max_words, phrase_weight=weights[0],
-                                                    fluency_weight=weights[1])
+    for name, final, weights in (("no_fluency", finals["train"], (0.0, 0.0)), ("lm_only", finals["fluency"], (0.0, None))):
+        result["summaries"][name] = load(final, device="cpu").summarize(
+            sources, max_words=max_words, phrase_weight=weights[0], fluency_weight=weights[1])
         result["systems"][name] = score(result["summaries"][name])
-    result["readability_sweep"] = [
-        {"scale": x, "phrase_weight": x * phrase, "fluency_weight": x * fluency}
-        | score(codec.summarize(sources, max_words=max_words, phrase_weight=x * phrase, fluency_weight=x * fluency))
-        for x in READABILITY_SWEEP
+    result["phrase_sweep"] = [
+        {"phrase_weight": w} | score(codec.summarize(sources, max_words=max_words, phrase_weight=w)) for w in PHRASE_SWEEP
     ]
     # Other domains, no references: is what the news-trained model writes on them text?
     result["other_domains"] = {}
@@ -114,8 +116,7 @@ def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_w
         texts = _domain_texts(domain, OTHER_DOMAIN_TEXTS)
         rows = {"texts": len(texts), "source": readable(texts, texts)}
         rows["summaries"] = readable(codec.summarize(texts, max_words=max_words), texts)
-        rows["no_fluency"] = readable(codec.summarize(texts, max_words=max_words, phrase_weight=0.0, fluency_weight=0.0),
-                                      texts)
+        rows["no_fluency"] = readable(codec.summarize(texts, max_words=max_words, phrase_weight=0.0), texts)
         words = [len(s.split()) for s in codec.summarize(texts, max_words=max_words)]
         rows["lead"] = readable([" ".join(t.split()[:k]) for t, k in zip(texts, words)], texts)  # Lead-N at each summary's length
         rows["examples"] = [{"source": t, "summary": s} for t, s in
@@ -136,14 +137,14 @@ def _figures(system: dict) -> dict:
 
 
 def _sweep_plot(sweep: list[dict], titles: dict, lead8: dict, path: Path) -> None:
-    """ROUGE-1 against both readability measures as the junction costs grow, with the titles and Lead-8."""
+    """ROUGE-1 against both readability measures as the phrase weight grows, with the titles and Lead-8."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
-    weights = [r["scale"] for r in sweep]
+    weights = [r["phrase_weight"] for r in sweep]
     for ax, key, label in ((left, "attested_bigrams", "attested bigrams %"), (right, "readability", "eval-LM NLL per token")):
         ax.plot([r[key] for r in sweep], [r["rouge1"] for r in sweep], marker="o", label="text family")
         for w, r in zip(weights, sweep):
@@ -153,7 +154,7 @@ def _sweep_plot(sweep: list[dict], titles: dict, lead8: dict, path: Path) -> Non
         ax.set_xlabel(label)
         ax.set_ylabel("ROUGE-1")
     left.legend(fontsize=8)
-    fig.suptitle("news lead → title: scaling the junction costs (annotated) trades content for readability", fontsize=9)
+    fig.suptitle("news lead → title: the phrase weight (annotated) trades content for readability", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -174,12 +175,12 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
         "lead8": _figures(lead8),
         "lead10": _figures(systems["lead10"]),
         "no_fluency": _figures(systems["no_fluency"]),
-        "phrase_only": _figures(systems["phrase_only"]),
+        "with_lm": _figures(systems["fluency"]) | {"sentences_per_s": systems["fluency"]["sentences_per_s"]},
         "lm_only": _figures(systems["lm_only"]),
         "no_discriminator": _figures(systems["no_discriminator"]),
         "prior_instead_of_discriminator": _figures(systems["prior"]),
         "salience_only": _figures(systems["pretrain"]),
-        "readability_sweep": ev["readability_sweep"],
+        "phrase_sweep": ev["phrase_sweep"],
         "other_domains": ev["other_domains"],
         "eval_lm": ev["eval_lm"],
         "sentences_per_s": main["sentences_per_s"],
@@ -194,18 +195,18 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
                             "no_fluency": ev["summaries"]["no_fluency"][i], "title": pairs[i]["title"]} for i in picks]
     text = json.dumps(summary, indent=1, ensure_ascii=False) + "\n"
     (workdir / "summarization.json").write_text(text)
-    _sweep_plot(ev["readability_sweep"], titles, lead8, workdir / "readability_sweep.png")
+    _sweep_plot(ev["phrase_sweep"], titles, lead8, workdir / "phrase_sweep.png")
     if results is not None:
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(text)
-        _sweep_plot(ev["readability_sweep"], titles, lead8, results.parent / "summarization_readability.png")
+        _sweep_plot(ev["phrase_sweep"], titles, lead8, results.parent / "summarization_phrase_sweep.png")
     rows = "\n".join(
         f"| {name} | {s['rouge1']:.2f} | {s['rouge2']:.2f} | {s['rougeL']:.2f} | {s['avg_words']:.1f} | "
         f"{s['attested_bigrams']:.1f} | {s['readability']:.2f} |"
         for name, s in systems.items() if "rouge1" in s
     ) + f"\n| titles (references) | | | | {titles['avg_words']:.1f} | {titles['attested_bigrams']:.1f} | {titles['readability']:.2f} |"
-    sweep = "\n".join(f"| {r['scale']:g} | {r['phrase_weight']:g} | {r['fluency_weight']:g} | {r['rouge1']:.2f} | "
-                      f"{r['rouge2']:.2f} | {r['attested_bigrams']:.1f} | {r['readability']:.2f} |" for r in ev["readability_sweep"])
+    sweep = "\n".join(f"| {r['phrase_weight']:g} | {r['rouge1']:.2f} | {r['rouge2']:.2f} | {r['attested_bigrams']:.1f} | "
+                      f"{r['readability']:.2f} |" for r in ev["phrase_sweep"])
     domains = "\n".join(
         f"| {d} | {name} | {r[name]['attested_bigrams']:.1f} | {r[name]['readability']:.2f} |"
         for d, r in ev["other_domains"].items() for name in ("source", "lead", "summaries", "no_fluency")
@@ -218,8 +219,8 @@ def _report(eval_json: Path, pairs_path: Path, workdir: Path, command: str, resu
         f"Attested bigrams: the share of a summary's adjacent word pairs found in the training sentences. "
         f"Eval-LM NLL: {summary['readability_measure']}; lower reads more like the corpus.\n\n"
         f"Summaries per second (CPU): {main['sentences_per_s']:.0f}\n\n"
-        f"## Junction costs scaled at summary time (the trained model)\n\n| scale | phrase_weight | fluency_weight | "
-        f"ROUGE-1 | ROUGE-2 | attested bigrams % | eval-LM NLL |\n|---|---|---|---|---|---|---|\n{sweep}\n\n"
+        f"## Phrase weight at summary time (the trained model)\n\n| phrase_weight | ROUGE-1 | ROUGE-2 | "
+        f"attested bigrams % | eval-LM NLL |\n|---|---|---|---|---|\n{sweep}\n\n"
         f"## Other domains (no references)\n\n| domain | text | attested bigrams % | eval-LM NLL |\n|---|---|---|---|\n{domains}\n\n"
         f"The compressor's teacher, on {teacher['pairs']} random pairs: the sentence encoder's own choice of words "
         f"(it needs the encoder at summary time, so it is no summariser) scores ROUGE-1 {teacher['teacher']['rouge1']:.2f}, the trained "
@@ -290,7 +291,7 @@ def main(config_path, workdir, init_from, pretrain_steps, train_steps, max_words
                   params={"minutes": eval_lm_minutes, "seed": EVAL_LM_SEED, "data": base.data}),
             Stage("evaluate", lambda: _evaluate(pairs, finals, base.data, max_words, eval_lm, work / "eval.json"),
                   [work / "eval.json"], [pairs, eval_lm / "peer_lm.json", *(f / "model.safetensors" for f in finals.values())],
-                  params={"max_words": max_words, "data": base.data, "sweep": READABILITY_SWEEP, "domains": OTHER_DOMAINS,
+                  params={"max_words": max_words, "data": base.data, "sweep": PHRASE_SWEEP, "domains": OTHER_DOMAINS,
                           "metrics": ["rouge", "attested_bigrams", "eval_lm_nll"], "teacher_pairs": TEACHER_PAIRS,
                           "systems": sorted(finals)}),
             Stage("report", lambda: _report(work / "eval.json", pairs, work, command, Path(results) if results else None),

@@ -83,15 +83,15 @@ def test_summarization_pipeline_runs_every_stage_then_skips(corpus, tmp_path):
     runner = CliRunner()
     first = runner.invoke(summarization_pipeline, args)
     assert first.exit_code == 0, first.output
-    assert "ran: prepare, pretrain, train, no_discriminator, prior, eval_lm, evaluate, report" in first.output
+    assert "ran: prepare, pretrain, train, no_discriminator, prior, fluency, eval_lm, evaluate, report" in first.output
     result = json.loads((work / "summarization.json").read_text())
     assert {"rouge1", "rouge2", "rougeL", "avg_words", "lead8", "no_discriminator", "sentences_per_s", "command",
             "attested_bigrams", "titles_attested_bigrams", "readability", "readability_titles", "readability_lead8",
-            "readability_higher_is_better", "readability_ablation", "readability_sweep", "other_domains"} <= set(result)
-    for row in ("lead8", "no_fluency", "phrase_only", "lm_only", "no_discriminator", "prior_instead_of_discriminator",
+            "readability_higher_is_better", "readability_ablation", "phrase_sweep", "other_domains", "with_lm"} <= set(result)
+    for row in ("lead8", "no_fluency", "with_lm", "lm_only", "no_discriminator", "prior_instead_of_discriminator",
                 result["readability_ablation"]):
         assert {"attested_bigrams", "readability"} <= set(result[row])
-    assert (work / "readability_sweep.png").stat().st_size > 0
+    assert (work / "phrase_sweep.png").stat().st_size > 0
     assert result["avg_words"] <= 10 and len(result["examples"]) == 20
     assert "| lead8 |" in (work / "report.md").read_text()
     again = runner.invoke(summarization_pipeline, args)

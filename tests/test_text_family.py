@@ -143,7 +143,7 @@ def test_junction_costs_turn_scattered_keywords_into_phrases(monkeypatch):
     model.word_start[40:] = False  # ids 40.. continue the word before them
     ids = torch.tensor([[10, 41, 11, 12, 42, 43, 13, 14, 15, 3, 0]])  # words: 10+41, 11, 12+42+43, 13, 14, 15; EOS; pad
     positions = torch.arange(ids.shape[1])
-    in_order = lambda src: torch.where(positions[None, :, None] == positions[None, None, :], 0.0, -10.0).expand(len(src), -1, -1)
+    in_order = lambda src, needed=None: torch.where(positions[None, :, None] == positions[None, None, :], 0.0, -10.0).expand(len(src), -1, -1)
     monkeypatch.setattr(model.prior, "transitions", in_order)
     scattered = torch.full(ids.shape, -5.0)
     scattered[0, [0, 6, 8]] = 5.0

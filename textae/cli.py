@@ -208,8 +208,9 @@ def decode(model_dir, input_path, output, id_column, batch_size, num_beams, over
                    "more like text; 0 (with --fluency-weight 0) keeps the most informative words wherever they are, "
                    "a keyword list. Default: the model's (2.0).")
 @click.option("--fluency-weight", type=float, default=None,
-              help="Weight of the model's corpus LM's surprise at each break: higher keeps breaks that real text "
-                   "could make. Default: the model's (0.25).")
+              help="Weight of the corpus LM's surprise at each break: higher keeps breaks that real text could make "
+                   "(slower). Needs a model trained with model.bottleneck.fluency_weight > 0, which has the LM. "
+                   "Default: the model's (0).")
 @_text_column_option
 @_id_column_option
 @_batch_option

@@ -83,12 +83,18 @@ class PriorLM(_Embedded):
         nll = F.cross_entropy(logits.flatten(0, 1).float(), ids.flatten(), reduction="none").view_as(ids)
         return (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
 
-    def transitions(self, ids: torch.Tensor) -> torch.Tensor:
+    def transitions(self, ids: torch.Tensor, needed: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, T) log p(ids[b, j] | BOS + ids[b, :t]) for every context length t < T and token j of
-        sentences `ids` (B, T): how well each token would follow each prefix, from one causal pass."""
+        sentences `ids` (B, T): how well each token would follow each prefix, from one causal pass.
+        The vocabulary's normaliser is the costly part; with `needed` (B, T) it is computed only for
+        those context lengths, and the other rows are left unnormalised (not log-probabilities)."""
         bos = torch.full_like(ids[:, :1], self.bos_id)
         m = ids.shape[1]
         causal = torch.ones(m, m, dtype=torch.bool, device=ids.device).tril()
         hidden = self.hidden(self.embed(torch.cat([bos, ids[:, :-1]], 1)), causal[None, None]).float()  # (B, T, d)
         chosen = hidden @ self.head.weight[ids].float().transpose(1, 2) + self.head.bias[ids].float()[:, None, :]
-        return chosen - torch.logsumexp(self.head(hidden).float(), -1, keepdim=True)
+        if needed is None:
+            needed = torch.ones_like(ids, dtype=torch.bool)
+        norm = torch.zeros(ids.shape, device=ids.device)
+        norm[needed] = torch.logsumexp(self.head(hidden[needed]).float(), -1)
+        return chosen - norm[..., None]

@@ -217,7 +217,8 @@ class TextCodeModel(TextAEPreTrainedModel):
         pair = -phrase * breaks.float()
         start = torch.zeros_like(logits)  # a summary may start anywhere: "On Tuesday," is worth dropping
         if fluency:
-            trans = self.prior.transitions(ids)  # (B, T context lengths, T tokens)
+            # (B, T context lengths, T tokens); read only where a context ends at a word start or EOS
+            trans = self.prior.transitions(ids, words.starts | ids.eq(self.config.eos_token_id))
             gain = trans - trans.diagonal(dim1=1, dim2=2)[:, None, :]  # ≤ 0 where j reads worse than in place
             pair = pair + fluency * gain.gather(1, after[:, :, None].expand(-1, -1, t))
             start = start + fluency * gain[:, 0]
