@@ -219,7 +219,7 @@ def decode(model_dir, input_path, output, id_column, batch_size, num_beams, over
 def summarize(model_dir, input_path, output, max_words, ratio, phrase_weight, fluency_weight, text_column, id_column,
               batch_size, overwrite) -> None:
     """Summarise each row with a text-family model: its most informative words, in order, within the budget,
-    chosen so that the summary reads like the corpus it was trained on."""
+    kept as phrases of the input so that the summary reads as text rather than a keyword list."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows

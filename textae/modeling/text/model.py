@@ -5,11 +5,11 @@ Data flow for a batch of B sentences of T tokens (W words, k = budget words kept
       scored at each word's first token → k words chosen → middle text (B, M), the kept tokens in order
   reconstructor: middle (B, M) → its own encoder (B, M, d) = memory → causal decoder that
       cross-attends to the memory → a copy / generate mixture (B, T, V) over the whole input
-  readability: a small LM of the corpus scores every junction of a summary (each kept word after
-      the source up to the previous kept one); at summary time the words are the best k-word
-      subsequence under keep scores + fluency_weight × those log-probabilities (exact dynamic
-      programme, select.best_subsequence). A WGAN-GP critic (runs of k consecutive real words) and
-      the LM's NLL of the middle text can also reward the compressor in training.
+  readability: at summary time the words are the best k-word subsequence under the keep scores
+      less its junction costs (exact dynamic programme, select.best_subsequence): phrase_weight
+      per break between kept phrases, plus, with a corpus LM (fluency_weight > 0), the LM's
+      surprise at each break. A WGAN-GP critic (runs of k consecutive real words) and the LM's
+      NLL of the middle text can also reward the compressor in training.
   meaning: a frozen sentence encoder (all-MiniLM-L6-v2) adds the middle text's similarity to the
       input to the reward (REINFORCE), and teaches the keep scores its word salience (salience.py).
 
@@ -31,11 +31,12 @@ readable and faithful from its first step, and trains in CPU minutes; unsupervis
 compression by word extraction is also the strongest known approach on Gigaword (Schumann et
 al. 2020). The compressor's own choices are all it learns: which words, under a budget.
 
-Why the fluency term chooses at summary time rather than training the keep scores: keep scores
-are one number per word, so the best-scored words land wherever the salient words are, and a
-list of them reads like keywords. Fluency is a property of the junctions between kept words, so
-it is scored there, and the best subsequence under both is found exactly (Schumann et al.'s
-objective of word salience + LM fluency, without their search).
+Why readability is a cost on junctions at summary time rather than a reward that trains the
+keep scores: keep scores are one number per word, so the best-scored words land wherever the
+salient words are, and a list of them reads like keywords; a critic's or an LM's reward on
+sampled word sets left that unchanged. Readability is decided at the junctions between kept
+words, so it is scored there, and the best subsequence under both is found exactly (Schumann et
+al.'s objective of word salience + fluency, without their search).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ from .config import TextConfig
 from .critic import Critic, PriorLM, gradient_penalty
 from .salience import salience_loss, word_salience
 from .select import (
-    NEG, best_subsequence, budgets, compact, relaxed_top_k, sample_without_replacement, start_of_token, top_k_mask, window_mask,
-    word_starts,
+    NEG, best_subsequence, budgets, compact, relaxed_top_k, sample_without_replacement, start_of_token, top_k_mask,
+    window_mask, word_starts,
 )
 
 CRITIC_BETAS = (0.5, 0.9)  # WGAN-GP's Adam betas for the critic
@@ -219,7 +220,7 @@ class TextCodeModel(TextAEPreTrainedModel):
         if fluency:
             # (B, T context lengths, T tokens); read only where a context ends at a word start or EOS
             trans = self.prior.transitions(ids, words.starts | ids.eq(self.config.eos_token_id))
-            gain = trans - trans.diagonal(dim1=1, dim2=2)[:, None, :]  # ≤ 0 where j reads worse than in place
+            gain = trans - trans.diagonal(dim1=1, dim2=2)[:, None, :]  # minus the surprise: < 0 where j reads worse
             pair = pair + fluency * gain.gather(1, after[:, :, None].expand(-1, -1, t))
             start = start + fluency * gain[:, 0]
         return best_subsequence(logits, start, pair, words.budget)
