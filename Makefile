@@ -44,7 +44,7 @@ bench-generative: install
 bench-speed: install
 	$(PY) benchmarks/speed.py
 
-# Text family: unsupervised summarisation, news lead → title, with ablations (about 35 minutes on 2 CPU cores;
+# Text family: unsupervised summarisation, news lead → title, with ablations (about 45 minutes on 2 CPU cores;
 # starts from the foundation AE that `make bench` trains).
 bench-summarization: install
 	$(PY) benchmarks/summarization.py --init-from runs/bench-default/final
