@@ -56,8 +56,8 @@ PHRASE_SWEEP = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # phrase weights tried at summary
 OTHER_DOMAINS = ("sms", "trec")
 OTHER_DOMAIN_TEXTS = 1000
 EVAL_LM_SEED = 7  # not the seed of any trained variant
-# name → the text-family options that make the variant (over the config's own)
 FLUENCY_WEIGHT = 0.25
+# name → the text-family options that make the variant (over the config's own)
 VARIANTS = {
     "train": {},
     "no_discriminator": {"adversarial_weight": 0.0},
@@ -103,9 +103,10 @@ def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_w
     # The readability ablation: the trained model choosing its best-scored words wherever they are; the LM
     # variant scoring breaks by the LM alone; the phrase weight swept.
     codec = load(finals["train"], device="cpu")
-    for name, final, weights in (("no_fluency", finals["train"], (0.0, 0.0)), ("lm_only", finals["fluency"], (0.0, None))):
-        result["summaries"][name] = load(final, device="cpu").summarize(
-            sources, max_words=max_words, phrase_weight=weights[0], fluency_weight=weights[1])
+    for name, model, weights in (("no_fluency", codec, (0.0, 0.0)),
+                                 ("lm_only", load(finals["fluency"], device="cpu"), (0.0, None))):
+        result["summaries"][name] = model.summarize(sources, max_words=max_words, phrase_weight=weights[0],
+                                                    fluency_weight=weights[1])
         result["systems"][name] = score(result["summaries"][name])
     result["phrase_sweep"] = [
         {"phrase_weight": w} | score(codec.summarize(sources, max_words=max_words, phrase_weight=w)) for w in PHRASE_SWEEP
@@ -115,12 +116,12 @@ def _evaluate(pairs_path: Path, finals: dict[str, Path], data: DataConfig, max_w
     for domain in OTHER_DOMAINS:
         texts = _domain_texts(domain, OTHER_DOMAIN_TEXTS)
         rows = {"texts": len(texts), "source": readable(texts, texts)}
-        rows["summaries"] = readable(codec.summarize(texts, max_words=max_words), texts)
+        summaries = codec.summarize(texts, max_words=max_words)
+        rows["summaries"] = readable(summaries, texts)
         rows["no_fluency"] = readable(codec.summarize(texts, max_words=max_words, phrase_weight=0.0), texts)
-        words = [len(s.split()) for s in codec.summarize(texts, max_words=max_words)]
-        rows["lead"] = readable([" ".join(t.split()[:k]) for t, k in zip(texts, words)], texts)  # Lead-N at each summary's length
-        rows["examples"] = [{"source": t, "summary": s} for t, s in
-                            zip(texts[:8], codec.summarize(texts[:8], max_words=max_words))]
+        # Lead-N at each summary's length
+        rows["lead"] = readable([" ".join(t.split()[: len(s.split())]) for t, s in zip(texts, summaries)], texts)
+        rows["examples"] = [{"source": t, "summary": s} for t, s in zip(texts[:8], summaries[:8])]
         result["other_domains"][domain] = rows
     # The sentence encoder's own choice, on a sample: how far the compressor is from its teacher.
     sample = random.Random(1).sample(range(len(pairs)), min(TEACHER_PAIRS, len(pairs)))
