@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -316,8 +317,8 @@ def textae(args: list[str], cwd: Path, stdin: bytes = b"", timeout: float = CASE
         return subprocess.CompletedProcess(err.cmd, None, err.stdout or b"", err.stderr or b"")
 
 
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "textae", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+def start(args: list[str], cwd: Path, stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "textae", *args], cwd=cwd, stdin=stdin,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=textae_env())
 
 
@@ -467,12 +468,18 @@ def race_score(shared: Shared, folder: Path) -> list[Outcome]:
     """While a score job writes an output, a second one on it is refused, with and without --resume;
     the first then finishes with every row once, in input order."""
     out, template, args = _score_job(shared, folder)
-    first = start(args, folder)
+    # The first job reads the same rows from stdin, held open until the others end: it cannot finish
+    # first, however fast this machine scores.
+    first = start([*args[: args.index("--input") + 1], "-", *args[args.index("--input") + 2 :]], folder, subprocess.PIPE)
+    rows = "".join(SENTENCES[i % len(SENTENCES)] + "\n" for i in range(BIG_ROWS)).encode()
+    feeder = threading.Thread(target=first.stdin.write, args=(rows,), daemon=True)
+    feeder.start()
     started = _wait_until(lambda: any(p.name.startswith(out.name + ".") for p in folder.iterdir()), first)  # its lock
     seconds = [(name, extra, start([*args, *extra], folder))
                for name, extra in (("race-score-resume-while-running", ["--resume"]), ("race-score-again-while-running", []))]
     outs = [_finish(name, [*template, *extra], proc, (2,)) for name, extra, proc in seconds]
     overlapped = first.poll() is None
+    feeder.join()  # the first job's stdin is closed by _finish below: then it ends
     for o in outs:
         o.problems += _mentions_lock(o)
         if not started:
