@@ -11,8 +11,8 @@ import pytest
 
 from textae.errors import DataError
 from textae.scoring import protocols
-from textae.scoring.protocols import (TREC_CLASSES, Split, auroc, cross_domain, length_scores, sms_split,
-                                      tfidf_knn_scores, trec_splits)
+from textae.scoring.protocols import (SNIPPET_SETS, TREC_CLASSES, Split, auroc, cross_domain, length_scores,
+                                      snippet_split, sms_split, tfidf_knn_scores, trec_splits)
 
 # 30 distinct ham and 8 distinct spam messages after cleaning. Every ham is there three times, once with
 # whitespace that cleaning removes; two rows are blank and are dropped; one spam row repeats a ham text.
@@ -27,11 +27,17 @@ TREC_QUESTIONS = [(f"question {i} about {c.lower()} ?", c) for c, n in TREC_SIZE
 TREC_ROWS = TREC_QUESTIONS + [(f"question  {t.split(' ', 1)[1]}", c) for t, c in TREC_QUESTIONS[::-1]]
 
 
+# Snippets: movie texts are long and many, amazon texts short and few, so a plain split would be won by length.
+SNIPPET_ROWS = ([(" ".join(["film"] * (4 + i % 6)) + f" {i}", "movie") for i in range(40)]
+                + [(" ".join(["plug"] * (1 + i % 5)) + f" {i}", "amazon") for i in range(30)] + [("film film  film film 0", "movie")])
+
+
 @pytest.fixture
 def synthetic(monkeypatch):
     """The built-in corpora replaced by the synthetic ones above, with the columns the real ones have."""
     corpora = {"sms": {"text": [t for t, _ in SMS_ROWS], "spam": [s for _, s in SMS_ROWS]},
-               "trec": {"text": [t for t, _ in TREC_ROWS], "coarse": [c for _, c in TREC_ROWS]}}
+               "trec": {"text": [t for t, _ in TREC_ROWS], "coarse": [c for _, c in TREC_ROWS]},
+               "snippets": {"text": [t for t, _ in SNIPPET_ROWS], "source": [s for _, s in SNIPPET_ROWS]}}
     monkeypatch.setattr(protocols, "load_builtin", corpora.__getitem__)
 
 
@@ -93,6 +99,21 @@ def test_trec_splits_are_a_function_of_the_seed(synthetic):
     assert [s.fit for s in trec_splits(5)] != [s.fit for s in trec_splits(6)]
 
 
+# ----- snippets: one source normal, another unusual, matched in length ---------------------------
+def test_snippet_split_matches_each_held_out_normal_text_with_an_unusual_one_of_its_length(synthetic):
+    split = snippet_split("movie_vs_amazon")
+    _assert_valid(split)
+    assert split.name == "movie_vs_amazon" and len(split.fit) == 20  # half of the 40 distinct movie texts (one repeats)
+    normal = [t for t, y in zip(split.test, split.labels) if y == 0]
+    unusual = [t for t, y in zip(split.test, split.labels) if y == 1]
+    assert len(normal) == len(unusual) > 0 and all(t.startswith("film") for t in normal + split.fit)
+    assert all(t.startswith("plug") for t in unusual)
+    words = lambda texts: sorted(len(t.split()) for t in texts)
+    assert all(abs(a - b) <= 1 for a, b in zip(words(normal), words(unusual)))  # partners of the same length
+    assert abs(auroc(split.labels, length_scores(split.test)) - 0.5) < 0.15
+    assert split == snippet_split("movie_vs_amazon") and set(SNIPPET_SETS) == {"movie_vs_amazon", "nyt_vs_tweets"}
+
+
 # ----- cross-domain and the baselines -----------------------------------------------------
 def test_cross_domain_keeps_the_fit_and_the_normal_test_texts_and_adds_as_many_foreign_ones(synthetic):
     split = sms_split()
@@ -135,3 +156,7 @@ def test_the_published_splits_on_the_real_corpora():
         _assert_valid(split)
     held = [s.labels.count(0) for s in trec]
     assert sum(len(s.fit) for s in trec) + sum(held) == 5381  # distinct questions, each in its class's split
+    for name in SNIPPET_SETS:
+        split = snippet_split(name)
+        _assert_valid(split)
+        assert len(split.test) > 4000 and abs(auroc(split.labels, length_scores(split.test)) - 0.5) < 0.03

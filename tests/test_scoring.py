@@ -204,7 +204,7 @@ def test_a_missing_column_is_one_clear_error(model_dir, tmp_path):
     assert res.exit_code == 2 and "fit" in res.output
 
 
-@pytest.mark.parametrize("scorer", ["ensemble", "knn"])
+@pytest.mark.parametrize("scorer", ["ensemble", "fast_ensemble", "knn", "semantic_knn"])
 def test_detector_api_agrees_with_the_cli_and_survives_save_and_load(fresh_model, tmp_path, scorer):
     fit = tmp_path / "normal.txt"
     fit.write_text("\n".join(SENTENCES) + "\n")
@@ -228,6 +228,60 @@ def test_detector_api_agrees_with_the_cli_and_survives_save_and_load(fresh_model
     again = tmp_path / "again"
     loaded.save(again)
     assert np.array_equal(AnomalyDetector.load(fresh_model, again).decision_function(texts), loaded.decision_function(texts))
+
+
+# ----- the semantic scorers and the Fisher ensemble ---------------------------------------------
+NORMAL_TOPIC = ["the cat sat on the warm mat .", "a dog slept in the sunny garden .", "my cat chased a small mouse .",
+                "the puppy played with a red ball .", "two kittens drank some milk .", "our dog barked at the postman .",
+                "the horse ate fresh hay .", "a rabbit hid under the hedge .", "the parrot repeated every word .",
+                "her cat climbed the old tree .", "the dog waited by the door .", "a hamster ran on its wheel ."]
+
+
+def test_semantic_scorers_flag_another_topic_written_alike(model_dir):
+    """Same length, same simple style, another meaning: the sentence encoder sees it; a tiny model
+    trained on other sentences cannot tell either kind from the other."""
+    animals = ["the goat jumped over the fence .", "my dog found an old bone ."]
+    finance = ["the bank raised its interest rate .", "shares fell sharply on monday ."]
+    for scorer in ("semantic", "semantic_knn", "ensemble"):
+        det = AnomalyDetector(model_dir, scorer).fit(NORMAL_TOPIC)
+        assert det.decision_function(finance).min() > det.decision_function(animals).max(), scorer
+
+
+def test_the_ensemble_combines_its_members_by_fishers_method(model_dir):
+    det = AnomalyDetector(model_dir, "ensemble").fit(NORMAL_TOPIC)
+    assert det.members == ("nll_char", "semantic", "semantic_knn")
+    n = len(NORMAL_TOPIC)
+    texts = ["shares fell sharply on monday .", "the dog slept in the garden ."]
+    feats = det.features(texts)
+    parts = np.stack([det._member_scores(m, feats) for m in det.members], axis=1)
+    p = np.stack([((null >= col[:, None]).sum(1) + 1) / (n + 1) for null, col in zip(det._null, parts.T)], axis=1)
+    assert np.allclose(det.scores(feats), -2 * np.log(p).sum(1))
+    assert det._null.shape == (3, n) and np.all(np.diff(det._null, axis=1) >= 0)  # each member's held-out scores, sorted
+    # beyond every normal text in every member: the largest score the ensemble can give
+    odd = det.decision_function(["zq 77 xv kk 0912 ## qwxz vbnm 55 55"])
+    assert odd[0] == pytest.approx(-2 * 3 * np.log(1 / (n + 1)))
+
+
+def test_a_detector_fitted_before_the_semantic_scorers_still_scores_as_it_was_fitted(fresh_model, tmp_path):
+    old = AnomalyDetector(fresh_model, "fast_ensemble", contamination=0.2).fit(SENTENCES)
+    old.save()
+    settings = json.loads((fresh_model / "detector" / "detector.json").read_text())
+    settings["scorer"] = "ensemble"  # what such a detector says of itself
+    del settings["members"]
+    (fresh_model / "detector" / "detector.json").write_text(json.dumps(settings))
+    loaded = AnomalyDetector.load(fresh_model)
+    assert loaded.scorer == "fast_ensemble" and loaded.members == ("nll_char", "mahalanobis")
+    assert np.array_equal(loaded.decision_function(ODD), old.decision_function(ODD))
+
+
+def test_knn_leaves_each_fit_text_out_of_its_own_neighbours():
+    from textae.scoring.detector import _knn
+
+    bank = np.eye(3, dtype=np.float32)
+    queries = np.array([[1, 0, 0], [1, 1, 0]], dtype=np.float32)
+    assert _knn(bank, queries[:1], k=1, leave_one_out=True) == pytest.approx([1.0])  # itself skipped: orthogonal rest
+    assert _knn(bank, queries[:1], k=1) == pytest.approx([0.0])
+    assert _knn(bank, queries[1:], k=2, leave_one_out=True) == pytest.approx([1 - 2 ** -0.5])  # not in the bank: nothing skipped
 
 
 def test_long_documents_aggregate_their_windows(model_dir):

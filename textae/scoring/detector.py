@@ -1,17 +1,27 @@
 """`AnomalyDetector`: PyOD-style outlier scoring of documents with a trained autoencoder.
 
-A document is unusual when a model trained on normal text cannot rebuild it, or when its code
-lies far from the codes of normal text. Scorers (higher = more unusual):
+A document can be unusual in its form (spam among messages: odd spelling, numbers, URLs) or in
+its meaning (a question of another kind among questions written alike). Scorers (higher = more
+unusual):
 - ``nll_char``: reconstruction NLL per character of the text (needs no fit). Like bits per byte
   in language modelling it does not depend on how the tokenizer cuts the text: per token, a text
   full of words the tokenizer splits into many easy pieces (numbers, URLs, rare words) looks
-  normal, per character it does not;
+  normal, per character it does not. Form;
 - ``nll``: reconstruction NLL per token (needs no fit);
 - ``elbo``: the VAE's negative evidence bound per token, (NLL + KL) / tokens (VAE models);
 - ``knn``: mean cosine distance from the document's code to its k nearest codes of the fit texts;
 - ``mahalanobis``: distance of the code from the fit codes' mean under their (shrunk) covariance;
-- ``ensemble``: the mean of ``nll_char`` and ``mahalanobis``, each standardised by its scores on the
-  fit texts: a text is unusual when it is hard to rebuild *or* its code is far from normal codes.
+- ``semantic``: the same distance for what the document says: the mean token state after layer 3
+  of a pretrained sentence encoder (all-MiniLM-L6-v2, `textae.similarity`), which knows words a
+  model trained on a few thousand normal texts never met, and what they mean;
+- ``semantic_knn``: mean cosine distance from the encoder's sentence embedding (its last layer) to
+  the 10 nearest of the fit texts' (the "embed, then detect" baseline, with more neighbours);
+- ``ensemble``: ``nll_char``, ``semantic`` and ``semantic_knn`` together, by Fisher's method: each
+  score becomes its p-value among held-out scores of normal texts, and the ensemble scores
+  -2 Σ log p. A text is unusual when it is hard to rebuild *or* means something normal texts do
+  not; one member far in its tail is enough, and a member that sees nothing adds little noise;
+- ``fast_ensemble``: ``nll_char`` and ``mahalanobis``, each standardised on the fit texts, averaged:
+  no sentence encoder, so faster, and enough when unusual texts differ in form (spam).
 `fit` keeps what the scorer needs and sets `threshold_` so that a `contamination` fraction of the
 fit texts lies above it. A fitted detector is saved into the model directory (`detector/`).
 """
@@ -21,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +43,18 @@ from ..loading import load
 from ..errors import TextAEError
 from .features import Features, document_features
 
-SCORERS = ("nll_char", "nll", "elbo", "knn", "mahalanobis", "ensemble")
-ENSEMBLE = ("nll_char", "mahalanobis")
-DEFAULT_SCORER = "ensemble"  # the best on average over SMS and TREC (benchmarks/results/anomaly.json)
+ENSEMBLES = {"ensemble": ("nll_char", "semantic", "semantic_knn"), "fast_ensemble": ("nll_char", "mahalanobis")}
+FISHER = ("ensemble",)  # ensembles combined by Fisher's method; the others average standardised scores
+SCORERS = ("nll_char", "nll", "elbo", "knn", "mahalanobis", "semantic", "semantic_knn", *ENSEMBLES)
+GAUSSIAN = {"mahalanobis": "codes", "semantic": "semantic"}  # scorer -> the vectors its Gaussian is fitted on
+BANKS = {"knn": "codes", "semantic_knn": "semantic_knn"}  # scorer -> the vectors its neighbours are found among
+SEMANTIC_LAYERS = (3, 6)  # sentence-encoder layers read: 3 for `semantic`, 6 (the last) for `semantic_knn`
+SEMANTIC_NEIGHBORS = 10
+MAX_BANK = 20_000  # fit texts a kNN scorer compares with (a random sample of larger fit sets)
+DEFAULT_SCORER = "ensemble"  # the best on every set of benchmarks/results/anomaly.json
 NO_FIT_SCORER = "nll_char"  # the best of those that need no fitted detector
 AGGREGATES = ("mean", "max")
 DETECTOR_DIR = "detector"
-
-
 class AnomalyDetector:
     """Outlier scores from a trained model: `fit(texts)`, `decision_function(texts)`, `predict(texts)`."""
 
@@ -61,15 +76,20 @@ class AnomalyDetector:
         self.threshold_: float | None = None
         self.decision_scores_: np.ndarray | None = None  # scores of the fit texts
         self.labels_: np.ndarray | None = None  # 1 = outlier among the fit texts
-        self._bank: np.ndarray | None = None  # (N, C) unit-norm fit codes (knn)
-        self._mean: np.ndarray | None = None  # (C,) and (C, C) (mahalanobis)
-        self._precision: np.ndarray | None = None
-        self._scale: np.ndarray | None = None  # (2, len(ENSEMBLE)) location and scale of each part (ensemble)
+        self._banks: dict[str, np.ndarray] = {}  # features -> (N, C) unit-norm fit vectors (knn, semantic_knn)
+        self._gaussians: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # features -> mean, precision (mahalanobis, semantic)
+        self._scale: np.ndarray | None = None  # (2, members) location and scale of each member (averaged ensembles)
+        self._null: np.ndarray | None = None  # (members, N) sorted held-out scores of the fit texts (Fisher ensembles)
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The scorers this one combines (itself alone unless it is an ensemble)."""
+        return ENSEMBLES.get(self.scorer, (self.scorer,))
 
     # ----- fitting ------------------------------------------------------------------------------
     @property
     def needs_fit(self) -> bool:
-        return self.scorer in ("knn", "mahalanobis", "ensemble")
+        return any(m in ("knn", "semantic_knn", *GAUSSIAN) for m in self.members)
 
     @property
     def fitted(self) -> bool:
@@ -83,36 +103,43 @@ class AnomalyDetector:
         """`fit` from features already computed (`features(texts)`), so several scorers can share one pass."""
         if len(feats.nll) < self.n_neighbors + 1:
             raise TextAEError(f"fit needs at least {self.n_neighbors + 1} non-empty texts, got {len(feats.nll)}")
-        if self.scorer == "knn":
-            self._bank = _unit(feats.codes)
-            scores = self._knn(feats, leave_one_out=True)
-        elif self.scorer in ("mahalanobis", "ensemble"):
-            scores = self._cross_fit(feats)
-            self._mean, self._precision = _gaussian(feats.codes)
+        parts = np.stack([self._held_out_scores(m, feats) for m in self.members], axis=1)  # (N, members)
+        for m in self.members:
+            if m in GAUSSIAN:
+                self._gaussians[GAUSSIAN[m]] = _gaussian(_vectors(feats, GAUSSIAN[m]))
+            elif m in BANKS:
+                self._banks[BANKS[m]] = _bank(_vectors(feats, BANKS[m]))
+        if self.scorer in FISHER:
+            self._null = np.sort(parts, axis=0).T.copy()
+            scores = self._fisher(parts)
+        elif self.scorer in ENSEMBLES:
+            self._scale = np.stack([parts.mean(0), parts.std(0) + 1e-9])
+            scores = ((parts - self._scale[0]) / self._scale[1]).mean(1)
         else:
-            scores = self.scores(feats)
+            scores = parts[:, 0]
         self.decision_scores_ = scores
         self.set_contamination(self.contamination)
         return self
 
-    def _cross_fit(self, feats: Features) -> np.ndarray:
-        """Fit-text scores from a Gaussian that did not see them (two halves, each scored by the other's).
-
-        In-sample Mahalanobis distances are far smaller than those of new normal texts when codes
-        have more dimensions than the fit set has texts, so neither the threshold nor the ensemble's
-        standardisation can come from them."""
+    def _held_out_scores(self, scorer: str, feats: Features) -> np.ndarray:
+        """Fit-text scores of one member as new normal texts would get them. A Gaussian member is
+        cross-fitted (two halves, each scored by the other's Gaussian): in-sample Mahalanobis
+        distances are far smaller than those of new normal texts when the features have more
+        dimensions than the fit set has texts, so neither the threshold nor the ensemble's
+        standardisation can come from them. A kNN member skips each text itself."""
+        member = AnomalyDetector(self.ae, scorer, self.contamination, self.n_neighbors, self.aggregate, self.batch_size)
+        if scorer in BANKS:
+            member._banks[BANKS[scorer]] = _bank(_vectors(feats, BANKS[scorer]))
+            return member._member_scores(scorer, feats, leave_one_out=True)
+        if scorer not in GAUSSIAN:
+            return member._member_scores(scorer, feats)
         n = len(feats.nll)
         half = np.random.default_rng(0).permutation(n) < n // 2
-        member = self._member("mahalanobis")
-        maha = np.zeros(n)
+        out = np.zeros(n)
         for side in (half, ~half):
-            member._mean, member._precision = _gaussian(feats.codes[~side])
-            maha[side] = member.scores(_subset(feats, side))
-        if self.scorer == "mahalanobis":
-            return maha
-        parts = np.stack([self._member(ENSEMBLE[0]).scores(feats), maha], axis=1)
-        self._scale = np.stack([parts.mean(0), parts.std(0) + 1e-9])
-        return ((parts - self._scale[0]) / self._scale[1]).mean(1)
+            member._gaussians = {GAUSSIAN[scorer]: _gaussian(_vectors(_subset(feats, ~side), GAUSSIAN[scorer]))}
+            out[side] = member._member_scores(scorer, _subset(feats, side))
+        return out
 
     def set_contamination(self, contamination: float) -> None:
         """Move `threshold_` so that this fraction of the fit texts counts as outliers."""
@@ -124,37 +151,52 @@ class AnomalyDetector:
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
 
     # ----- scoring ------------------------------------------------------------------------------
+    @property
+    def reads_meaning(self) -> bool:
+        return any(m.startswith("semantic") for m in self.members)
+
     def features(self, texts: Sequence[str]) -> Features:
-        return document_features(self.ae, texts, self.batch_size)
+        encoder = _sentence_encoder(str(self.ae.model.device)) if self.reads_meaning else None
+        return document_features(self.ae, texts, self.batch_size, encoder, SEMANTIC_LAYERS)
 
     def scores(self, feats: Features) -> np.ndarray:
         """Scores of documents from their features (higher = more unusual)."""
-        if self.needs_fit and (self._bank is None and self._mean is None):
+        if self.needs_fit and not self._banks and not self._gaussians:
             raise TextAEError(f"the {self.scorer} scorer compares with normal texts: fit the detector first (textae fit-detector)")
-        if self.scorer == "knn":
-            return self._knn(feats)
-        if self.scorer == "ensemble":
-            return ((self._parts(feats) - self._scale[0]) / self._scale[1]).mean(1)
-        if self.scorer == "mahalanobis":
+        parts = np.stack([self._member_scores(m, feats) for m in self.members], axis=1)
+        if self.scorer in FISHER:
+            return self._fisher(parts)
+        if self.scorer in ENSEMBLES:
+            return ((parts - self._scale[0]) / self._scale[1]).mean(1)
+        return parts[:, 0]
+
+    def _fisher(self, parts: np.ndarray) -> np.ndarray:
+        """-2 Σ log p, p = the share of held-out normal scores at least as high as the member's score."""
+        n = self._null.shape[1]
+        above = np.stack([n - np.searchsorted(null, col, side="left") for null, col in zip(self._null, parts.T)], axis=1)
+        return -2.0 * np.log((above + 1.0) / (n + 1.0)).sum(1)
+
+    def _member_scores(self, scorer: str, feats: Features, leave_one_out: bool = False) -> np.ndarray:
+        if scorer == "semantic":
+            return self._mahalanobis("semantic", _vectors(feats, "semantic"))
+        if scorer == "semantic_knn":
+            return _knn(self._banks["semantic_knn"], _vectors(feats, "semantic_knn"), SEMANTIC_NEIGHBORS, leave_one_out)
+        if scorer == "knn":
             if self.aggregate == "max":
-                return _max_by_doc(feats.window_doc, self._mahalanobis(feats.window_codes), len(feats.nll))
-            return self._mahalanobis(feats.codes)
-        elbo = self.scorer == "elbo"
+                return _max_by_doc(feats.window_doc, _knn(self._banks["codes"], feats.window_codes, self.n_neighbors),
+                                   len(feats.nll))
+            return _knn(self._banks["codes"], feats.codes, self.n_neighbors, leave_one_out)
+        if scorer == "mahalanobis":
+            if self.aggregate == "max":
+                return _max_by_doc(feats.window_doc, self._mahalanobis("codes", feats.window_codes), len(feats.nll))
+            return self._mahalanobis("codes", feats.codes)
+        elbo = scorer == "elbo"
         if self.aggregate == "max":
-            size = feats.window_chars if self.scorer == "nll_char" else feats.window_tokens
+            size = feats.window_chars if scorer == "nll_char" else feats.window_tokens
             per_window = (feats.window_nll + (feats.window_kl if elbo else 0.0)) / np.maximum(size, 1)
             return _max_by_doc(feats.window_doc, per_window, len(feats.nll))
-        size = feats.n_chars if self.scorer == "nll_char" else feats.n_tokens
+        size = feats.n_chars if scorer == "nll_char" else feats.n_tokens
         return (feats.nll + (feats.kl if elbo else 0.0)) / np.maximum(size, 1)
-
-    def _parts(self, feats: Features) -> np.ndarray:
-        """(N, len(ENSEMBLE)) scores of the ensemble's members."""
-        return np.stack([self._member(name).scores(feats) for name in ENSEMBLE], axis=1)
-
-    def _member(self, scorer: str) -> AnomalyDetector:
-        member = AnomalyDetector(self.ae, scorer, self.contamination, self.n_neighbors, self.aggregate, self.batch_size)
-        member._mean, member._precision = self._mean, self._precision
-        return member
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         """Outlier score of each text (higher = more unusual); empty texts score NaN."""
@@ -171,23 +213,10 @@ class AnomalyDetector:
             raise TextAEError("predict needs a threshold: fit the detector on normal texts first")
         return (self.decision_function(texts) > self.threshold_).astype(np.int64)
 
-    def _knn(self, feats: Features, leave_one_out: bool = False) -> np.ndarray:
-        """Mean cosine distance to the k nearest fit codes; fit texts skip themselves."""
-        bank = torch.from_numpy(self._bank)
-        queries = feats.window_codes if self.aggregate == "max" else feats.codes
-        k = self.n_neighbors + leave_one_out
-        out = np.zeros(len(queries))
-        for start in range(0, len(queries), 1024):
-            sim = torch.from_numpy(_unit(queries[start : start + 1024])) @ bank.T  # (b, N)
-            top = sim.topk(min(k, bank.shape[0]), dim=1).values
-            if leave_one_out:
-                top = top[:, 1:]
-            out[start : start + len(top)] = (1.0 - top).mean(1).numpy()
-        return _max_by_doc(feats.window_doc, out, len(feats.nll)) if self.aggregate == "max" else out
-
-    def _mahalanobis(self, codes: np.ndarray) -> np.ndarray:
-        centred = codes - self._mean
-        return np.sqrt(np.einsum("ij,jk,ik->i", centred, self._precision, centred).clip(min=0))
+    def _mahalanobis(self, name: str, x: np.ndarray) -> np.ndarray:
+        mean, precision = self._gaussians[name]
+        centred = x - mean
+        return np.sqrt(np.einsum("ij,jk,ik->i", centred, precision, centred).clip(min=0))
 
     # ----- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path | None = None) -> Path:
@@ -200,14 +229,18 @@ class AnomalyDetector:
             path = Path(self.ae.path) / DETECTOR_DIR
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        settings = {"scorer": self.scorer, "contamination": self.contamination, "n_neighbors": self.n_neighbors,
-                    "aggregate": self.aggregate, "threshold": self.threshold_}
+        settings = {"scorer": self.scorer, "members": list(self.members), "contamination": self.contamination,
+                    "n_neighbors": self.n_neighbors, "aggregate": self.aggregate, "threshold": self.threshold_}
         arrays = {"decision_scores": self.decision_scores_.astype(np.float64)}
-        for name in ("_bank", "_mean", "_precision", "_scale"):
-            if getattr(self, name) is not None:
-                arrays[name.lstrip("_")] = np.ascontiguousarray(getattr(self, name))
+        for key, value in (("scale", self._scale), ("null", self._null)):
+            if value is not None:
+                arrays[key] = value
+        for name, bank in self._banks.items():
+            arrays[_saved_name(name, "bank")] = bank
+        for name, (mean, precision) in self._gaussians.items():
+            arrays[_saved_name(name, "mean")], arrays[_saved_name(name, "precision")] = mean, precision
         # Each file under a temporary name first, the settings last: a detector is there once detector.json is.
-        save_file(arrays, str(path / "detector.safetensors.tmp"))
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path / "detector.safetensors.tmp"))
         (path / "detector.safetensors.tmp").replace(path / "detector.safetensors")
         (path / "detector.json.tmp").write_text(json.dumps(settings, indent=2) + "\n")
         (path / "detector.json.tmp").replace(path / "detector.json")
@@ -221,13 +254,63 @@ class AnomalyDetector:
         if not (path / "detector.json").is_file():
             raise TextAEError(f"no fitted detector in {path}; run textae fit-detector --model DIR --input NORMAL_TEXTS")
         settings = json.loads((path / "detector.json").read_text())
-        det = cls(ae, settings["scorer"], settings["contamination"], settings["n_neighbors"], settings["aggregate"], batch_size)
+        scorer = settings["scorer"]
+        if scorer == "ensemble" and settings.get("members", list(ENSEMBLES["fast_ensemble"])) != list(ENSEMBLES["ensemble"]):
+            scorer = "fast_ensemble"  # fitted before the ensemble read meaning: it scores as it was fitted
+        det = cls(ae, scorer, settings["contamination"], settings["n_neighbors"], settings["aggregate"], batch_size)
         arrays = load_file(str(path / "detector.safetensors"))
         det.decision_scores_ = arrays["decision_scores"]
-        det._bank, det._mean, det._precision, det._scale = (arrays.get(k) for k in ("bank", "mean", "precision", "scale"))
+        det._scale, det._null = arrays.get("scale"), arrays.get("null")
+        for name in ("codes", "semantic", "semantic_knn"):
+            if _saved_name(name, "bank") in arrays:
+                det._banks[name] = arrays[_saved_name(name, "bank")]
+            if _saved_name(name, "mean") in arrays:
+                det._gaussians[name] = (arrays[_saved_name(name, "mean")], arrays[_saved_name(name, "precision")])
         det.threshold_ = settings["threshold"]
         det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int64)
         return det
+
+
+def _saved_name(features: str, array: str) -> str:
+    """The code's arrays keep the names of detectors saved before the semantic scorers."""
+    return array if features == "codes" else f"{features}_{array}"
+
+
+def _vectors(feats: Features, name: str) -> np.ndarray:
+    """The vectors a distance scorer reads: the codes, or a sentence-encoder layer's embeddings."""
+    if name == "codes":
+        return feats.codes
+    return feats.semantic[:, SEMANTIC_LAYERS.index(3 if name == "semantic" else 6)]
+
+
+def _bank(vectors: np.ndarray) -> np.ndarray:
+    """Unit-norm fit vectors a kNN scorer compares with; a random MAX_BANK of them for larger fit sets."""
+    if len(vectors) > MAX_BANK:
+        vectors = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), MAX_BANK, replace=False))]
+    return _unit(vectors)
+
+
+def _knn(bank: np.ndarray, queries: np.ndarray, k: int, leave_one_out: bool = False) -> np.ndarray:
+    """Mean cosine distance to the k nearest bank vectors; with `leave_one_out` (queries are the fit
+    texts) a query's own copy in the bank, its nearest at distance 0, is skipped."""
+    bank_t = torch.from_numpy(bank)
+    out = np.zeros(len(queries))
+    for start in range(0, len(queries), 1024):
+        sim = torch.from_numpy(_unit(queries[start : start + 1024])) @ bank_t.T  # (b, N)
+        top = sim.topk(min(k + leave_one_out, bank_t.shape[0]), dim=1).values
+        if leave_one_out:
+            own = top[:, 0] > 1 - 1e-5
+            top = torch.where(own[:, None], top[:, 1:], top[:, :-1]) if top.shape[1] > 1 else top
+        out[start : start + len(top)] = (1.0 - top).mean(1).numpy()
+    return out
+
+
+@cache
+def _sentence_encoder(device: str):
+    """One sentence encoder a process, loaded when a scorer first reads meaning."""
+    from ..similarity import SentenceEncoder
+
+    return SentenceEncoder(device, fast=True)
 
 
 def _check_contamination(value: float) -> None:
@@ -256,7 +339,8 @@ def _subset(feats: Features, keep: np.ndarray) -> Features:
     renumber[docs] = np.arange(len(docs))
     return Features(feats.nll[keep], feats.n_tokens[keep], feats.n_chars[keep], feats.kl[keep], feats.codes[keep],
                     renumber[feats.window_doc[windows]], feats.window_nll[windows], feats.window_tokens[windows],
-                    feats.window_chars[windows], feats.window_kl[windows], feats.window_codes[windows])
+                    feats.window_chars[windows], feats.window_kl[windows], feats.window_codes[windows],
+                    feats.semantic[keep])
 
 
 def _max_by_doc(doc: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

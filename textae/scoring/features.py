@@ -31,6 +31,7 @@ class Features:
     window_chars: np.ndarray  # (W,) the document's characters per token times the window's tokens
     window_kl: np.ndarray  # (W,)
     window_codes: np.ndarray  # (W, C)
+    semantic: np.ndarray  # (N, L, E) sentence-encoder embeddings after L layers (L = 0 when not asked for)
 
 
 def windows(ae: AutoEncoder, texts: Sequence[str]) -> list[list[list[int]]]:
@@ -66,8 +67,11 @@ def window_features(ae: AutoEncoder, rows: Sequence[Sequence[int]], batch_size: 
             "kl": np.asarray(kl, dtype=np.float64), "codes": np.stack(codes).astype(np.float32)}
 
 
-def document_features(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 128) -> Features:
-    """Features of whole documents (texts must be non-empty), in input order."""
+def document_features(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 128, encoder=None,
+                      layers: Sequence[int] = ()) -> Features:
+    """Features of whole documents (texts must be non-empty), in input order; `encoder`, a
+    `textae.similarity.SentenceEncoder`, adds their embeddings after each of `layers` (it reads the
+    first 128 word pieces of a document)."""
     pieces = windows(ae, texts)
     doc = np.repeat(np.arange(len(pieces)), [len(p) for p in pieces])
     w = window_features(ae, [r for p in pieces for r in p], batch_size)
@@ -88,4 +92,6 @@ def document_features(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 1
         window_chars=w["tokens"] * (n_chars / np.maximum(n_tokens, 1))[doc],
         window_kl=w["kl"],
         window_codes=w["codes"],
+        semantic=(encoder.layer_embeddings(list(texts), layers, batch_size) if encoder is not None
+                  else np.zeros((len(texts), 0, 0), np.float32)),
     )

@@ -21,6 +21,8 @@ from ..data.builtin import load_builtin
 from ..data.clean import clean_text
 
 TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+# sets of text kinds the project trains on nowhere else: name -> (normal source, unusual source)
+SNIPPET_SETS = {"movie_vs_amazon": ("movie", "amazon"), "nyt_vs_tweets": ("nyt", "tweets")}
 
 
 @dataclass
@@ -74,6 +76,31 @@ def trec_splits(seed: int = 0, distinct: bool = True) -> list[Split]:
     return splits
 
 
+def snippet_split(name: str, seed: int = 0) -> Split:
+    """One source of the sentiment snippets is normal, another unusual, matched in length so that
+    length alone is near chance: fit on half of the normal texts; test on the other half plus, for
+    each, an unusual text of the same word count, give or take one (a held-out normal text with
+    no such partner left is dropped)."""
+    normal, unusual = SNIPPET_SETS[name]
+    ds = load_builtin("snippets")
+    texts, sources = _clean(ds["text"], ds["source"], distinct=True)
+    rng = np.random.default_rng(seed)
+    own = rng.permutation([i for i, s in enumerate(sources) if s == normal])
+    half = len(own) // 2
+    by_length: dict[int, list[int]] = {}
+    for i in rng.permutation([i for i, s in enumerate(sources) if s == unusual]):
+        by_length.setdefault(len(texts[i].split()), []).append(int(i))
+    held, matched = [], []
+    for i in own[half:]:
+        n = len(texts[i].split())
+        near = min((k for k, v in by_length.items() if v), key=lambda k: (abs(k - n), k), default=None)
+        if near is None or abs(near - n) > 1:
+            continue
+        held.append(i)
+        matched.append(by_length[near].pop())
+    return Split(name, [texts[i] for i in own[:half]], [texts[i] for i in held + matched], [0] * len(held) + [1] * len(matched))
+
+
 def auroc(labels: list[int], scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores))
 
@@ -84,6 +111,18 @@ def tfidf_knn_scores(fit: list[str], test: list[str], k: int = 5) -> np.ndarray:
     a, b = vec.transform(fit), vec.transform(test)  # rows are L2-normalised; empty rows stay zero
     sim = (b @ a.T).toarray()
     top = -np.sort(-sim, axis=1)[:, :k]
+    return (1.0 - top).mean(1)
+
+
+def minilm_knn_scores(fit: list[str], test: list[str], encoder=None, k: int = 5) -> np.ndarray:
+    """Embed, then detect (NLP-ADBench): all-MiniLM-L6-v2 sentence embeddings, mean cosine distance
+    to the k nearest fit texts."""
+    if encoder is None:
+        from ..similarity import SentenceEncoder
+
+        encoder = SentenceEncoder()
+    a, b = encoder.encode(fit), encoder.encode(test)
+    top = -np.sort(-(b @ a.T), axis=1)[:, :k]
     return (1.0 - top).mean(1)
 
 
