@@ -1,17 +1,19 @@
-"""Pipeline: anomaly scoring with autoencoders, evaluated with GUIDE's SMS and TREC protocols.
+"""Pipeline: anomaly scoring with autoencoders, on GUIDE's SMS and TREC protocols (deduplicated),
+two length-matched sets of the sentiment snippets (movie reviews vs product reviews, editorials
+vs tweets) and a cross-domain check, each against TF-IDF + kNN, MiniLM + kNN and length alone.
 
     python -m pipelines.anomaly [--workdir runs/anomaly] [--minutes 2] [--pretrain-minutes 0]
-        [--throughput-rows 100000,1000000] [--results FILE]
+        [--throughput-rows 100000,1000000] [--guide] [--results FILE]
 
 Stages (each skipped when its outputs are newer than its inputs and its parameters unchanged;
 a killed training stage resumes from its last checkpoint):
-  prepare      → WORKDIR/splits/NAME.json       fit / test texts of SMS and of each TREC class
+  prepare      → WORKDIR/splits/NAME.json       fit / test texts of every set
   general      → WORKDIR/general/final/         only with --pretrain-minutes > 0: a plain AE on the
                                                 built-in news sentences that every model starts from
   train_NAME   → WORKDIR/NAME/final/            a model trained on NAME's normal texts only
-  throughput   → WORKDIR/throughput.json        `textae score` over generated 100k / 1M-line files:
-                                                rows/s and peak RSS of each
-  evaluate     → WORKDIR/eval.json              AUROC of every scorer, TF-IDF + kNN and length alone
+  throughput   → WORKDIR/throughput.json        the default detector fitted on SMS, then `textae score`
+                                                over generated 100k / 1M-line files: rows/s, peak RSS
+  evaluate     → WORKDIR/eval.json              AUROC of every scorer and of the peers, with examples
   report       → WORKDIR/report.md, WORKDIR/anomaly.json, WORKDIR/roc_sms.png (and --results)
 """
 
@@ -33,7 +35,7 @@ from textae.cli import configure_logging
 from textae.config import parse_overrides
 from textae.errors import TextAEError
 from textae.scoring import DEFAULT_SCORER, SCORERS, AnomalyDetector
-from textae.scoring.detector import ENSEMBLES
+from textae.scoring.detector import ENSEMBLES, TAIL_MIN, TAIL_SHARE
 from textae.scoring.protocols import (SNIPPET_SETS, TREC_CLASSES, Split, auroc, cross_domain, length_scores,
                                      minilm_knn_scores, sms_split, snippet_split, tfidf_knn_scores, trec_splits)
 
@@ -43,6 +45,7 @@ from .stages import Stage, run_pipeline
 # evaluation set → the split whose normal texts train its model (cross-domain sets reuse a model)
 CROSS_DOMAIN = {"sms_vs_news": "sms"}
 PEERS = ("tfidf_knn", "minilm_knn", "length_tokens")
+FAST_ROWS = 100_000  # rows the fast_ensemble's throughput is measured on, beside the default's
 
 
 def _prepare(out: Path) -> None:
@@ -132,11 +135,11 @@ def _lines(n: int, seed: int = 0) -> list[str]:
     return [pool[i] for i in rng.integers(0, len(pool), size=n)]
 
 
-def _throughput(final: Path, fit: Path, sizes: list[int], work: Path, out: Path) -> None:
-    """Fit the default detector on `fit` (normal texts), then run `textae score` on generated files of
+def _throughput(final: Path, fit: Path, sizes: list[int], work: Path, out: Path, scorer: str = DEFAULT_SCORER) -> None:
+    """Fit a `scorer` detector on `fit` (normal texts), then run `textae score` on generated files of
     each size; time the scoring and read its peak RSS from wait4."""
     fitted = subprocess.run([sys.executable, "-m", "textae", "fit-detector", "--model", str(final), "--input", str(fit),
-                             "--scorer", DEFAULT_SCORER, "--overwrite"])
+                             "--scorer", scorer, "--overwrite"])
     if fitted.returncode != 0:
         raise TextAEError(f"textae fit-detector failed on {fit} (status {fitted.returncode})")
     result = {}
@@ -160,7 +163,7 @@ def _throughput(final: Path, fit: Path, sizes: list[int], work: Path, out: Path)
         if status != 0:
             raise TextAEError(f"textae score failed on {data} (status {status})")
         result[str(n)] = {"rows": n, "seconds": round(seconds, 1), "rows_per_s": round(n / seconds, 1),
-                          "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "scorer": DEFAULT_SCORER,
+                          "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "scorer": scorer,
                           "command": " ".join(cmd[1:])}
         click.echo(f"throughput {n} rows: {n / seconds:.0f} rows/s, peak RSS {usage.ru_maxrss / 1024:.0f} MB")
         scores.unlink()
@@ -222,6 +225,7 @@ def _report(eval_json: Path, throughput_json: Path, splits: dict[str, Path], fin
             command: str, results: Path | None) -> None:
     ev = json.loads(eval_json.read_text())
     tp = json.loads(throughput_json.read_text())
+    fast = json.loads((work / "throughput_fast.json").read_text())[str(FAST_ROWS)]
     scorers = [s for s in SCORERS if s in ev["sms"]]
     sizes = sorted(tp, key=int)
     sets = {name: _set_figures(row, scorers) for name, row in ev.items() if not name.startswith("guide_")}
@@ -245,7 +249,8 @@ def _report(eval_json: Path, throughput_json: Path, splits: dict[str, Path], fin
         "throughput": {"scorer": DEFAULT_SCORER, "rows_per_s": largest["rows_per_s"],
                        f"rows_per_s_{sizes[0]}": tp[sizes[0]]["rows_per_s"],
                        "peak_rss_mb_100k": tp.get("100000", {}).get("peak_rss_mb"),
-                       "peak_rss_mb_1m": tp.get("1000000", {}).get("peak_rss_mb"), "runs": tp},
+                       "peak_rss_mb_1m": tp.get("1000000", {}).get("peak_rss_mb"), "runs": tp,
+                       "fast_ensemble": fast},
         "default_scorer": DEFAULT_SCORER,
         "protocol": ("deduplicated texts (no text both fitted and tested); snippet sets length-matched (see "
                      "textae.scoring.protocols.snippet_split); length peers take their better sign; "
@@ -274,8 +279,9 @@ def _report(eval_json: Path, throughput_json: Path, splits: dict[str, Path], fin
                                                         for e in row["examples"]["most_unusual"]))
             lines.append("  - normal texts it scores highest: " + " · ".join(f"\"{e['text'][:90]}\""
                                                                              for e in row["examples"]["normal_scored_highest"][:2]))
-    lines += ["", "| rows | rows/s | peak RSS (MB) |", "|---|---|---|"]
-    lines += [f"| {int(n):,} | {tp[n]['rows_per_s']:,.0f} | {tp[n]['peak_rss_mb']:,.0f} |" for n in sizes]
+    lines += ["", "| scorer | rows | rows/s | peak RSS (MB) |", "|---|---|---|---|"]
+    lines += [f"| {DEFAULT_SCORER} | {int(n):,} | {tp[n]['rows_per_s']:,.0f} | {tp[n]['peak_rss_mb']:,.0f} |" for n in sizes]
+    lines.append(f"| fast_ensemble | {FAST_ROWS:,} | {fast['rows_per_s']:,.0f} | {fast['peak_rss_mb']:,.0f} |")
     lines += ["", "![ROC](roc_sms.png)"]
     (work / "report.md").write_text("\n".join(lines) + "\n")
 
@@ -325,15 +331,20 @@ def main(workdir, pretrain_minutes, minutes, steps, throughput_rows, guide, only
                                 params=cfg.to_dict()))
         weights = [f / "model.safetensors" for f in finals.values()]
         stages += [
-            Stage("evaluate", lambda: _evaluate(splits, finals, work / "eval.json"), [work / "eval.json"], weights,
-                  params={"scorers": SCORERS, "ensembles": ENSEMBLES}),
             Stage("throughput", lambda: _throughput(finals[names[0]], work / "splits" / f"{names[0]}.fit.jsonl", sizes, work,
                                                     work / "throughput.json"),
                   [work / "throughput.json"], [finals[names[0]] / "model.safetensors"],
                   params={"sizes": sizes, "scorer": DEFAULT_SCORER}),
+            Stage("throughput_fast", lambda: _throughput(finals[names[0]], work / "splits" / f"{names[0]}.fit.jsonl",
+                                                         [FAST_ROWS], work, work / "throughput_fast.json", "fast_ensemble"),
+                  [work / "throughput_fast.json"], [finals[names[0]] / "model.safetensors"],
+                  params={"sizes": [FAST_ROWS], "scorer": "fast_ensemble"}),
+            Stage("evaluate", lambda: _evaluate(splits, finals, work / "eval.json"), [work / "eval.json"], weights,
+                  params={"scorers": SCORERS, "ensembles": ENSEMBLES, "tail": [TAIL_SHARE, TAIL_MIN]}),
             Stage("report", lambda: _report(work / "eval.json", work / "throughput.json", splits, finals, work, command,
                                             Path(results) if results else None),
-                  [work / "report.md", work / "anomaly.json"], [work / "eval.json", work / "throughput.json"],
+                  [work / "report.md", work / "anomaly.json"],
+                  [work / "eval.json", work / "throughput.json", work / "throughput_fast.json"],
                   params={"results": results, "default": DEFAULT_SCORER}),
         ]
         return stages

