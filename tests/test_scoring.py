@@ -317,6 +317,12 @@ def test_without_the_sentence_encoder_the_semantic_scorers_say_what_to_use_inste
         detector._sentence_encoder.cache_clear()
 
 
+@pytest.mark.parametrize("aggregate", ["mean", "max"])
+def test_a_fitted_knn_detector_scores_its_fit_texts_without_themselves(model_dir, aggregate):
+    det = AnomalyDetector(model_dir, "knn", n_neighbors=1, aggregate=aggregate).fit(SENTENCES)
+    assert det.decision_scores_.min() > 1e-4  # each fit text's nearest is another one, never itself at distance 0
+
+
 def test_knn_leaves_each_fit_text_out_of_its_own_neighbours():
     from textae.scoring.detector import _knn
 

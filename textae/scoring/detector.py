@@ -48,7 +48,8 @@ FISHER = ("ensemble",)  # ensembles combined by Fisher's method; the others aver
 SCORERS = ("nll_char", "nll", "elbo", "knn", "mahalanobis", "semantic", "semantic_knn", *ENSEMBLES)
 GAUSSIAN = {"mahalanobis": "codes", "semantic": "semantic"}  # scorer -> the vectors its Gaussian is fitted on
 BANKS = {"knn": "codes", "semantic_knn": "semantic_knn"}  # scorer -> the vectors its neighbours are found among
-SEMANTIC_LAYERS = (3, 6)  # sentence-encoder layers read: 3 for `semantic`, 6 (the last) for `semantic_knn`
+SEMANTIC_LAYER = {"semantic": 3, "semantic_knn": 6}  # the sentence-encoder layer each reads (6, the last: the embedding)
+SEMANTIC_LAYERS = tuple(SEMANTIC_LAYER.values())
 SEMANTIC_NEIGHBORS = 10
 TAIL_SHARE, TAIL_MIN = 0.05, 10  # held-out normal scores an ensemble's exponential tail is fitted to (share, at least)
 MAX_BANK = 20_000  # fit texts a kNN scorer compares with (a random sample of larger fit sets)
@@ -56,6 +57,8 @@ DEFAULT_SCORER = "ensemble"  # the best on average over the sets of benchmarks/r
 NO_FIT_SCORER = "nll_char"  # the best of those that need no fitted detector
 AGGREGATES = ("mean", "max")
 DETECTOR_DIR = "detector"
+
+
 class AnomalyDetector:
     """Outlier scores from a trained model: `fit(texts)`, `decision_function(texts)`, `predict(texts)`."""
 
@@ -104,12 +107,13 @@ class AnomalyDetector:
         """`fit` from features already computed (`features(texts)`), so several scorers can share one pass."""
         if len(feats.nll) < self.n_neighbors + 1:
             raise TextAEError(f"fit needs at least {self.n_neighbors + 1} non-empty texts, got {len(feats.nll)}")
+        for m in self.members:
+            if m in BANKS:
+                self._banks[BANKS[m]] = _bank(_vectors(feats, BANKS[m]))
         parts = np.stack([self._held_out_scores(m, feats) for m in self.members], axis=1)  # (N, members)
         for m in self.members:
             if m in GAUSSIAN:
                 self._gaussians[GAUSSIAN[m]] = _gaussian(_vectors(feats, GAUSSIAN[m]))
-            elif m in BANKS:
-                self._banks[BANKS[m]] = _bank(_vectors(feats, BANKS[m]))
         if self.scorer in FISHER:
             self._null = np.sort(parts, axis=0).T.copy()
             scores = self._fisher(parts)
@@ -127,13 +131,10 @@ class AnomalyDetector:
         cross-fitted (two halves, each scored by the other's Gaussian): in-sample Mahalanobis
         distances are far smaller than those of new normal texts when the features have more
         dimensions than the fit set has texts, so neither the threshold nor the ensemble's
-        standardisation can come from them. A kNN member skips each text itself."""
-        member = AnomalyDetector(self.ae, scorer, self.contamination, self.n_neighbors, self.aggregate, self.batch_size)
-        if scorer in BANKS:
-            member._banks[BANKS[scorer]] = _bank(_vectors(feats, BANKS[scorer]))
-            return member._member_scores(scorer, feats, leave_one_out=True)
+        standardisation can come from them. A kNN member (its bank already built) skips each text itself."""
         if scorer not in GAUSSIAN:
-            return member._member_scores(scorer, feats)
+            return self._member_scores(scorer, feats, leave_one_out=scorer in BANKS)
+        member = AnomalyDetector(self.ae, scorer, self.contamination, self.n_neighbors, self.aggregate, self.batch_size)
         n = len(feats.nll)
         half = np.random.default_rng(0).permutation(n) < n // 2
         out = np.zeros(n)
@@ -182,8 +183,8 @@ class AnomalyDetector:
             return _knn(self._banks["semantic_knn"], _vectors(feats, "semantic_knn"), SEMANTIC_NEIGHBORS, leave_one_out)
         if scorer == "knn":
             if self.aggregate == "max":
-                return _max_by_doc(feats.window_doc, _knn(self._banks["codes"], feats.window_codes, self.n_neighbors),
-                                   len(feats.nll))
+                return _max_by_doc(feats.window_doc, _knn(self._banks["codes"], feats.window_codes, self.n_neighbors,
+                                                          leave_one_out), len(feats.nll))
             return _knn(self._banks["codes"], feats.codes, self.n_neighbors, leave_one_out)
         if scorer == "mahalanobis":
             if self.aggregate == "max":
@@ -296,7 +297,7 @@ def _vectors(feats: Features, name: str) -> np.ndarray:
     """The vectors a distance scorer reads: the codes, or a sentence-encoder layer's embeddings."""
     if name == "codes":
         return feats.codes
-    return feats.semantic[:, SEMANTIC_LAYERS.index(3 if name == "semantic" else 6)]
+    return feats.semantic[:, SEMANTIC_LAYERS.index(SEMANTIC_LAYER[name])]
 
 
 def _bank(vectors: np.ndarray) -> np.ndarray:

@@ -109,9 +109,7 @@ def tfidf_knn_scores(fit: list[str], test: list[str], k: int = 5) -> np.ndarray:
     """GUIDE's baseline: TF-IDF vectors, mean cosine distance to the k nearest fit texts."""
     vec = TfidfVectorizer().fit(fit)
     a, b = vec.transform(fit), vec.transform(test)  # rows are L2-normalised; empty rows stay zero
-    sim = (b @ a.T).toarray()
-    top = -np.sort(-sim, axis=1)[:, :k]
-    return (1.0 - top).mean(1)
+    return _mean_nearest_distance((b @ a.T).toarray(), k)
 
 
 def minilm_knn_scores(fit: list[str], test: list[str], encoder=None, k: int = 5) -> np.ndarray:
@@ -122,7 +120,12 @@ def minilm_knn_scores(fit: list[str], test: list[str], encoder=None, k: int = 5)
 
         encoder = SentenceEncoder()
     a, b = encoder.encode(fit), encoder.encode(test)
-    top = -np.sort(-(b @ a.T), axis=1)[:, :k]
+    return _mean_nearest_distance(b @ a.T, k)
+
+
+def _mean_nearest_distance(similarity: np.ndarray, k: int) -> np.ndarray:
+    """(test, fit) cosine similarities → each test text's mean cosine distance to its k nearest fit texts."""
+    top = -np.sort(-similarity, axis=1)[:, :k]
     return (1.0 - top).mean(1)
 
 
