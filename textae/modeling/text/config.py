@@ -17,11 +17,11 @@ class TextConfig:
     gumbel_temperature: float = 0.5  # softness of the relaxed top-k (gumbel only)
     adversarial_weight: float = 0.1  # weight of the WGAN-GP critic's score; 0 = no discriminator
     prior_weight: float = 0.0  # weight of a corpus language model's NLL of the middle text; 0 = no prior
-    phrase_weight: float = 2.0  # cost of each break between the summary's phrases (choosing, not training)
+    phrase_weight: float = 1.0  # cost of each break between the summary's phrases (choosing, not training)
     fluency_weight: float = 0.0  # weight of the corpus LM's surprise at each break (choosing; > 0 trains the LM)
     similarity_weight: float = 20.0  # reward: the middle text's cosine similarity to the input (frozen MiniLM); 0 = none
     salience_weight: float = 10.0  # learn the frozen MiniLM's word salience (salience.py); 0 = none
-    salience_rows: int = 16  # sentences per batch whose salience is measured (one MiniLM pass each)
+    salience_rows: int = 64  # sentences per batch whose salience is measured (one MiniLM pass each)
     critic_dim: int = 64  # width of the critic
     critic_layers: int = 1
     lm_dim: int = 128  # width of the corpus LM (the fluency term and the prior)
