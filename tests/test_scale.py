@@ -11,13 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import pytest
+from datasets.arrow_writer import ArrowWriter
 
 from textae.data import DataConfig, prepare
 from textae.data.corpus import prepare_corpus
 from textae.data.files import data_files
+from textae.data.pages import column_windows, release_mapped_pages, source_files
 from textae.data.shards import TokenShards, build_once, write_split
 from textae.errors import DataError
 from textae.tokenizer import load_tokenizer
@@ -94,10 +97,12 @@ def test_the_prepared_corpus_is_built_once_and_rebuilt_when_the_file_changes(tmp
     assert len(changed.splits["train"]) + len(changed.splits["validation"]) == len(LINES) - 1
 
 
-def test_token_shards_hold_what_the_tokenizer_gives_and_are_cached(tmp_path):
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_token_shards_hold_what_the_tokenizer_gives_and_are_cached(tmp_path, monkeypatch, num_proc):
+    monkeypatch.setattr(sys.modules["textae.data.prepare"], "MIN_ROWS_PER_PROCESS", 1)  # 2: the token ids come in two files
     src = tmp_path / "corpus.txt"
     src.write_text("\n".join(LINES) + "\n")
-    corpus = prepare_corpus(_config(src))
+    corpus = prepare_corpus(_config(src, num_proc=num_proc))
     tokenizer = load_tokenizer(corpus.tokenizer(300, "unigram"))
     shards = corpus.token_shards(tokenizer, max_positions=8)
     train = shards["train"]
@@ -153,3 +158,26 @@ def test_the_tokenizer_learns_from_a_fixed_sample_of_a_large_corpus(tmp_path, mo
     directory = prepared.tokenizer(300, "unigram")
     assert json.loads((directory / "meta.json").read_text())["sentences"] == 10
     assert prepared.tokenizer(300, "unigram") == directory  # trained once
+
+
+def _file_backed_mb() -> float:
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(status["RssFile"].split()[0]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_windowed_pass_releases_the_pages_it_read(tmp_path):
+    path = tmp_path / "rows.arrow"
+    rows = 2_000
+    with ArrowWriter(path=str(path)) as writer:  # about 32 MB of text
+        writer.write_table(pa.table({"text": [f"{i:08d}" * 2_000 for i in range(rows)]}))
+        writer.finalize()
+    dataset = datasets.Dataset.from_file(str(path)).select(np.random.default_rng(0).permutation(rows))
+    before = _file_backed_mb()
+    seen = [text for window in column_windows(dataset, "text", rows=500) for text in window]
+    assert seen == [f"{i:08d}" * 2_000 for i in dataset._indices.column(0).to_pylist()]  # every row, in its order
+    assert _file_backed_mb() - before < 8  # a window's pages at most, not the 32 MB read
+    sum(len(t) for t in dataset["text"])  # a plain pass keeps its pages mapped, which is what the check detects
+    assert _file_backed_mb() - before > 24
+    release_mapped_pages(source_files(dataset))
+    assert _file_backed_mb() - before < 8

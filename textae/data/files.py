@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+from textae.data.pages import ReleasingPages, source_files
 from textae.errors import DataError, first_line
 
 # suffix -> (datasets builder, builder options)
@@ -79,7 +80,7 @@ def load_file(path: Path, streaming: bool = False) -> datasets.Dataset:
         except Exception as err:  # the builders raise many types; all mean "this file is unreadable"
             raise _explain_files(files, err) from err
         if builder == "text":
-            ds = ds.filter(_not_blank, input_columns="text", batched=True)
+            ds = ds.filter(ReleasingPages(_not_blank, source_files(ds)), input_columns="text", batched=True)
     if ds.num_rows == 0:
         raise DataError(f"{path} has no rows; check that it is the right file")
     return ds

@@ -13,6 +13,7 @@ import numpy as np
 
 from textae.data.clean import clean_text
 from textae.data.files import QUIET_BELOW_ROWS, quiet
+from textae.data.pages import ReleasingPages, source_files
 from textae.data.sentences import split_sentences
 from textae.data.sources import TEXT, load_source
 from textae.errors import DataError
@@ -98,7 +99,7 @@ def prepare(cfg: DataConfig) -> datasets.DatasetDict:
     features[HASH] = datasets.Value("int64")
     with quiet(raw.num_rows < QUIET_BELOW_ROWS):  # a small corpus is prepared in a blink: no bar
         rows = raw.map(
-            _examples,
+            ReleasingPages(_examples, source_files(raw)),
             batched=True,
             with_indices=True,
             remove_columns=raw.column_names,

@@ -54,22 +54,26 @@ def token_dtype(vocab_size: int) -> np.dtype:
 def write_split(directory: Path, split: str, batches: Iterable[pa.ListArray], total_tokens: int, rows: int,
                 vocab_size: int) -> None:
     """Stream Arrow list arrays of token ids (one list per sentence) into `directory`'s files for
-    `split`; the sizes are known beforehand. Arrow's flat values and offsets are copied as they are."""
-    tokens = np.lib.format.open_memmap(directory / f"{split}.tokens.npy", mode="w+", dtype=token_dtype(vocab_size),
-                                       shape=(total_tokens,))
-    offsets = np.lib.format.open_memmap(directory / f"{split}.offsets.npy", mode="w+", dtype=np.int64, shape=(rows + 1,))
+    `split`; the sizes are known beforehand. Arrow's flat values and offsets are copied as they are,
+    with plain file writes: pages written through a memory map stay in the process's resident set
+    until it is unmapped, so a large corpus would count twice against its memory."""
+    dtype = token_dtype(vocab_size)
+    offsets = np.empty(rows + 1, dtype=np.int64)
     offsets[0] = position = row = 0
-    for batch in batches:
-        starts = batch.offsets.to_numpy()
-        flat = batch.values.to_numpy()[starts[0] : starts[-1]]
-        tokens[position : position + len(flat)] = flat
-        offsets[row + 1 : row + 1 + len(batch)] = position + starts[1:] - starts[0]
-        position, row = position + len(flat), row + len(batch)
+    with open(directory / f"{split}.tokens.npy", "wb") as f:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (total_tokens,)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for batch in batches:
+            starts = batch.offsets.to_numpy()
+            flat = batch.values.to_numpy()[starts[0] : starts[-1]]
+            if position + len(flat) > total_tokens or row + len(batch) > rows:
+                raise RuntimeError(f"more than the expected {rows} rows and {total_tokens} tokens")
+            f.write(flat.astype(dtype).tobytes())
+            offsets[row + 1 : row + 1 + len(batch)] = position + starts[1:] - starts[0]
+            position, row = position + len(flat), row + len(batch)
     if (position, row) != (total_tokens, rows):
         raise RuntimeError(f"wrote {row} rows and {position} tokens; expected {rows} and {total_tokens}")
-    tokens.flush()
-    offsets.flush()
-    del tokens, offsets
+    np.save(directory / f"{split}.offsets.npy", offsets)
 
 
 def build_once(directory: Path, build: Callable[[Path], dict], what: str) -> bool:

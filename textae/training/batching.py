@@ -28,13 +28,14 @@ def bucket_batches(
     Index arithmetic runs in numpy and the loop is per batch, not per row, so an epoch of ten
     million sentences is cut in seconds and held as one array of indices.
     """
-    lengths = np.asarray(lengths, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int32)  # 4 bytes a row: ten million rows are 40 MB per array
     n = len(lengths)
+    index = np.int32 if n < 2**31 else np.int64
     rng = np.random.default_rng(seed)
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    pool_size = max(1, 50 * batch_tokens // max(1, int(lengths.sum()) // max(1, n)))
+    order = (rng.permutation(n) if shuffle else np.arange(n)).astype(index)
+    pool_size = max(1, 50 * batch_tokens // max(1, int(lengths.sum(dtype=np.int64)) // max(1, n)))
     # Within each pool of `pool_size` shuffled rows, ascending length (lexsort is stable).
-    order = order[np.lexsort((lengths[order], np.arange(n) // pool_size))]
+    order = order[np.lexsort((lengths[order], np.arange(n, dtype=index) // pool_size))]
     cost = lengths[order] + 1  # +1: EOS / BOS
     batches: list[np.ndarray] = []
     for pool_start in range(0, n, pool_size):
