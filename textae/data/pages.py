@@ -3,7 +3,7 @@
 `datasets` reads its Arrow files through memory maps. Every page a process reads stays mapped,
 and counted in its resident set, until the map closes, so one pass over a 10 M-sentence corpus
 adds the corpus's size to the process's RSS although the kernel could drop those clean pages at
-any time. Schedulers and memory limits (cgroups, `ulimit`, a job's RSS cap) do not see the
+any time. What watches RSS (`ps`, wait4's peak, a batch system's RSS cap) does not see the
 difference. Passes that read a whole corpus therefore read it in windows and release the pages of
 each window when done: they stay in the page cache, and a later read maps them again.
 """
