@@ -7,7 +7,8 @@ deduplication must drop), then for each size:
    sentences/s (from the trainer's own log line), peak RSS (wait4), time to the first step,
    training tokens/s (metrics.jsonl);
 2. the same command into a new run directory: the prepared data comes from the cache.
-It also times preparation alone on the 1 M corpus with 1 and 2 processes (`data.num_proc`).
+It also times preparation alone (cleaning to token shards) on the 1 M corpus with 1 and 2 processes
+(`data.num_proc`).
 
 Writes benchmarks/results/scale.json. Run: python benchmarks/scale.py (about 30 minutes on 2 CPU
 cores; `--sizes 100000` for a quick look).
@@ -38,6 +39,7 @@ DUPLICATE_SHARE = 0.01  # of the largest corpus, added again as exact duplicates
 PREPARED = re.compile(r"prepared (\d+) training and (\d+) held-out sentences .* in ([\d.]+) s \(([\d,]+) sentences/s, (\d+) process")
 FIRST_STEP = re.compile(r"first training step after ([\d.]+) s")
 DEDUP = re.compile(r"dropped (\d+) duplicate sentences")
+TOKENIZER = re.compile(r"trained the tokenizer in ([\d.]+) s")
 
 
 def build_corpus(path: Path, n: int, duplicates: int, seed: int = 0) -> None:
@@ -129,17 +131,21 @@ def train(corpus: Path, out: Path, env: dict[str, str], steps: int, resume: bool
         "prep_seconds": float(prepared.group(3)) if prepared else None,
         "prep_sentences_per_s": int(prepared.group(4).replace(",", "")) if prepared else None,
         "num_proc": int(prepared.group(5)) if prepared else None,
+        "tokenizer_seconds": float(trained.group(1)) if (trained := TOKENIZER.search(log)) else None,
         "train_tokens_per_s": round(float(np.median(rates[1:] or rates))) if rates else None,
         "log": log,
     }
 
 
 def prepare_alone(corpus: Path, num_proc: int, cache: Path) -> float:
-    """Sentences/s of data preparation with `num_proc` processes, from an empty cache."""
+    """Sentences/s of preparation (cleaning to token shards, as the trainer's log line counts it:
+    the tokenizer's training is left out) with `num_proc` processes, from an empty cache."""
     shutil.rmtree(cache, ignore_errors=True)
-    code = ("import time; from textae.data import DataConfig, prepare; t = time.perf_counter(); "
-            f"d = prepare(DataConfig(source={str(corpus)!r}, min_words=4, max_words=40, num_proc={num_proc})); "
-            "print(len(d['train']) + len(d['validation']), time.perf_counter() - t)")
+    code = ("from textae.data import DataConfig; from textae.data.corpus import prepare_corpus; "
+            "from textae.tokenizer import load_tokenizer; "
+            f"c = prepare_corpus(DataConfig(source={str(corpus)!r}, min_words=4, max_words=40, num_proc={num_proc})); "
+            "shards = c.token_shards(load_tokenizer(c.tokenizer(4000, 'unigram')), 64); "
+            "print(len(shards['train']) + len(shards['validation']), c.seconds)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "TEXTAE_CACHE": str(cache)},
                          capture_output=True, text=True, check=True).stdout.split()
     return int(out[-2]) / float(out[-1])
@@ -188,10 +194,10 @@ def main() -> None:
         "prep_sentences_per_s_by_num_proc": {"corpus": one_million.name, **{str(k): v for k, v in per_proc.items()}},
     }
     base = rows[0]["peak_rss_mb"]
-    print(f"\n{'sentences':>11} {'prep s':>7} {'sent/s':>8} {'RSS MB':>7} {'+RSS':>6} {'1st step s':>10} {'2nd run s':>9} "
-          f"{'resume s':>8} {'tok/s':>7}")
+    print(f"\n{'sentences':>11} {'prep s':>7} {'sent/s':>8} {'tokenizer s':>11} {'RSS MB':>7} {'+RSS':>6} {'1st step s':>10} "
+          f"{'2nd run s':>9} {'resume s':>8} {'tok/s':>7}")
     for r in rows:
-        print(f"{r['sentences']:>11,} {r['prep_seconds']:>7} {r['prep_sentences_per_s']:>8,} {r['peak_rss_mb']:>7} "
+        print(f"{r['sentences']:>11,} {r['prep_seconds']:>7} {r['prep_sentences_per_s']:>8,} {r['tokenizer_seconds']:>11} {r['peak_rss_mb']:>7} "
               f"{r['peak_rss_mb'] - base:>6} {r['first_step_seconds']:>10} {r['second_run_first_step_seconds']:>9} "
               f"{r['resume_first_step_seconds']:>8} {r['train_tokens_per_s']:>7}")
     print(f"dedup: {dedup}")

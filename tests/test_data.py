@@ -154,6 +154,9 @@ def test_clean_text_normalises_and_repairs():
         "On DeVos' highly disputed pick, \"It is bad,\" Sen. Warren said \u2014 and \"worse\" today."
     )
     assert clean_text("He left.- Then she came.") == "He left. Then she came."
+    # ASCII text skips the character table and NFKC, unless an entity brings in other characters
+    assert clean_text("a &#xFB01;ne &#150; day") == "a fine \u2013 day"
+    assert clean_text("a\x0bb \x1c c\x0c", keep_newlines=True) == "a b c"  # every kind of space, no line break
 
 
 @pytest.mark.parametrize(

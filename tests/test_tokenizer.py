@@ -2,6 +2,7 @@ import random
 import time
 
 import pytest
+from tokenizers import normalizers
 
 from textae.errors import TextAEError
 from textae.tokenizer import (
@@ -11,6 +12,8 @@ from textae.tokenizer import (
     _to_fast,
     _train_sentencepiece,
     load_tokenizer,
+    sentencepiece_twin,
+    tokenize,
     train_tokenizer,
 )
 
@@ -108,6 +111,36 @@ def test_matches_sentencepiece(model_type):
     fast = _to_fast(sp, model_type)
     texts = make_corpus(300, seed=2) + ROUND_TRIP
     assert fast(texts)["input_ids"] == [sp.encode(t) for t in texts]
+
+
+# Texts where SentencePiece's own encoder and the Rust pipeline part ways (special tokens matched
+# in text, whitespace other than single spaces), beside plain text in many scripts.
+TWIN_EDGES = ROUND_TRIP + [
+    "a<mask>b and <s> or </s> <pad>", "tab\tand  two spaces", "no-break\u00a0space", "line\u2028separator",
+    "zero\u200bwidth", " lead and trail ", "", "unseen ☃ ⅷ ᚠ 𝔘 and \x07 bell", "2nd 1,234.5 x9y",
+]
+
+
+def test_bulk_tokenize_gives_the_tokenizer_s_own_ids(tok):
+    """The corpus tokenizer's fast path (the SentencePiece twin of a unigram tokenizer) must give
+    exactly the ids the saved tokenizer gives at inference, on every text."""
+    texts = make_corpus(300, seed=3) + TWIN_EDGES
+    expected = [tok(t)["input_ids"] for t in texts]
+    assert tokenize(texts, tok, 10**6) == expected
+    assert tokenize(texts, tok, 4) == [ids[:3] for ids in expected]
+    if sentencepiece_twin(tok) is not None:  # where the twin alone would differ, tokenize must not use it
+        assert [list(ids) for ids in sentencepiece_twin(tok).encode(texts)] != expected
+
+
+def test_only_a_unigram_tokenizer_of_this_pipeline_has_a_sentencepiece_twin(tok, tmp_path):
+    twin = sentencepiece_twin(tok)
+    assert (twin is not None) == (tok.backend_tokenizer.to_str().count('"type":"Unigram"') == 1)
+    tok.save_pretrained(tmp_path)
+    loaded = load_tokenizer(tmp_path)
+    assert (sentencepiece_twin(loaded) is None) == (twin is None)
+    loaded.backend_tokenizer.normalizer = normalizers.Lowercase()  # another pipeline: the Rust encoder only
+    assert sentencepiece_twin(loaded) is None
+    assert tokenize(["ABC Def"], loaded, 100) == [loaded("ABC Def")["input_ids"]]
 
 
 def test_save_and_load_give_identical_ids(tok, tmp_path):

@@ -15,6 +15,7 @@ data collator adds ``<s>``/``</s>`` where a model wants them.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -165,15 +166,7 @@ def _to_fast(sp: spm.SentencePieceProcessor, model_type: str) -> PreTrainedToken
         model = BPE(vocab_ids, merges, unk_token=SPECIAL_TOKENS["unk_token"], fuse_unk=True, byte_fallback=True)
 
     backend = Tokenizer(model)
-    # Pieces never span a space (SentencePiece's split_by_whitespace), so encoding word by word as
-    # "▁word" is exact; splitting on any whitespace run is also the whole normalisation, and is
-    # faster than a regex normaliser.
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=False),
-        ]
-    )
+    backend.pre_tokenizer = _pre_tokenizer()
     # Fuse before Strip: Strip works per token, and only the text's leading "▁" must go.
     backend.decoder = decoders.Sequence(
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(content=" ", left=1)]
@@ -185,6 +178,18 @@ def _to_fast(sp: spm.SentencePieceProcessor, model_type: str) -> PreTrainedToken
         clean_up_tokenization_spaces=False,
         add_bos_token=False,
         add_eos_token=False,
+    )
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    """Pieces never span a space (SentencePiece's split_by_whitespace), so encoding word by word as
+    "▁word" is exact; splitting on any whitespace run is also the whole normalisation, and is
+    faster than a regex normaliser."""
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=False),
+        ]
     )
 
 
@@ -222,7 +227,76 @@ def _damage(path: Path, err: Exception) -> str:
 
 
 def tokenize(texts: Sequence[str], tokenizer: PreTrainedTokenizerFast, max_tokens: int) -> list[list[int]]:
-    """Content ids per text, truncated to leave room for EOS within `max_tokens` positions. The Rust
-    tokenizer is called directly: the same ids, without the Python-side batch encoding."""
-    encodings = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    return [e.ids[: max_tokens - 1] for e in encodings]
+    """Content ids per text, truncated to leave room for EOS within `max_tokens` positions.
+
+    A unigram tokenizer of this module's pipeline encodes through its SentencePiece twin (the same
+    pieces and scores in SentencePiece's C++ encoder, several times faster than the Rust one), except
+    for texts where the two pipelines differ by design: text that could hold a special token (``<``)
+    and text with whitespace other than single spaces or other unprintable characters. Every other
+    tokenizer is called directly in Rust: the same ids, without the Python-side batch encoding."""
+    texts = list(texts)
+    twin = sentencepiece_twin(tokenizer)
+    if twin is None:
+        encoded = [e.ids for e in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
+    else:
+        encoded = twin.encode(texts)
+        other = [i for i, text in enumerate(texts) if "<" in text or not text.isprintable()]
+        if other:
+            rust = tokenizer.backend_tokenizer.encode_batch([texts[i] for i in other], add_special_tokens=False)
+            for i, e in zip(other, rust):
+                encoded[i] = e.ids
+    return [ids[: max_tokens - 1] for ids in encoded]
+
+
+def sentencepiece_twin(tokenizer: PreTrainedTokenizerFast) -> spm.SentencePieceProcessor | None:
+    """A SentencePiece processor that encodes plain text (no ``<``, printable, space-separated) to
+    the same ids as `tokenizer`, rebuilt from its vocabulary; None unless `tokenizer` is a unigram
+    tokenizer of this module's pipeline: no normaliser, this pre-tokenizer, only the special tokens
+    added. Keyed by the tokenizer's serialised form, so a changed tokenizer never meets a stale twin."""
+    return _twin(tokenizer.backend_tokenizer.to_str())
+
+
+@functools.lru_cache(maxsize=4)
+def _twin(serialised: str) -> spm.SentencePieceProcessor | None:
+    spec = json.loads(serialised)
+    model = spec["model"]
+    ours = Tokenizer(Unigram())
+    ours.pre_tokenizer = _pre_tokenizer()
+    if (model["type"] == "Unigram" and model.get("byte_fallback") and spec.get("normalizer") is None
+            and spec.get("pre_tokenizer") == json.loads(ours.to_str())["pre_tokenizer"]
+            and {t["content"] for t in spec.get("added_tokens", [])} <= set(SPECIAL_TOKENS.values())):
+        return _sentencepiece_from_pieces(model["vocab"], model["unk_id"])
+    return None
+
+
+_BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
+
+
+def _sentencepiece_from_pieces(vocab: list, unk_id: int) -> spm.SentencePieceProcessor:
+    """A SentencePiece unigram model with `vocab`'s pieces, ids and scores (the inverse of `_to_fast`)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    trainer = proto.trainer_spec
+    trainer.model_type, trainer.vocab_size, trainer.byte_fallback = pb.TrainerSpec.UNIGRAM, len(vocab), True
+    ids = {piece: i for i, (piece, _) in enumerate(vocab)}
+    trainer.unk_id = unk_id
+    trainer.pad_id, trainer.bos_id, trainer.eos_id = (ids.get(SPECIAL_TOKENS[name], -1) for name in ("pad_token", "bos_token", "eos_token"))
+    proto.normalizer_spec.name = "identity"
+    proto.normalizer_spec.add_dummy_prefix = True
+    proto.normalizer_spec.remove_extra_whitespaces = True
+    proto.normalizer_spec.escape_whitespaces = True
+    special = set(SPECIAL_TOKENS.values())
+    for i, (text, score) in enumerate(vocab):
+        piece = proto.pieces.add(piece=text, score=score)
+        if i == unk_id:
+            piece.type = pb.ModelProto.SentencePiece.UNKNOWN
+        elif text == SPECIAL_TOKENS["mask_token"]:
+            piece.type = pb.ModelProto.SentencePiece.USER_DEFINED
+        elif text in special:
+            piece.type = pb.ModelProto.SentencePiece.CONTROL
+        elif score <= _UNMATCHABLE_SCORE and _BYTE_PIECE.fullmatch(text):
+            piece.type = pb.ModelProto.SentencePiece.BYTE
+        elif score <= _UNMATCHABLE_SCORE:
+            piece.type = pb.ModelProto.SentencePiece.UNUSED
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())

@@ -35,7 +35,6 @@ _INWORD_DAMAGE = re.compile(r'(?<=\w)"\?(?=\w)')
 _OTHER_DAMAGE = re.compile(r'"\?(?=\w)')
 _GLUED_DASH = re.compile(r'(?<=[.!?])(["\'”’]?)-+(?= )')
 
-_SPACES = re.compile(r"\s+")
 _SPACES_IN_LINE = re.compile(r"[^\S\n]+")
 _LINE_BREAKS = re.compile(r" ?\n[\s]*")
 
@@ -43,16 +42,18 @@ _LINE_BREAKS = re.compile(r" ?\n[\s]*")
 def clean_text(text: str, keep_newlines: bool = False) -> str:
     """Normalise and repair one text; `keep_newlines` keeps line and paragraph breaks
     (as ``\\n`` / ``\\n\\n``) so that `split_sentences` can use them."""
-    text = text.translate(_TRANSLATE)
+    if not text.isascii():  # the table and NFKC change only non-ASCII characters
+        text = text.translate(_TRANSLATE)
     if "&" in text:
         text = html.unescape(text)
-    text = unicodedata.normalize("NFKC", text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
     if '"?' in text:
         text = _repair_quote_damage(text)
     if "-" in text:
         text = _GLUED_DASH.sub(r"\1", text)
-    if not keep_newlines:
-        return _SPACES.sub(" ", text).strip()
+    if not keep_newlines or ("\n" not in text and "\r" not in text):
+        return " ".join(text.split())  # str.split and re's \s agree on what whitespace is
     text = _SPACES_IN_LINE.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
     return _LINE_BREAKS.sub(_line_break, text).strip()
 

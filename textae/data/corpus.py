@@ -30,8 +30,8 @@ from transformers import PreTrainedTokenizerBase
 from . import clean, prepare as prepare_module, sentences
 from .builtin import BUILTIN, cache_dir
 from .files import data_files
-from .pages import ReleasingPages, arrow_windows, column_windows, source_files
-from .prepare import DataConfig, map_processes, num_processes, prepare
+from .pages import ReleasingPages, arrow_windows, column_windows, gathered_windows, source_files
+from .prepare import DataConfig, map_processes, num_processes, prepared_rows
 from .shards import TokenShards, build_once, write_split
 
 log = logging.getLogger("textae")
@@ -82,8 +82,10 @@ class PreparedCorpus:
                 rows = np.sort(np.random.default_rng(0).choice(len(train), TOKENIZER_SENTENCES, replace=False))
                 train = train.select(rows)
             log.info("training a %s tokenizer (vocab %d) on %d texts", model_type, vocab_size, len(train))
+            started = time.perf_counter()
             texts = (text for window in column_windows(train, "text") for text in window)
             train_tokenizer(texts, vocab_size, model_type).save_pretrained(tmp)
+            log.info("trained the tokenizer in %.1f s", time.perf_counter() - started)
             return {"vocab_size": vocab_size, "model_type": model_type, "sentences": len(train)}
 
         build_once(directory, build, "a tokenizer")
@@ -129,13 +131,13 @@ def prepare_corpus(cfg: DataConfig) -> PreparedCorpus:
     started = time.perf_counter()
 
     def build(tmp: Path) -> dict:
-        splits = prepare(cfg)
+        rows, order = prepared_rows(cfg)  # copied in split order: later passes read the files front to back
         for split in SPLITS:
-            with ArrowWriter(path=str(tmp / f"{split}.arrow"), features=splits[split].features) as writer:
-                for window in arrow_windows(splits[split]):
+            with ArrowWriter(path=str(tmp / f"{split}.arrow"), features=rows.features) as writer:
+                for window in gathered_windows(rows, order[split]):
                     writer.write_table(window)
                 writer.finalize()
-        return {"data": options, "source": source_key(cfg.source), "rows": {split: len(splits[split]) for split in SPLITS}}
+        return {"data": options, "source": source_key(cfg.source), "rows": {split: len(order[split]) for split in SPLITS}}
 
     built = build_once(directory / "rows", build, "prepared sentences")
     splits = datasets.DatasetDict({split: datasets.Dataset.from_file(str(directory / "rows" / f"{split}.arrow"))

@@ -92,6 +92,12 @@ def prepare(cfg: DataConfig) -> datasets.DatasetDict:
     Cleaning runs in `num_processes(cfg)` processes; deduplication compares 64-bit hashes of the
     cleaned texts, so no text is held in memory, and the rows stay memory-mapped Arrow.
     """
+    rows, order = prepared_rows(cfg)
+    return datasets.DatasetDict({split: rows.select(indices) for split, indices in order.items()})
+
+
+def prepared_rows(cfg: DataConfig) -> tuple[datasets.Dataset, dict[str, np.ndarray]]:
+    """`prepare`'s rows in source order, and each split's row indices into them, in split order."""
     raw = load_source(cfg.source, cfg.text_column, streaming=cfg.streaming)
     features = raw.features.copy()
     features[TEXT] = datasets.Value("string")
@@ -117,9 +123,7 @@ def prepare(cfg: DataConfig) -> datasets.DatasetDict:
     rows = rows.remove_columns(HASH)
     keep = keep[np.random.default_rng(cfg.seed).permutation(len(keep))][: cfg.max_examples]
     n_val = _validation_rows(cfg, len(keep))
-    return datasets.DatasetDict(
-        train=rows.select(keep[n_val:]), validation=rows.select(keep[:n_val])
-    )
+    return rows, {"train": keep[n_val:], "validation": keep[:n_val]}
 
 
 def _examples(

@@ -68,8 +68,13 @@ def split_sentences(text: str) -> list[str]:
 
 def is_sentence(text: str) -> bool:
     """True unless `text` is a fragment: fewer than 3 letter words, or none of them lowercase."""
-    words = _WORDS.findall(text)
-    return len(words) >= 3 and any(word.islower() for word in words)
+    count, lowercase = 0, False
+    for word in _WORDS.finditer(text):  # stops as soon as the answer is known
+        count += 1
+        lowercase = lowercase or word.group().islower()
+        if count >= 3 and lowercase:
+            return True
+    return False
 
 
 def _split_line(line: str) -> list[str]:
