@@ -19,9 +19,9 @@ from datasets.arrow_writer import ArrowWriter
 
 from textae.data import DataConfig, prepare
 from textae.data.corpus import prepare_corpus
-from textae.data.prepare import prepared_rows
+from textae.data import shuffle
 from textae.data.files import data_files
-from textae.data.pages import column_windows, gathered_windows, release_mapped_pages, source_files
+from textae.data.pages import column_windows, release_mapped_pages, source_files
 from textae.data.shards import TokenShards, build_once, write_split
 from textae.errors import DataError
 from textae.tokenizer import load_tokenizer
@@ -98,15 +98,18 @@ def test_the_prepared_corpus_is_built_once_and_rebuilt_when_the_file_changes(tmp
     assert len(changed.splits["train"]) + len(changed.splits["validation"]) == len(LINES) - 1
 
 
-def test_the_cached_rows_are_prepare_s_rows_in_prepare_s_order(tmp_path):
+def test_the_cached_rows_are_prepare_s_rows_in_prepare_s_order(tmp_path, monkeypatch):
+    """The copy goes through more than one scratch bucket and read window, and still keeps
+    prepare's rows, splits and order."""
+    monkeypatch.setattr(shuffle, "BUCKET_ROWS", 5)
+    monkeypatch.setattr(shuffle, "READ_ROWS", 7)
     src = tmp_path / "corpus.txt"
     src.write_text("\n".join(LINES) + "\n")
-    rows, order = prepared_rows(_config(src))
-    window = [text for table in gathered_windows(rows, order["train"], rows=7) for text in table.column("text").to_pylist()]
-    assert window == rows.select(order["train"])["text"] and len(window) == len(LINES) - 2
-    cached, fresh = prepare_corpus(_config(src)).splits, prepare(_config(src))
+    cached = prepare_corpus(_config(src))
+    fresh = prepare(_config(src))
     for split in ("train", "validation"):
-        assert cached[split].to_dict() == fresh[split].to_dict()
+        assert cached.splits[split].to_dict() == fresh[split].to_dict()
+    assert not list(cached.directory.rglob("*.arrows"))  # the scratch buckets are gone
 
 
 @pytest.mark.parametrize("num_proc", [1, 2])

@@ -24,15 +24,15 @@ from typing import Any
 
 import datasets
 import numpy as np
-from datasets.arrow_writer import ArrowWriter
 from transformers import PreTrainedTokenizerBase
 
 from . import clean, prepare as prepare_module, sentences
 from .builtin import BUILTIN, cache_dir
 from .files import data_files
-from .pages import ReleasingPages, arrow_windows, column_windows, gathered_windows, source_files
+from .pages import ReleasingPages, arrow_windows, column_windows, source_files
 from .prepare import DataConfig, map_processes, num_processes, prepared_rows
 from .shards import TokenShards, build_once, write_split
+from .shuffle import write_in_order
 
 log = logging.getLogger("textae")
 SPLITS = ("train", "validation")
@@ -132,11 +132,11 @@ def prepare_corpus(cfg: DataConfig) -> PreparedCorpus:
 
     def build(tmp: Path) -> dict:
         rows, order = prepared_rows(cfg)  # copied in split order: later passes read the files front to back
-        for split in SPLITS:
-            with ArrowWriter(path=str(tmp / f"{split}.arrow"), features=rows.features) as writer:
-                for window in gathered_windows(rows, order[split]):
-                    writer.write_table(window)
-                writer.finalize()
+        scratch = tmp / "shuffle"
+        scratch.mkdir()
+        write_in_order(rows, np.concatenate([order[split] for split in SPLITS]),
+                       [(tmp / f"{split}.arrow", len(order[split])) for split in SPLITS], scratch)
+        scratch.rmdir()
         return {"data": options, "source": source_key(cfg.source), "rows": {split: len(order[split]) for split in SPLITS}}
 
     built = build_once(directory / "rows", build, "prepared sentences")

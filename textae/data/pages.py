@@ -20,7 +20,6 @@ import datasets
 
 MADV_DONTNEED = 4  # Linux: drop the pages from this process's map; a file-backed page is read again on access
 WINDOW_ROWS = 10_000  # rows read between releases
-GATHER_ROWS = 50_000  # rows gathered from anywhere in a file between releases: large takes are fast
 
 
 @cache
@@ -63,16 +62,6 @@ def arrow_windows(dataset: datasets.Dataset, rows: int = WINDOW_ROWS) -> Iterato
     table = dataset.with_format("arrow")
     for start in range(0, len(dataset), rows):
         yield table[start : start + rows]
-        release_mapped_pages(files)
-
-
-def gathered_windows(dataset: datasets.Dataset, indices, rows: int = GATHER_ROWS) -> Iterator:
-    """The rows `indices` of a dataset without an indices mapping, as Arrow tables of `rows` rows
-    gathered by Arrow's `take` (much faster than `select` then slicing), pages released after each."""
-    files = source_files(dataset)
-    table = dataset.data.table
-    for start in range(0, len(indices), rows):
-        yield table.take(indices[start : start + rows])
         release_mapped_pages(files)
 
 
