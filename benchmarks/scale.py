@@ -146,7 +146,8 @@ def prepare_alone(corpus: Path, num_proc: int, cache: Path) -> float:
             f"c = prepare_corpus(DataConfig(source={str(corpus)!r}, min_words=4, max_words=40, num_proc={num_proc})); "
             "shards = c.token_shards(load_tokenizer(c.tokenizer(4000, 'unigram')), 64); "
             "print(len(shards['train']) + len(shards['validation']), c.seconds)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "TEXTAE_CACHE": str(cache)},
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                         env={**os.environ, "TEXTAE_CACHE": str(cache), "HF_DATASETS_CACHE": str(cache / "datasets")},
                          capture_output=True, text=True, check=True).stdout.split()
     return int(out[-2]) / float(out[-1])
 
@@ -167,7 +168,8 @@ def main() -> None:
         build_corpus(corpus, n, duplicates)
         cache = args.work / f"cache-{n}"
         shutil.rmtree(cache, ignore_errors=True)
-        env = {**os.environ, "TEXTAE_CACHE": str(cache)}
+        # textae's cache and that of `datasets` (which keeps its own Arrow copy of a text file) both start empty
+        env = {**os.environ, "TEXTAE_CACHE": str(cache), "HF_DATASETS_CACHE": str(cache / "datasets")}
         first = train(corpus, args.work / f"run-{n}-a", env, args.steps)
         second = train(corpus, args.work / f"run-{n}-b", env, args.steps)
         resumed = train(corpus, args.work / f"run-{n}-a", env, args.steps + 10, resume=True)
