@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,6 +30,32 @@ def test_buckets_cover_each_row_once_within_budget_and_cut_padding():
     random.Random(0).shuffle(shuffled)
     plain = sum(max(LENGTHS[i] for i in shuffled[j : j + 16]) * 16 for j in range(0, len(shuffled), 16))
     assert padded / sum(LENGTHS) < 1.1 < plain / sum(LENGTHS)
+
+
+def _one_pool_at_a_time(lengths, batch_tokens, max_batch_size, seed):
+    """The batches cut by a plain loop, batch after batch: what bucket_batches must reproduce."""
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths))
+    pool_size = max(1, 50 * batch_tokens // max(1, int(lengths.sum()) // len(lengths)))
+    order = order[np.lexsort((lengths[order], np.arange(len(lengths)) // pool_size))]
+    cost, batches = lengths[order] + 1, []
+    for pool_start in range(0, len(lengths), pool_size):
+        start, end = pool_start, min(len(lengths), pool_start + pool_size)
+        while start < end:
+            size = 1
+            while size < max_batch_size and start + size < end and cost[start + size] * (size + 1) <= batch_tokens:
+                size += 1
+            batches.append(order[start : start + size].tolist())
+            start += size
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@pytest.mark.parametrize(("batch_tokens", "max_batch_size", "seed"), [(512, 64, 0), (300, 8, 1), (64, 128, 2), (4096, 16, 3)])
+def test_batches_are_those_of_the_plain_greedy_loop(batch_tokens, max_batch_size, seed):
+    lengths = LENGTHS + [70, 90, 200]  # rows too long for the budget form batches of one
+    got = [b.tolist() for b in bucket_batches(lengths, batch_tokens, max_batch_size, seed)]
+    assert got == _one_pool_at_a_time(lengths, batch_tokens, max_batch_size, seed)
 
 
 def test_stream_resumes_exactly_and_shards_disjointly():

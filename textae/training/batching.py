@@ -34,22 +34,45 @@ def bucket_batches(
     rng = np.random.default_rng(seed)
     order = (rng.permutation(n) if shuffle else np.arange(n)).astype(index)
     pool_size = max(1, 50 * batch_tokens // max(1, int(lengths.sum(dtype=np.int64)) // max(1, n)))
-    # Within each pool of `pool_size` shuffled rows, ascending length (lexsort is stable).
-    order = order[np.lexsort((lengths[order], np.arange(n, dtype=index) // pool_size))]
-    cost = lengths[order] + 1  # +1: EOS / BOS
-    batches: list[np.ndarray] = []
-    for pool_start in range(0, n, pool_size):
-        start, end = pool_start, min(n, pool_start + pool_size)
-        while start < end:
-            # Sorted by length, so the batch's longest row is its last: (cost × rows) only grows with more rows.
-            window = cost[start : min(end, start + max_batch_size)]
-            fits = window * np.arange(1, len(window) + 1) <= batch_tokens
-            size = len(window) if fits.all() else max(1, int(fits.argmin()))
-            batches.append(order[start : start + size])
-            start += size
+    # Within each pool of `pool_size` shuffled rows, ascending length: one stable sort on (pool, length).
+    key = np.arange(n, dtype=np.int64) // pool_size * (int(lengths.max(initial=0)) + 1) + lengths[order]
+    order = order[np.argsort(key, kind="stable")]
+    del key
+    cost = lengths[order].astype(np.int64) + 1  # +1: EOS / BOS
+    batches = [order[start : start + size] for start, size in _greedy_cuts(cost, pool_size, batch_tokens, max_batch_size)]
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def _greedy_cuts(cost: np.ndarray, pool_size: int, batch_tokens: int, max_batch_size: int) -> list[tuple[int, int]]:
+    """(start, size) of each batch, pool after pool: from a pool's next row, as many rows as fit
+    (`max_batch_size` at most, one at least). Rows are sorted by length within a pool, so a batch's
+    padded cost is its last row's cost times its size. Every pool takes its next batch in the same
+    step, so the loop runs once per batch of the largest pool, not once per batch of the corpus."""
+    n = len(cost)
+    pool_start = np.arange(0, n, pool_size)
+    pool_end = np.minimum(pool_start + pool_size, n)
+    position = pool_start.copy()
+    rows = np.arange(1, max_batch_size + 1)
+    cuts = []  # (pool, start, size) arrays, one per step
+    while True:
+        pools = np.flatnonzero(position < pool_end)
+        if not len(pools):
+            break
+        start = position[pools]
+        window = start[:, None] + rows - 1  # (pools, max_batch_size) row positions
+        inside = window < pool_end[pools, None]
+        fits = inside & (cost[np.minimum(window, n - 1)] * rows <= batch_tokens)
+        size = np.maximum(1, np.where(fits.all(1), max_batch_size, fits.argmin(1)))
+        cuts.append((pools, start, size))
+        position[pools] = start + size
+    if not cuts:
+        return []
+    pool, start, size = (np.concatenate(column) for column in zip(*cuts))
+    step = np.concatenate([np.full(len(c[0]), i) for i, c in enumerate(cuts)])
+    keep = np.lexsort((step, pool))
+    return list(zip(start[keep].tolist(), size[keep].tolist()))
 
 
 def batch_stream(
