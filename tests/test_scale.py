@@ -84,7 +84,7 @@ def test_duplicates_are_dropped_by_hash_keeping_first_occurrences(tmp_path):
     assert sorted(list(splits["train"]["doc_id"]) + list(splits["validation"]["doc_id"])) == list(range(len(LINES)))
 
 
-def test_the_prepared_corpus_is_built_once_and_rebuilt_when_the_file_changes(tmp_path):
+def test_the_prepared_corpus_is_built_once_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch):
     src = tmp_path / "corpus.txt"
     src.write_text("\n".join(LINES) + "\n")
     first = prepare_corpus(_config(src))
@@ -92,6 +92,8 @@ def test_the_prepared_corpus_is_built_once_and_rebuilt_when_the_file_changes(tmp
     assert first.seconds > 0 and second.seconds == 0 and second.directory == first.directory
     assert _texts(second.splits) == sorted(LINES)
     assert prepare_corpus(_config(src, num_proc=2)).directory == first.directory  # how fast is not what
+    monkeypatch.chdir(tmp_path)
+    assert prepare_corpus(_config("corpus.txt")).directory == first.directory  # the same file, spelled relatively
     src.write_text("\n".join(LINES[:-1]) + "\n")  # another size and modification time: prepared anew
     changed = prepare_corpus(_config(src))
     assert changed.directory != first.directory and changed.seconds > 0

@@ -126,7 +126,10 @@ class PreparedCorpus:
 def prepare_corpus(cfg: DataConfig) -> PreparedCorpus:
     """`prepare(cfg)` once per data config and source; later calls read the cached result."""
     options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RUN_ONLY}
-    key = _digest({"data": options, "source": source_key(cfg.source), "code": _code_version()})
+    # The source enters the key as what it names (`source_key`), not as spelled: a relative and an
+    # absolute path to one file share a cache entry.
+    key = _digest({"data": {k: v for k, v in options.items() if k != "source"}, "source": source_key(cfg.source),
+                   "code": _code_version()})
     directory = cache_dir() / "prepared" / key
     started = time.perf_counter()
 
