@@ -25,8 +25,8 @@ def bucket_batches(
 
     Shuffled indices are cut into pools of about 50 batches, each pool sorted by length and
     split greedily; the batch order is then shuffled. Padding stays small and order random.
-    Index arithmetic runs in numpy and the loop is per batch, not per row, so an epoch of ten
-    million sentences is cut in seconds and held as one array of indices.
+    Index arithmetic runs in numpy and the loop runs once per batch of a pool, all pools at a time,
+    so an epoch of ten million sentences is cut in seconds and held as one array of indices.
     """
     lengths = np.asarray(lengths, dtype=np.int32)  # 4 bytes a row: ten million rows are 40 MB per array
     n = len(lengths)
@@ -55,7 +55,7 @@ def _greedy_cuts(cost: np.ndarray, pool_size: int, batch_tokens: int, max_batch_
     pool_end = np.minimum(pool_start + pool_size, n)
     position = pool_start.copy()
     rows = np.arange(1, max_batch_size + 1)
-    cuts = []  # (pool, start, size) arrays, one per step
+    starts, sizes = [], []  # one array each per step
     while True:
         pools = np.flatnonzero(position < pool_end)
         if not len(pools):
@@ -65,13 +65,13 @@ def _greedy_cuts(cost: np.ndarray, pool_size: int, batch_tokens: int, max_batch_
         inside = window < pool_end[pools, None]
         fits = inside & (cost[np.minimum(window, n - 1)] * rows <= batch_tokens)
         size = np.maximum(1, np.where(fits.all(1), max_batch_size, fits.argmin(1)))
-        cuts.append((pools, start, size))
+        starts.append(start)
+        sizes.append(size)
         position[pools] = start + size
-    if not cuts:
+    if not starts:
         return []
-    pool, start, size = (np.concatenate(column) for column in zip(*cuts))
-    step = np.concatenate([np.full(len(c[0]), i) for i, c in enumerate(cuts)])
-    keep = np.lexsort((step, pool))
+    start, size = np.concatenate(starts), np.concatenate(sizes)
+    keep = np.argsort(start)  # pools hold consecutive rows: in start order is pool after pool, batch after batch
     return list(zip(start[keep].tolist(), size[keep].tolist()))
 
 
