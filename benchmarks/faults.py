@@ -8,7 +8,8 @@ when the command exits with status 2, prints exactly one line on stderr and that
 `error:`, prints no traceback, and leaves its folder as the case's setup left it (nothing
 created, nothing changed: no partial output, no run directory) unless the case names what may
 change. The races start two real processes on one output. Prints a table and writes
-benchmarks/results/faults.json; tests/test_faults.py runs the same table.
+benchmarks/results/faults.json; tests/test_faults.py runs the same table, each case in a process
+forked from a server that imported textae once (textae_forked), to skip ~10 s of imports per case.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import multiprocessing
 import os
 import pickle
 import re
@@ -317,6 +319,68 @@ def textae(args: list[str], cwd: Path, stdin: bytes = b"", timeout: float = CASE
         return subprocess.CompletedProcess(err.cmd, None, err.stdout or b"", err.stderr or b"")
 
 
+# Modules a forked case finds imported: the CLI and what its commands load (not torch ops or threads).
+PRELOAD = ["textae.cli", "textae.loading", "textae.io", "textae.config", "textae.scoring", "textae.training",
+           "textae.latent"]
+_FORK_LOCK = threading.Lock()
+
+
+def _cli_in_child(args: list[str], cwd: str, env: dict[str, str], stdin: str, stdout: str, stderr: str) -> None:
+    """`python -m textae ARGS` in a process forked from the server: its own cwd, environment and standard
+    streams, ended by the CLI's own exit (multiprocessing prints an uncaught traceback to stderr, status 1)."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path, flags in ((0, stdin, os.O_RDONLY), (1, stdout, os.O_WRONLY), (2, stderr, os.O_WRONLY)):
+        opened = os.open(path, flags)
+        os.dup2(opened, fd)
+        os.close(opened)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)
+    sys.argv = ["textae", *args]
+    from textae.cli import main
+
+    main()
+
+
+def _fork_context() -> multiprocessing.context.BaseContext:
+    """A forkserver that imported PRELOAD once, started with the cases' environment (HF_* flags are read at import)."""
+    ctx = multiprocessing.get_context("forkserver")
+    with _FORK_LOCK:
+        from multiprocessing import forkserver
+
+        if not forkserver._forkserver._forkserver_pid:
+            saved = dict(os.environ)
+            os.environ.clear()
+            os.environ.update(textae_env())
+            try:
+                ctx.set_forkserver_preload(PRELOAD)
+                forkserver.ensure_running()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+    return ctx
+
+
+def textae_forked(args: list[str], cwd: Path, stdin: bytes = b"", timeout: float = CASE_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """The CLI's main() in its own process, forked from a server that imported textae once: the same status,
+    streams and files as `textae`, without the ~10 s of imports a fresh interpreter spends first. For tests;
+    the benchmark keeps fresh interpreters."""
+    with tempfile.TemporaryDirectory(prefix="textae-case-") as tmp:
+        streams = [os.path.join(tmp, name) for name in ("stdin", "stdout", "stderr")]
+        for path, data in zip(streams, (stdin, b"", b"")):
+            Path(path).write_bytes(data)
+        proc = _fork_context().Process(target=_cli_in_child, args=(args, str(cwd), textae_env(), *streams))
+        proc.start()
+        proc.join(timeout)
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join()
+            code = None
+        else:
+            code = proc.exitcode
+        return subprocess.CompletedProcess(args, code, Path(streams[1]).read_bytes(), Path(streams[2]).read_bytes())
+
+
 def start(args: list[str], cwd: Path, stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "textae", *args], cwd=cwd, stdin=stdin,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=textae_env())
@@ -360,13 +424,13 @@ def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return out
 
 
-def run_case(case: Case, shared: Shared, root: Path) -> Outcome:
+def run_case(case: Case, shared: Shared, root: Path, forked: bool = False) -> Outcome:
     folder = root / case.name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     case.setup(folder, shared)
     before = snapshot(folder, case.keep)
-    proc = textae(expand(case.argv, folder, shared), folder, case.stdin)
+    proc = (textae_forked if forked else textae)(expand(case.argv, folder, shared), folder, case.stdin)
     out = Outcome(case.name, case.command, proc.returncode, proc.stdout.decode(errors="replace"),
                   proc.stderr.decode(errors="replace"))
     out.problems = refusal_problems(out.exit_code, out.stdout, out.stderr, case.expect)
@@ -377,10 +441,11 @@ def run_case(case: Case, shared: Shared, root: Path) -> Outcome:
     return out
 
 
-def run_cases(cases: list[Case], shared: Shared, root: Path, jobs: int = 2) -> dict[str, Outcome]:
-    """Each case in its own folder under `root`, `jobs` at a time (they are independent processes)."""
+def run_cases(cases: list[Case], shared: Shared, root: Path, jobs: int = 2, forked: bool = False) -> dict[str, Outcome]:
+    """Each case in its own folder under `root`, `jobs` at a time (they are independent processes);
+    `forked` runs them with textae_forked instead of fresh interpreters."""
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return dict(zip([c.name for c in cases], pool.map(lambda c: run_case(c, shared, root), cases)))
+        return dict(zip([c.name for c in cases], pool.map(lambda c: run_case(c, shared, root, forked), cases)))
 
 
 # ----- races: two real processes on one output ----------------------------------------------------

@@ -1,6 +1,7 @@
-"""Every bad input and every race gets a clear refusal: benchmarks/faults.py's matrix through the
-installed CLI (`python -m textae`) in real processes. A refusal is status 2, exactly one stderr line
-and it starts with `error:`, no traceback, and nothing left behind or changed."""
+"""Every bad input and every race gets a clear refusal: benchmarks/faults.py's matrix through the CLI,
+each case in its own process (forked from a server that imported textae once; the races start fresh
+`python -m textae` interpreters). A refusal is status 2, exactly one stderr line and it starts with
+`error:`, no traceback, and nothing left behind or changed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from benchmarks import faults
 
 from .conftest import SENTENCES
 
-pytestmark = pytest.mark.slow  # about 50 processes of ~5 s each (most of it imports), and three races
+pytestmark = pytest.mark.slow  # about 50 processes, and three races of fresh interpreters
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def outcomes(request, shared, tmp_path_factory) -> dict[str, faults.Outcome]:
     names = {item.callspec.params["case"].name for item in request.session.items
              if getattr(item, "module", None) is module and "case" in getattr(getattr(item, "callspec", None), "params", {})}
     cases = [c for c in faults.CASES if c.name in names]
-    return faults.run_cases(cases, shared, tmp_path_factory.mktemp("faults"), jobs=2)
+    return faults.run_cases(cases, shared, tmp_path_factory.mktemp("faults"), jobs=2, forked=True)
 
 
 def test_the_benchmark_uses_the_tests_sentences():
@@ -67,7 +68,7 @@ def _rows(path) -> list:
 def test_overwrite_replaces_an_existing_output(shared, tmp_path, command, output):
     case = next(c for c in faults.CASES if c.name == f"{command}-existing-output")
     case.setup(tmp_path, shared)
-    proc = faults.textae(faults.expand([*case.argv, "--overwrite"], tmp_path, shared), tmp_path)
+    proc = faults.textae_forked(faults.expand([*case.argv, "--overwrite"], tmp_path, shared), tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     assert [r["id"] for r in _rows(tmp_path / output)] == list(range(len(SENTENCES)))
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(output + ".")]  # no .tmp, .part or lock left
