@@ -27,11 +27,20 @@ _LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]")
 T = TypeVar("T")
 
 
+MAX_BATCH_TOKENS = 4096  # padded tokens a batch of texts may hold (long texts: fewer rows a batch)
+
+
 def in_batches(lengths: Sequence[int], fn: Callable[[list[int]], Sequence[T]], batch_size: int, desc: str,
-               progress: bool = False) -> list[T]:
-    """`fn` over batches of row indices of similar length (less padding); one result per row, in input order."""
+               progress: bool = False, max_tokens: int = MAX_BATCH_TOKENS) -> list[T]:
+    """`fn` over batches of row indices of similar length (less padding); one result per row, in input order.
+    A batch holds at most `batch_size` rows and, padded, at most `max_tokens` tokens (unless one row is
+    longer), so long texts come in smaller batches: the activations' peak memory does not grow with length."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    chunks: list[list[int]] = []
+    for i in order:  # ascending lengths: the row being added is the longest of its batch
+        if not chunks or len(chunks[-1]) >= batch_size or (len(chunks[-1]) + 1) * lengths[i] > max_tokens:
+            chunks.append([])
+        chunks[-1].append(i)
     out: list[Any] = [None] * len(lengths)
     for batch in tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) < 2):
         for i, result in zip(batch, fn(batch)):

@@ -72,19 +72,23 @@ class SentenceEncoder:
     @torch.no_grad()
     def layer_embeddings(self, texts: Sequence[str], layers: Sequence[int], batch_size: int = 64) -> np.ndarray:
         """(N, len(layers), 384): the unit-length mean token state after each of `layers` (6 = the
-        sentence embedding; earlier layers stay closer to the words). Texts are batched by length."""
+        sentence embedding; earlier layers stay closer to the words). Texts are batched by token length."""
         from .autoencoder import in_batches
 
+        ids = self.tokenizer(list(texts), truncation=True, max_length=128)["input_ids"]
+        pad = self.tokenizer.pad_token_id
+
         def embed(rows: list[int]) -> np.ndarray:
-            batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=128,
-                                   return_tensors="pt").to(self.device)
+            width = max(len(ids[i]) for i in rows)
+            input_ids = torch.tensor([ids[i] + [pad] * (width - len(ids[i])) for i in rows], device=self.device)
+            mask = torch.tensor([[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in rows], device=self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                states = self.model(**batch, output_hidden_states=True).hidden_states
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            pooled = torch.stack([(states[k].float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9) for k in layers], 1)
+                states = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            weight = mask.unsqueeze(-1).float()
+            pooled = torch.stack([(states[k].float() * weight).sum(1) / weight.sum(1).clamp(min=1e-9) for k in layers], 1)
             return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
-        rows = in_batches([len(t) for t in texts], embed, batch_size, "embedding")
+        rows = in_batches([len(x) for x in ids], embed, batch_size, "embedding")
         return np.stack(rows) if rows else np.zeros((0, len(layers), 384), dtype=np.float32)
 
     @torch.no_grad()
