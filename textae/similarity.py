@@ -76,16 +76,13 @@ class SentenceEncoder:
         from .autoencoder import in_batches
 
         ids = self.tokenizer(list(texts), truncation=True, max_length=128)["input_ids"]
-        pad = self.tokenizer.pad_token_id
 
         def embed(rows: list[int]) -> np.ndarray:
-            width = max(len(ids[i]) for i in rows)
-            input_ids = torch.tensor([ids[i] + [pad] * (width - len(ids[i])) for i in rows], device=self.device)
-            mask = torch.tensor([[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in rows], device=self.device)
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                states = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
-            weight = mask.unsqueeze(-1).float()
-            pooled = torch.stack([(states[k].float() * weight).sum(1) / weight.sum(1).clamp(min=1e-9) for k in layers], 1)
+                states = self.model(**batch, output_hidden_states=True).hidden_states
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = torch.stack([(states[k].float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9) for k in layers], 1)
             return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
         rows = in_batches([len(x) for x in ids], embed, batch_size, "embedding")
