@@ -323,6 +323,7 @@ def textae(args: list[str], cwd: Path, stdin: bytes = b"", timeout: float = CASE
 PRELOAD = ["textae.cli", "textae.loading", "textae.io", "textae.config", "textae.scoring", "textae.training",
            "textae.latent"]
 _FORK_LOCK = threading.Lock()
+_fork_server_started = False
 
 
 def _cli_in_child(args: list[str], cwd: str, env: dict[str, str], stdin: str, stdout: str, stderr: str) -> None:
@@ -344,11 +345,12 @@ def _cli_in_child(args: list[str], cwd: str, env: dict[str, str], stdin: str, st
 
 def _fork_context() -> multiprocessing.context.BaseContext:
     """A forkserver that imported PRELOAD once, started with the cases' environment (HF_* flags are read at import)."""
+    global _fork_server_started
     ctx = multiprocessing.get_context("forkserver")
     with _FORK_LOCK:
-        from multiprocessing import forkserver
+        if not _fork_server_started:
+            from multiprocessing import forkserver
 
-        if not forkserver._forkserver._forkserver_pid:
             saved = dict(os.environ)
             os.environ.clear()
             os.environ.update(textae_env())
@@ -358,6 +360,7 @@ def _fork_context() -> multiprocessing.context.BaseContext:
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
+            _fork_server_started = True
     return ctx
 
 
