@@ -66,8 +66,8 @@ def rd_args(family: str, value: int, init: Path, steps: int) -> list[str]:
     option, _ = SIZES[family]
     args = ["--init-from", str(init), "--max-steps", str(steps), "--max-minutes", "60", "--set", f"{option}={value}",
             "--set", f"train.eval_every={steps}", "--set", f"train.save_every={steps}"]
-    if family == "rae":
-        return ["--config", "configs/rae.yaml", *args]
+    if family == "rae":  # BLEU only: no prior is fitted
+        return ["--config", "configs/rae.yaml", "--set", "model.bottleneck.prior_sentences=0", *args]
     if family == "vq":
         return ["--family", "vq", "--set", "model.bottleneck.codebook_size=256", *args]
     return args
@@ -114,6 +114,35 @@ def mauve_score(encoder, reference: list[str], generated: list[str]) -> float:
                                 for s in MAUVE_SEEDS])), 4)
 
 
+def mixture_samples(ae, train_texts: list[str], n: int, seed: int) -> list[str]:
+    """The ablation of the diffusion prior: the `prior: gmm` mixture (16 full-covariance Gaussians) fitted
+    on the same model's codes of training sentences, sampled and decoded the same way."""
+    import torch
+    from sklearn.mixture import GaussianMixture
+
+    codes = ae.encode(train_texts)
+    gmm = GaussianMixture(16, covariance_type="full", reg_covar=1e-3, max_iter=100, random_state=seed)
+    gmm.fit(codes.reshape(len(codes), -1))
+    drawn = gmm.sample(n)[0][np.random.default_rng(seed).permutation(n)].astype(np.float32).reshape(n, *codes.shape[1:])
+    return ae.decode(drawn, do_sample=True, temperature=TEMPERATURE, generator=torch.Generator().manual_seed(seed))
+
+
+def decoder_noise_mauve(ae, encoder, reference: list[str], texts: list[str], seed: int = 0) -> dict:
+    """MAUVE of held-out sentences' own codes plus Gaussian noise of 0, 0.5 and 1 code standard
+    deviations, decoded at the benchmark's temperature: how far from a real code the decoder still
+    writes language, which bounds what any prior can reach."""
+    import torch
+
+    codes = ae.code_tensor(ae.encode(texts)).float()
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for sd in (0.0, 0.5, 1.0):
+        noisy = codes + sd * torch.randn(codes.shape, generator=gen)
+        decoded = ae.decode(noisy, do_sample=True, temperature=TEMPERATURE, generator=torch.Generator().manual_seed(seed))
+        out[str(sd)] = mauve_score(encoder, reference, decoded)
+    return out
+
+
 def interpolation_figures(ae, peer: PeerLM, texts: list[str], pairs: int, seed: int) -> dict:
     from textae.latent import interpolate
 
@@ -128,25 +157,40 @@ def interpolation_figures(ae, peer: PeerLM, texts: list[str], pairs: int, seed: 
         if len(examples) < 3:
             examples.append(path)
     ratio = float(peer.token_nll(mids).mean() / peer.token_nll(ends).mean())
-    return {"interpolation_novel_share": round(novel / len(mids), 4), "interpolation_nll_ratio": round(ratio, 4),
-            "interpolation_examples": examples}
+    out = {"interpolation_novel_share": round(novel / len(mids), 4), "interpolation_nll_ratio": round(ratio, 4),
+           "interpolation_examples": examples}
+    if getattr(ae.model.bottleneck, "cfg", None) is not None and ae.model.bottleneck.cfg.prior == "diffusion":
+        scale, ae.model.bottleneck.cfg.interpolation_scale = ae.model.bottleneck.cfg.interpolation_scale, 0.0
+        try:  # the ablation: the same pairs on the straight path, not pulled back by the prior
+            rng, straight = random.Random(seed), []
+            for _ in range(pairs):
+                straight += interpolate(ae, *rng.sample(texts, 2), steps=7)[1:-1]
+        finally:
+            ae.model.bottleneck.cfg.interpolation_scale = scale
+        out["interpolation_nll_ratio_straight_path"] = round(float(peer.token_nll(straight).mean() / peer.token_nll(ends).mean()), 4)
+    return out
 
 
 def paraphrase_figures(ae, peer: PeerLM, encoder, texts: list[str]) -> dict:
+    """The first `textae paraphrase` candidate as the CLI ranks it (by MiniLM meaning, the encoder that
+    also judges similarity here, so that figure is optimistic), and as ranked by the model's own codes."""
     from textae.latent import paraphrase
     from textae.training.metrics import bleu
 
-    found, stats = paraphrase(ae, texts, n=1)
-    top = {p.index: p.text for p in found if p.rank == 1}
-    sources = [texts[i] for i in sorted(top)]
-    outputs = [top[i] for i in sorted(top)]
-    return {
-        "paraphrase_similarity": round(float(encoder.similarity(sources, outputs).mean()), 4),
-        "paraphrase_self_bleu": round(bleu(outputs, sources), 2),
-        "paraphrase_nll_ratio": round(float(peer.token_nll(outputs).mean() / peer.token_nll(sources).mean()), 4),
-        "paraphrase_inputs_without": round(stats["inputs_without_paraphrase"], 4),
-        "paraphrase_examples": [{"source": s, "paraphrase": o} for s, o in list(zip(sources, outputs))[:20]],
-    }
+    out = {}
+    for prefix, ranker in (("paraphrase", encoder), ("paraphrase_code_ranked", None)):
+        found, stats = paraphrase(ae, texts, n=1, encoder=ranker)
+        top = {p.index: p.text for p in found if p.rank == 1}
+        sources = [texts[i] for i in sorted(top)]
+        outputs = [top[i] for i in sorted(top)]
+        out.update({
+            f"{prefix}_similarity": round(float(encoder.similarity(sources, outputs).mean()), 4),
+            f"{prefix}_self_bleu": round(bleu(outputs, sources), 2),
+            f"{prefix}_nll_ratio": round(float(peer.token_nll(outputs).mean() / peer.token_nll(sources).mean()), 4),
+            f"{prefix}_inputs_without": round(stats["inputs_without_paraphrase"], 4),
+            f"{prefix}_examples": [{"source": s, "paraphrase": o} for s, o in list(zip(sources, outputs))[:20]],
+        })
+    return out
 
 
 def health(ae, texts: list[str]) -> dict:
@@ -168,8 +212,15 @@ def main() -> None:
                         help="The foundation autoencoder (`make bench` or `make demo` trains it).")
     parser.add_argument("--root", type=Path, default=Path("runs/bench-generative"))
     parser.add_argument("--minutes", type=float, default=20.0, help="Training minutes of the recommended model and the peer.")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="Optimiser steps of the recommended model, the length of its cosine schedule (default: "
+                             "configs/rae.yaml's, sized for a fast CPU; on a slower one set what fits --minutes, or "
+                             "the run stops with its learning rate still high).")
     parser.add_argument("--rd-steps", type=int, default=600, help="Optimiser steps of each rate–distortion run (fixed budget).")
     parser.add_argument("--fresh", action="store_true", help="Retrain every run.")
+    parser.add_argument("--rate-distortion-from", type=Path, default=None,
+                        help="Reuse the rate_distortion rows of an earlier generative.json instead of step 3 "
+                             "(they do not depend on the prior).")
     args = parser.parse_args()
     root, init = args.root, args.init_from
     from textae.config import DataConfig
@@ -181,10 +232,13 @@ def main() -> None:
     mauve_ref, heldout = validation[:1000], validation[1000:3000]  # samples are judged against sentences no metric reuses
 
     # 1. the recommended model
-    rec_args = ["--config", "configs/rae.yaml", "--init-from", str(init), "--max-minutes", str(args.minutes)]
+    rec_args = ["--config", "configs/rae.yaml", "--init-from", str(init), "--max-minutes", str(args.minutes),
+                *(["--max-steps", str(args.steps)] if args.steps else [])]
     commands = {"rae": train_run(root, "rae", rec_args, args.fresh)[0]}
     rec_dir = root / "rae" / "final"
-    rec_minutes = json.loads((rec_dir / "train_state.json").read_text())["elapsed_s"] / 60
+    ae_minutes = json.loads((rec_dir / "train_state.json").read_text())["elapsed_s"] / 60
+    prior_fit = [e for e in map(json.loads, (root / "rae" / "metrics.jsonl").read_text().splitlines()) if "prior_minutes" in e]
+    rec_minutes = ae_minutes + (prior_fit[-1]["prior_minutes"] if prior_fit else 0.0)  # the prior's training counts too
     # 2. the peer, for the same minutes
     peer_dir = root / "peer-lm"
     if args.fresh or not (peer_dir / "peer_lm.json").is_file():
@@ -194,8 +248,11 @@ def main() -> None:
     commands["peer_lm"] = ["python", "benchmarks/peer_lm.py", "--tokenizer", str(init), "--minutes", f"{rec_minutes:.2f}",
                            "--output", str(peer_dir)]
     # 3. rate–distortion runs
-    rd_dirs = {}
-    for family, (_, values) in SIZES.items():
+    rd_dirs, earlier = {}, None
+    if args.rate_distortion_from:
+        earlier = json.loads(args.rate_distortion_from.read_text())
+        commands.update({k: v.split() for k, v in earlier["train_commands"].items() if k.startswith("rd-")})
+    for family, (_, values) in SIZES.items() if earlier is None else ():
         for value in values:
             name = f"rd-{family}-{value}"
             commands[name] = train_run(root, name, rd_args(family, value, init, args.rd_steps), args.fresh)[0]
@@ -207,6 +264,7 @@ def main() -> None:
 
     encoder, peer, ae = SentenceEncoder(), PeerLM(peer_dir), textae.load(rec_dir)
     bleu_texts = heldout[:1000]
+    prior_texts = list(splits["train"].shuffle(seed=0).select(range(10000))["text"])
     started = time.perf_counter()
     samples = sample(ae, 1000, seed=0, do_sample=True, temperature=TEMPERATURE)
     sample_seconds = time.perf_counter() - started
@@ -216,11 +274,18 @@ def main() -> None:
         "family": "rae",
         **code_size(rec_dir),
         "bleu": heldout_bleu(rec_dir, bleu_texts),
+        "prior": ae.model.bottleneck.cfg.prior,
         "train_minutes": round(rec_minutes, 2),
+        "autoencoder_minutes": round(ae_minutes, 2),
+        "prior_steps": prior_fit[-1]["prior_steps"] if prior_fit else 0,
         "wall_minutes": float((root / "rae" / "wall_minutes.txt").read_text()),  # with evaluation and the prior's fit
         "mauve": mauve_score(encoder, mauve_ref, samples),
         "peer_lm_mauve": mauve_score(encoder, mauve_ref, peer_samples),
         "mauve_greedy_decoding": mauve_score(encoder, mauve_ref, greedy_samples),
+        "mixture_prior_mauve": mauve_score(encoder, mauve_ref, mixture_samples(ae, prior_texts, 1000, seed=0)),
+        "mauve_prior_temperature_0.7": mauve_score(encoder, mauve_ref, sample(ae, 1000, seed=0, do_sample=True,
+                                                                              temperature=TEMPERATURE, prior_temperature=0.7)),
+        "decoder_noise_mauve": decoder_noise_mauve(ae, encoder, mauve_ref, heldout[:1000]),
         "heldout_mauve": mauve_score(encoder, mauve_ref, heldout[:1000]),  # the ceiling: real sentences
         "copy_rate": round(sum(key(s) in train_keys for s in samples) / len(samples), 4),
         "peer_lm_copy_rate": round(sum(key(s) in train_keys for s in peer_samples) / len(peer_samples), 4),
@@ -241,6 +306,8 @@ def main() -> None:
         "peer_lm_sample_examples": peer_samples[:20],
     }
     rate_distortion = {family: [] for family in SIZES}
+    if earlier is not None:
+        rate_distortion = earlier["rate_distortion"]
     for (family, value), path in rd_dirs.items():
         state = json.loads((path / "train_state.json").read_text())
         row = {**code_size(path), "bleu": heldout_bleu(path, bleu_texts), "train_minutes": round(state["elapsed_s"] / 60, 2),
@@ -248,8 +315,9 @@ def main() -> None:
         if code_size(path) == code_size(init) and family == "ae":
             row["note"] = "the foundation AE's own shape: every weight is copied, so this row continues its training"
         rate_distortion[family].append(row)
-    rate_distortion["ae_pca"] = pca_rows(init, list(splits["train"].select(range(5000))["text"]), bleu_texts)
-    rate_distortion["foundation_ae"] = {**code_size(init), "bleu": heldout_bleu(init, bleu_texts)}
+    if earlier is None:
+        rate_distortion["ae_pca"] = pca_rows(init, list(splits["train"].select(range(5000))["text"]), bleu_texts)
+        rate_distortion["foundation_ae"] = {**code_size(init), "bleu": heldout_bleu(init, bleu_texts)}
 
     result = {
         "recommended": "rae",
@@ -260,7 +328,12 @@ def main() -> None:
         "heldout": "news validation sentences: 1,000 MAUVE references, then 2,000 for BLEU (first 1,000), interpolation "
                    "pairs, paraphrase (first 500) and health",
         "device": device_name(),
-        "command": f"python benchmarks/generative.py --init-from {init} --minutes {args.minutes} --rd-steps {args.rd_steps}",
+        "foundation_ae": {**code_size(init), "bleu": heldout_bleu(init, bleu_texts)},
+        "rate_distortion_source": "this run" if earlier is None else
+        earlier.get("rate_distortion_source", f"{earlier['command']} on {earlier['device']}"),
+        "command": f"python benchmarks/generative.py --init-from {init} --minutes {args.minutes} --rd-steps {args.rd_steps}"
+                   + (f" --steps {args.steps}" if args.steps else "")
+                   + (f" --rate-distortion-from {args.rate_distortion_from}" if earlier is not None else ""),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "generative.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -294,15 +367,21 @@ def plot(rate_distortion: dict, path: Path) -> None:
 
 def report(result: dict) -> None:
     rec = result["recommended_model"]
-    print(f"\nrecommended: rae, {rec['code_floats']} floats, BLEU {rec['bleu']}, {rec['train_minutes']} min")
+    print(f"\nrecommended: rae ({rec['prior']} prior), {rec['code_floats']} floats, BLEU {rec['bleu']}, "
+          f"{rec['train_minutes']} min ({rec['autoencoder_minutes']} autoencoder + the prior)")
     print(f"{'':24} {'rae':>8} {'peer LM':>8} {'held-out':>8}")
-    print(f"{'MAUVE':24} {rec['mauve']:8.3f} {rec['peer_lm_mauve']:8.3f} {rec['heldout_mauve']:8.3f}")
+    print(f"{'MAUVE':24} {rec['mauve']:8.3f} {rec['peer_lm_mauve']:8.3f} {rec['heldout_mauve']:8.3f}"
+          f"   (mixture prior instead of diffusion: {rec['mixture_prior_mauve']:.3f})")
     print(f"{'copy rate':24} {rec['copy_rate']:8.3f} {rec['peer_lm_copy_rate']:8.3f}")
     print(f"{'distinct-2':24} {rec['distinct2']:8.3f} {rec['peer_lm_distinct2']:8.3f} {rec['heldout_distinct2']:8.3f}")
     print(f"{'NLL under the peer':24} {rec['sample_nll']:8.3f} {rec['peer_lm_sample_nll_self_scored']:8.3f} {rec['heldout_nll']:8.3f}")
-    print(f"interpolation: novel {rec['interpolation_novel_share']:.3f}, NLL ratio {rec['interpolation_nll_ratio']:.3f}")
-    print(f"paraphrase: similarity {rec['paraphrase_similarity']:.3f}, self-BLEU {rec['paraphrase_self_bleu']:.1f}, "
-          f"NLL ratio {rec['paraphrase_nll_ratio']:.3f}")
+    print(f"MAUVE at prior temperature 0.7: {rec['mauve_prior_temperature_0.7']:.3f}; held-out codes + noise of "
+          + ", ".join(f"{k} SD: {v:.3f}" for k, v in rec["decoder_noise_mauve"].items()))
+    print(f"interpolation: novel {rec['interpolation_novel_share']:.3f}, NLL ratio {rec['interpolation_nll_ratio']:.3f}"
+          f" (straight path: {rec.get('interpolation_nll_ratio_straight_path', float('nan')):.3f})")
+    for prefix in ("paraphrase", "paraphrase_code_ranked"):
+        print(f"{prefix}: similarity {rec[prefix + '_similarity']:.3f}, self-BLEU {rec[prefix + '_self_bleu']:.1f}, "
+              f"NLL ratio {rec[prefix + '_nll_ratio']:.3f}")
     print("health: " + ", ".join(f"{k} {rec[k]}" for k in ("active_share", "active_units", "mi", "kl") if k in rec))
     print("\nrate–distortion (held-out BLEU)")
     for family, rows in result["rate_distortion"].items():

@@ -73,6 +73,12 @@ def tiny_overrides(corpus: Path, out: Path, **extra) -> dict:
     return values
 
 
+# A tiny rae: an 8-float slot code and a two-component mixture prior; and one with a one-layer
+# diffusion prior trained for 300 steps.
+TINY_RAE = {"latent_dim": 8, "prior_components": 2}
+TINY_DIFFUSION_RAE = {"latent_dim": 8, "prior": "diffusion", "prior_width": 32, "prior_layers": 1, "prior_max_steps": 300}
+
+
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory) -> Callable[..., Path]:
     """`trained_model(family, steps, **overrides)` → the `final/` directory of a tiny model trained on

@@ -357,7 +357,8 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
               help="Token sampling temperature of the decoder; 0 decodes each drawn code greedily (or with --num-beams): "
                    "the drawn code is the randomness.")
 @click.option("--prior-temperature", type=float, default=1.0, show_default=True,
-              help="Scales the prior's spread: below 1 draws codes nearer the prior's modes (safer, less varied).")
+              help="Scales the prior's spread (rae: the diffusion's starting noise): below 1 draws codes nearer the "
+                   "prior's modes (safer, less varied).")
 @_beams_option
 @_repetition_option
 @click.option("--seed", type=int, default=0, help="Random seed: the same seed gives the same sentences.")
@@ -365,8 +366,9 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @_friendly
 def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repetition_penalty, seed, overwrite) -> None:
     """Decode codes drawn from the model's prior. For rae models (recommended: configs/rae.yaml) the prior
-    is a Gaussian mixture fitted on training codes; vae: z ~ N(0, I); gmvae: a random component; cvae: a
-    random label; vq: each slot's empirical code distribution. A plain ae model has no prior."""
+    is a diffusion model trained on training codes (or a Gaussian mixture, prior: gmm); vae: z ~ N(0, I);
+    gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution. A plain
+    ae model has no prior."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .latent import sample as draw
@@ -388,7 +390,8 @@ def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repe
 @_friendly
 def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
     """Decode evenly spaced points between the codes of two sentences. Any vector-code family; a rae model
-    (configs/rae.yaml, recommended) was trained so that codes between sentences decode to sentences."""
+    (configs/rae.yaml, recommended) lets its diffusion prior pull each point between the ends back to where
+    sentences' codes live, so midpoints decode to sentences; the ends are the sentences' own codes."""
     from .loading import load
     from .latent import interpolate as between
 
@@ -399,21 +402,30 @@ def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
 @cli.command()
 @_model_option
 @_input_option
-@click.option("--output", required=True, type=click.Path(), help="Output .jsonl/.csv/.parquet: id, text, rank, paraphrase, similarity.")
+@click.option("--output", required=True, type=click.Path(),
+              help="Output .jsonl/.csv/.parquet: id, text, rank, paraphrase, similarity, overlap.")
 @click.option("-n", "--num", "n", type=int, default=3, help="Paraphrases per input (fewer when the model finds fewer).")
 @click.option("--candidates", type=int, default=8, help="Perturbed codes decoded per input and round.")
 @click.option("--scale", type=float, default=None,
-              help="First perturbation (vae: prior standard deviations, default 0.5; vq: chance to swap each code, "
-                   "default 0.1; ae: times the code's spread, default 0.25). Doubles each round.")
+              help="First perturbation (rae and vae: code standard deviations, default 0.5; vq: chance to swap each "
+                   "code, default 0.1; ae: times the code's spread, default 0.25). Doubles each round.")
+@click.option("--rank-by", type=click.Choice(["meaning", "code"]), default="meaning", show_default=True,
+              help="meaning: cosine of MiniLM sentence embeddings (fetched once); code: of the model's own codes, "
+                   "which mostly rewards shared wording.")
+@click.option("--max-overlap", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Candidates keeping more of the input's wording than this (sentence BLEU / 100) rank last.")
 @_text_column_option
 @_id_column_option
 @_batch_option
 @click.option("--seed", type=int, default=0, help="Random seed.")
 @_overwrite_option
 @_friendly
-def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column, id_column, batch_size, seed, overwrite) -> None:
-    """Rewrite each input: decode codes near its own, drop copies, rank by code similarity. Any vector-code
-    family; rae models (configs/rae.yaml, recommended) move the standardised code by --scale standard deviations."""
+def paraphrase(model_dir, input_path, output, n, candidates, scale, rank_by, max_overlap, text_column, id_column,
+               batch_size, seed, overwrite) -> None:
+    """Rewrite each input: decode codes near its own, drop copies, keep those that change enough of its
+    wording and mean the most alike. Any vector-code family; rae models (configs/rae.yaml, recommended)
+    move the standardised code by --scale standard deviations and let their diffusion prior pull it back
+    to where sentences' codes live."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows
@@ -422,10 +434,18 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, text_column,
     if output.endswith(".txt"):
         raise TextAEError("paraphrases have several columns; name the output .jsonl, .csv or .parquet")
     ids, texts = read_texts(input_path, text_column, id_column)
-    found, stats = rewrite(load(model_dir), texts, n, candidates, scale, seed=seed, batch_size=batch_size, progress=True)
+    ae = load(model_dir)
+    encoder = None
+    if rank_by == "meaning":
+        from .similarity import SentenceEncoder
+
+        encoder = SentenceEncoder(advice="check the connection, or rank by the model's codes: --rank-by code")
+    found, stats = rewrite(ae, texts, n, candidates, scale, seed=seed, batch_size=batch_size, progress=True,
+                           encoder=encoder, max_overlap=max_overlap)
     write_rows(output, {
         "id": [ids[p.index] for p in found], "text": [texts[p.index] for p in found], "rank": [p.rank for p in found],
         "paraphrase": [p.text for p in found], "similarity": [p.similarity for p in found],
+        "overlap": [p.overlap for p in found],
     })
     click.echo(f"wrote {len(found)} paraphrases of {len(texts)} inputs to {output} "
                f"({stats['inputs_without_paraphrase']:.0%} of inputs got none; {stats['copy_rate']:.0%} of candidates were copies)")

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .autoencoder import AutoEncoder
 from .errors import TextAEError
+
+if TYPE_CHECKING:
+    from .similarity import SentenceEncoder
 
 
 def sample(ae: AutoEncoder, n: int, seed: int = 0, prior_temperature: float = 1.0, **generate) -> list[str]:
@@ -50,9 +54,10 @@ def interpolate(ae: AutoEncoder, a: str, b: str, steps: int = 5, **generate) -> 
 @dataclass
 class Paraphrase:
     index: int  # row of the input
-    rank: int  # 1 = most similar to the input
+    rank: int  # 1 = the best: within max_overlap of the input, and most similar to it
     text: str
-    similarity: float  # cosine between the paraphrase's code and the input's, in the decoder's code space
+    similarity: float  # cosine to the input: of sentence embeddings (an encoder given), else of decoder codes
+    overlap: float  # sentence BLEU against the input, 0 to 1: how much of its wording the paraphrase keeps
 
 
 def _key(text: str) -> str:
@@ -69,15 +74,19 @@ def paraphrase(
     seed: int = 0,
     batch_size: int = 128,
     progress: bool = False,
+    encoder: SentenceEncoder | None = None,
+    max_overlap: float = 0.5,
 ) -> tuple[list[Paraphrase], dict[str, float]]:
-    """Up to n paraphrases per text, most similar first, and counts of what was generated.
+    """Up to n paraphrases per text, best first, and counts of what was generated.
 
     Each round decodes `candidates` perturbed codes per text still short of n new sentences and
     drops copies: the input itself, the model's plain reconstruction of it, and repeats. Rounds
-    double the perturbation scale, so sentences the model holds tightly still move. Candidates
-    are ranked by cosine similarity of their re-encoded code to the input's code. `scale` is the
-    first round's perturbation (None: the family's default, e.g. 0.5 prior standard deviations
-    for a VAE, a 10 % chance to swap each VQ code).
+    double the perturbation scale, so sentences the model holds tightly still move. `scale` is the
+    first round's perturbation (None: the family's default, e.g. 0.5 code standard deviations for
+    a rae, a 10 % chance to swap each VQ code). Candidates that keep at most `max_overlap` of the
+    input's wording (sentence BLEU / 100) come first, then the rest; within each, the most similar
+    in meaning first: cosine of `encoder`'s sentence embeddings, or without one, of the re-encoded
+    codes (which mostly measures shared wording, so near copies win).
     """
     ae.require_vector_codes("paraphrase")
     if n < 1 or candidates < 1:
@@ -103,7 +112,7 @@ def paraphrase(
                 continue
             blocked[i].add(key)
             found[i][text] = None
-    results = _rank(ae, codes, found, n, batch_size)
+    results = _rank(ae, texts, codes, found, n, batch_size, encoder, max_overlap)
     stats = {
         "generated": generated,
         "copy_rate": copies / max(1, generated),
@@ -112,19 +121,27 @@ def paraphrase(
     return results, stats
 
 
-def _rank(ae: AutoEncoder, codes: torch.Tensor, found: list[dict[str, None]], n: int, batch_size: int) -> list[Paraphrase]:
-    """Each input's new sentences ranked by cosine similarity of their re-encoded code to its code; the best n."""
+def _rank(ae: AutoEncoder, texts: Sequence[str], codes: torch.Tensor, found: list[dict[str, None]], n: int,
+          batch_size: int, encoder: SentenceEncoder | None, max_overlap: float) -> list[Paraphrase]:
+    """Each input's new sentences, those within max_overlap first, then by similarity; the best n."""
+    from sacrebleu.metrics import BLEU
+
     flat = [(i, t) for i in range(len(found)) for t in found[i]]
     if not flat:
         return []
-    source = ae.decoder_vectors(codes.cpu()[[i for i, _ in flat]])
-    para = ae.decoder_vectors(ae.encode([t for _, t in flat], batch_size=batch_size))
-    sims = (source * para).sum(1) / (np.linalg.norm(source, axis=1) * np.linalg.norm(para, axis=1) + 1e-8)
-    by_input: dict[int, list[tuple[float, str]]] = {}
+    if encoder is not None:
+        sims = encoder.similarity([texts[i] for i, _ in flat], [t for _, t in flat])
+    else:
+        source = ae.decoder_vectors(codes.cpu()[[i for i, _ in flat]])
+        para = ae.decoder_vectors(ae.encode([t for _, t in flat], batch_size=batch_size))
+        sims = (source * para).sum(1) / (np.linalg.norm(source, axis=1) * np.linalg.norm(para, axis=1) + 1e-8)
+    sentence_bleu = BLEU(effective_order=True).sentence_score
+    by_input: dict[int, list[tuple[bool, float, float, str]]] = {}
     for (i, t), s in zip(flat, sims.tolist()):
-        by_input.setdefault(i, []).append((s, t))
+        overlap = sentence_bleu(t, [texts[i]]).score / 100
+        by_input.setdefault(i, []).append((overlap > max_overlap, -s, overlap, t))
     results: list[Paraphrase] = []
     for i in sorted(by_input):
-        ranked = sorted(by_input[i], key=lambda x: -x[0])[:n]
-        results.extend(Paraphrase(i, r + 1, t, round(s, 4)) for r, (s, t) in enumerate(ranked))
+        ranked = sorted(by_input[i])[:n]
+        results.extend(Paraphrase(i, r + 1, t, round(-s, 4), round(o, 4)) for r, (_, s, o, t) in enumerate(ranked))
     return results

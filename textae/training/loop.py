@@ -185,7 +185,9 @@ def _initialise_from(model: TextAEPreTrainedModel, path: Path) -> None:
     model.load_state_dict(matched, strict=False)
     tied = set(model._tied_weights_keys)  # copies of other weights, loaded with them
     fresh = sorted(set(own) - set(matched) - tied)
-    log.info("initialised %d of %d tensors from %s; new: %s", len(matched), len(own) - len(tied), path, ", ".join(fresh) or "none")
+    parts = sorted({".".join(name.split(".")[:2]) for name in fresh})  # e.g. bottleneck.diffusion: dozens of tensors
+    log.info("initialised %d of %d tensors from %s; new: %s", len(matched), len(own) - len(tied), path,
+             ", ".join(f"{p} ({sum(n.startswith(p + '.') or n == p for n in fresh)})" for p in parts) or "none")
 
 
 @dataclass

@@ -8,9 +8,11 @@ latent_dim floats (16 × 16 = 256 by default). Two things make that code generat
   Zhu et al. 2020), and the decoder reads z + ε with ε ~ N(0, noise²): a fixed signal-to-noise ratio
   the encoder cannot escape by scaling its code up, so codes near a sentence's code decode to similar
   sentences (a Gaussian encoder of fixed variance: a VAE without the KL, Ghosh et al. 2020);
-- an ex-post prior: once training ends, a Gaussian mixture with full covariances is fitted on the
-  codes of training sentences (Ghosh et al. 2020) and saved with the weights; `sample` draws from
-  it, `paraphrase` moves a code by noise of a few code standard deviations.
+- an ex-post prior, fitted on the codes of training sentences once the autoencoder is trained
+  (Ghosh et al. 2020) and saved with the weights: by default a Gaussian mixture with full
+  covariances; or (`prior: diffusion`) a small diffusion model over the slots (diffusion_prior.py),
+  which also pulls paraphrases and interpolation midpoints toward sentences' codes. Within a CPU
+  budget the mixture samples better (benchmarks/results/generative.json, `mixture_prior_mauve`).
 Initialised from a trained plain autoencoder, the per-slot projections start as the PCA of its
 codes on the first batch, so the decoder first reads the PCA reconstruction of what it knows.
 """
@@ -27,11 +29,13 @@ import torch.distributed as dist
 from torch import nn
 
 from .base import Bottleneck, BottleneckOutput
+from .diffusion_prior import DiffusionPrior
 from .vae import gaussian_log_density, mutual_information, pca_initialise
 
 if TYPE_CHECKING:
     from ..model import TextAEModel
 
+PRIORS = ("gmm", "diffusion")
 ACTIVE_VARIANCE = 0.01  # a unit is active when its variance across sentences exceeds this (Burda et al. 2016)
 
 
@@ -40,15 +44,28 @@ class RAEConfig:
     latent_dim: int = 16  # floats per code slot: a sentence is num_codes × latent_dim floats
     noise: float = 0.3  # training noise, in standard deviations of the (standardised) code
     momentum: float = 0.01  # of the running mean and variance used at inference
-    prior_components: int = 16  # Gaussians (full covariance) of the ex-post prior
-    prior_sentences: int = 10000  # training sentences the prior is fitted on after training
+    prior: str = "gmm"  # the ex-post prior: "gmm" (a Gaussian mixture) or "diffusion" (a denoiser over the slots)
+    prior_sentences: int = 10000  # training sentences the prior is fitted on after training (0: none)
+    prior_minutes: float = 8.0  # the diffusion prior's training budget, after the autoencoder's
+    prior_max_steps: int = 20000  # ... and its step limit, whichever comes first
+    prior_width: int = 128  # the denoiser Transformer's width
+    prior_layers: int = 3  # ... and depth
+    prior_components: int = 16  # Gaussians (full covariance) of the "gmm" prior
+    interpolation_scale: float = 0.5  # midpoints are pulled toward the data by noise of this many code SDs (diffusion)
     normalize: bool = True  # parameter-free LayerNorm on the decoder's code vectors, as the plain family
 
     def __post_init__(self):
-        if min(self.latent_dim, self.prior_components) < 1:
-            raise ValueError("latent_dim and prior_components must be at least 1")
-        if self.prior_sentences < 2:
-            raise ValueError(f"prior_sentences must be at least 2, got {self.prior_sentences}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+        if min(self.latent_dim, self.prior_components, self.prior_width, self.prior_layers, self.prior_max_steps) < 1:
+            raise ValueError("latent_dim, prior_components, prior_width, prior_layers and prior_max_steps must be at least 1")
+        if self.prior_width % 4:
+            raise ValueError(f"prior_width must be a multiple of 4 (the denoiser's heads), got {self.prior_width}")
+        if self.prior_minutes <= 0 or self.interpolation_scale < 0:
+            raise ValueError("prior_minutes must be above 0 and interpolation_scale at least 0")
+        if self.prior_sentences == 1 or self.prior_sentences < 0:
+            raise ValueError(f"prior_sentences must be 0 (no prior: the model cannot sample) or at least 2, "
+                             f"got {self.prior_sentences}")
         if self.noise < 0:
             raise ValueError(f"noise must be at least 0, got {self.noise}")
 
@@ -66,11 +83,14 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         self.register_buffer("initialised", torch.tensor(False))
         self.register_buffer("running_mean", torch.zeros(cfg.latent_dim))
         self.register_buffer("running_var", torch.ones(cfg.latent_dim))
-        size, c = num_codes * cfg.latent_dim, cfg.prior_components
         self.register_buffer("prior_fitted", torch.tensor(False))
-        self.register_buffer("prior_weights", torch.full((c,), 1.0 / c))
-        self.register_buffer("prior_means", torch.zeros(c, size))
-        self.register_buffer("prior_scale_tril", torch.eye(size).repeat(c, 1, 1))
+        if cfg.prior == "diffusion":
+            self.diffusion = DiffusionPrior(num_codes, cfg.latent_dim, cfg.prior_width, cfg.prior_layers)
+        else:
+            size, c = num_codes * cfg.latent_dim, cfg.prior_components
+            self.register_buffer("prior_weights", torch.full((c,), 1.0 / c))
+            self.register_buffer("prior_means", torch.zeros(c, size))
+            self.register_buffer("prior_scale_tril", torch.eye(size).repeat(c, 1, 1))
 
     @property
     def code_shape(self) -> tuple[int, ...]:
@@ -121,9 +141,16 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         return self.norm(self.up(code))
 
     # ----- the ex-post prior ------------------------------------------------------------------
-    @torch.no_grad()
     def fit_prior(self, codes: torch.Tensor, seed: int = 0) -> dict[str, float]:
-        """Fit the Gaussian mixture on stored codes (N, K, latent_dim); returns fit figures."""
+        """Fit the prior on stored codes (N, K, latent_dim); returns fit figures."""
+        if self.cfg.prior == "diffusion":
+            result = self.diffusion.fit(codes, self.cfg.prior_minutes, self.cfg.prior_max_steps, seed=seed)
+            self.prior_fitted.fill_(True)
+            return result
+        return self._fit_mixture(codes, seed)
+
+    @torch.no_grad()
+    def _fit_mixture(self, codes: torch.Tensor, seed: int) -> dict[str, float]:
         from sklearn.mixture import GaussianMixture
 
         x = codes.flatten(1).double().cpu().numpy()
@@ -152,8 +179,11 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         )
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """n codes from the mixture; `temperature` scales each component's spread."""
+        """n codes from the prior; `temperature` scales the diffusion's starting noise, or each
+        mixture component's spread."""
         self._require_prior()
+        if self.cfg.prior == "diffusion":
+            return self.diffusion.sample(n, self.code_shape, generator, temperature)
         component = torch.multinomial(self.prior_weights.double().cpu(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.prior_means.shape[1], 1, generator=generator, dtype=torch.float64)
         tril = self.prior_scale_tril.double().cpu()[component]
@@ -161,8 +191,27 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         return x.float().view(n, *self.code_shape).to(self.prior_means.device)
 
     def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """code + scale · ε: the code is standardised, so `scale` reads in its standard deviations."""
-        return code + scale * torch.randn(code.shape, generator=generator).to(code)
+        """code + scale · ε (the code is standardised, so `scale` reads in its standard deviations);
+        a diffusion prior then denoises it back to where codes of sentences live (SDEdit)."""
+        noise = torch.randn(code.shape, generator=generator).to(code)
+        if self._diffusion_ready():
+            return self.diffusion.renoise(code, scale, noise)
+        return code + scale * noise
+
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The straight path from a to b; with a diffusion prior each point is then denoised from
+        noise of interpolation_scale · sin(π·w) code SDs (one draw for the whole path, so it stays
+        smooth), which leaves both ends exactly as they are and pulls the midpoints, whose norm a
+        straight line shrinks, back among sentences' codes."""
+        path = super().interpolate(a, b, weights)
+        if not self._diffusion_ready():
+            return path
+        scale = self.cfg.interpolation_scale * torch.sin(math.pi * weights.float()).clamp(min=0)
+        noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(0)).to(a).expand_as(path)
+        return self.diffusion.renoise(path, scale, noise)
+
+    def _diffusion_ready(self) -> bool:
+        return self.cfg.prior == "diffusion" and bool(self.prior_fitted)
 
     # ----- health -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -172,7 +221,8 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         """Active share: of the (slot, dimension) units whose slot holds words in at least 1 % of
         the sentences, those whose variance across sentences exceeds 0.01 (Burda et al.'s criterion;
         the code is standardised, as their prior). MI: I(x; z) of the Gaussian encoder the training
-        noise defines, at most log N. KL: E[log q(z|x) - log p(z)] against the fitted prior."""
+        noise defines, at most log N. KL: E[log q(z|x) - log p(z)] against the fitted mixture; for a
+        diffusion prior, whose density has no closed form, against N(0, I), the standardised code's scale."""
         codes, masks = [], []
         for batch in batches:
             h, mask = model.chunk_summaries(batch["input_ids"], batch["attention_mask"])
@@ -189,7 +239,9 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
             flat = z.flatten(1)
             logvar = torch.full_like(flat, 2 * math.log(sigma))
             out["mi"] = mutual_information(flat, logvar, torch.Generator().manual_seed(0))
-            if bool(self.prior_fitted):
+            if self.cfg.prior == "diffusion":  # its density has no closed form: the standardised code's own Gaussian
+                out["kl"] = float(0.5 * (flat.pow(2) + sigma**2 - 1 - 2 * math.log(sigma)).sum(1).mean())
+            elif bool(self.prior_fitted):
                 gen = torch.Generator().manual_seed(0)
                 draw = flat + sigma * torch.randn(flat.shape, generator=gen).to(flat)
                 log_q = gaussian_log_density(draw, flat, logvar)
