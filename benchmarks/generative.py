@@ -371,7 +371,7 @@ def report(result: dict) -> None:
           f"{rec['train_minutes']} min ({rec['autoencoder_minutes']} autoencoder + the prior)")
     print(f"{'':24} {'rae':>8} {'peer LM':>8} {'held-out':>8}")
     print(f"{'MAUVE':24} {rec['mauve']:8.3f} {rec['peer_lm_mauve']:8.3f} {rec['heldout_mauve']:8.3f}"
-          f"   (mixture prior instead of diffusion: {rec['mixture_prior_mauve']:.3f})")
+          f"   (a mixture prior on the same codes: {rec['mixture_prior_mauve']:.3f})")
     print(f"{'copy rate':24} {rec['copy_rate']:8.3f} {rec['peer_lm_copy_rate']:8.3f}")
     print(f"{'distinct-2':24} {rec['distinct2']:8.3f} {rec['peer_lm_distinct2']:8.3f} {rec['heldout_distinct2']:8.3f}")
     print(f"{'NLL under the peer':24} {rec['sample_nll']:8.3f} {rec['peer_lm_sample_nll_self_scored']:8.3f} {rec['heldout_nll']:8.3f}")

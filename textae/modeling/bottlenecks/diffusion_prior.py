@@ -1,11 +1,11 @@
 """A latent diffusion prior over a sentence's code slots (LD4LG, Lovelace et al. 2023, in miniature).
 
-A Gaussian mixture fitted on codes draws points between the places where sentences live, and the
-decoder writes word salad there. A diffusion model learns the codes' own shape: a small Transformer
-over the K slot vectors is trained, after the autoencoder, to denoise stored codes (v-prediction on a
+The opt-in alternative to the rae's Gaussian mixture (`prior: diffusion`): a small Transformer over
+the K slot vectors is trained, after the autoencoder, to denoise stored codes (v-prediction on a
 cosine schedule, Salimans & Ho 2022), and sampling runs its deterministic DDIM reverse process
-(Song et al. 2021). The same denoiser pulls any code back toward that shape (SDEdit, Meng et al.
-2022): noise it to a level, then denoise; that is how paraphrases move and midpoints stay fluent.
+(Song et al. 2021). The same denoiser pulls any code back toward the codes it learnt (SDEdit, Meng
+et al. 2022): noise it to a level, then denoise; paraphrases and interpolation midpoints use that.
+Within a CPU budget it sampled worse than the mixture (benchmarks/results/generative.json).
 """
 
 from __future__ import annotations
