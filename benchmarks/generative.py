@@ -115,8 +115,9 @@ def mauve_score(encoder, reference: list[str], generated: list[str]) -> float:
 
 
 def mixture_samples(ae, train_texts: list[str], n: int, seed: int) -> list[str]:
-    """The ablation of the diffusion prior: the `prior: gmm` mixture (16 full-covariance Gaussians) fitted
-    on the same model's codes of training sentences, sampled and decoded the same way."""
+    """The `prior: gmm` mixture (16 full-covariance Gaussians) fitted on the same model's codes of training
+    sentences, sampled and decoded the same way: the ablation of a diffusion prior, or a second fit of the
+    default mixture."""
     import torch
     from sklearn.mixture import GaussianMixture
 
