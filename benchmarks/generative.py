@@ -160,7 +160,7 @@ def interpolation_figures(ae, peer: PeerLM, texts: list[str], pairs: int, seed: 
     ratio = float(peer.token_nll(mids).mean() / peer.token_nll(ends).mean())
     out = {"interpolation_novel_share": round(novel / len(mids), 4), "interpolation_nll_ratio": round(ratio, 4),
            "interpolation_examples": examples}
-    if getattr(ae.model.bottleneck, "cfg", None) is not None and ae.model.bottleneck.cfg.prior == "diffusion":
+    if ae.model.bottleneck.cfg.prior == "diffusion":
         scale, ae.model.bottleneck.cfg.interpolation_scale = ae.model.bottleneck.cfg.interpolation_scale, 0.0
         try:  # the ablation: the same pairs on the straight path, not pulled back by the prior
             rng, straight = random.Random(seed), []

@@ -19,6 +19,7 @@ import math
 import shutil
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,9 @@ def _initialise_from(model: TextAEPreTrainedModel, path: Path) -> None:
     model.load_state_dict(matched, strict=False)
     tied = set(model._tied_weights_keys)  # copies of other weights, loaded with them
     fresh = sorted(set(own) - set(matched) - tied)
-    parts = sorted({".".join(name.split(".")[:2]) for name in fresh})  # e.g. bottleneck.diffusion: dozens of tensors
+    parts = Counter(".".join(name.split(".")[:2]) for name in fresh)  # e.g. bottleneck.diffusion: dozens of tensors
     log.info("initialised %d of %d tensors from %s; new: %s", len(matched), len(own) - len(tied), path,
-             ", ".join(f"{p} ({sum(n.startswith(p + '.') or n == p for n in fresh)})" for p in parts) or "none")
+             ", ".join(f"{p} ({n})" for p, n in sorted(parts.items())) or "none")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ class DiffusionPrior(nn.Module):
         self.train()
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=0.0)
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))
-        started, step, recent = time.perf_counter(), 0, []
+        started, step, recent = time.perf_counter(), 0, deque(maxlen=100)  # the last 100 losses
         logged = started
         while step < max_steps and time.perf_counter() - started < minutes * 60:
             if time.perf_counter() - logged >= LOG_EVERY_S:
@@ -97,7 +98,7 @@ class DiffusionPrior(nn.Module):
             nn.utils.clip_grad_norm_(self.parameters(), 1.0)
             opt.step()
             schedule.step()
-            recent = (recent + [loss.item()])[-100:]
+            recent.append(loss.item())
             step += 1
         self.requires_grad_(False)
         self.eval()
