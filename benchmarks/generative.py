@@ -125,13 +125,15 @@ def mixture_samples(ae, train_texts: list[str], n: int, seed: int) -> list[str]:
     gmm = GaussianMixture(16, covariance_type="full", reg_covar=1e-3, max_iter=100, random_state=seed)
     gmm.fit(codes.reshape(len(codes), -1))
     drawn = gmm.sample(n)[0][np.random.default_rng(seed).permutation(n)].astype(np.float32).reshape(n, *codes.shape[1:])
-    return ae.decode(drawn, do_sample=True, temperature=TEMPERATURE, generator=torch.Generator().manual_seed(seed))
+    with ae.model.bottleneck.told(ae.model.bottleneck.sample_level):
+        return ae.decode(drawn, do_sample=True, temperature=TEMPERATURE, generator=torch.Generator().manual_seed(seed))
 
 
 def decoder_noise_mauve(ae, encoder, reference: list[str], texts: list[str], seed: int = 0) -> dict:
     """MAUVE of held-out sentences' own codes plus Gaussian noise of 0, 0.5 and 1 code standard
-    deviations, decoded at the benchmark's temperature: how far from a real code the decoder still
-    writes language, which bounds what any prior can reach."""
+    deviations, decoded at the benchmark's temperature (a decoder trained to be told its noise level
+    is told each): how far from a real code the decoder still writes language, which bounds what any
+    prior can reach."""
     import torch
 
     codes = ae.code_tensor(ae.encode(texts)).float()
@@ -139,7 +141,8 @@ def decoder_noise_mauve(ae, encoder, reference: list[str], texts: list[str], see
     out = {}
     for sd in (0.0, 0.5, 1.0):
         noisy = codes + sd * torch.randn(codes.shape, generator=gen)
-        decoded = ae.decode(noisy, do_sample=True, temperature=TEMPERATURE, generator=torch.Generator().manual_seed(seed))
+        with ae.model.bottleneck.told(sd):
+            decoded = ae.decode(noisy, do_sample=True, temperature=TEMPERATURE, generator=torch.Generator().manual_seed(seed))
         out[str(sd)] = mauve_score(encoder, reference, decoded)
     return out
 

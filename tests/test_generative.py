@@ -11,7 +11,7 @@ import textae
 from textae.cli import cli
 from textae.modeling.bottlenecks import RAEBottleneck, RAEConfig
 
-from .conftest import SENTENCES, TINY_DIFFUSION_RAE, TINY_RAE
+from .conftest import SENTENCES, TINY_DIFFUSION_RAE, TINY_LEVEL_RAE, TINY_RAE
 
 
 def _bottleneck(**options) -> RAEBottleneck:
@@ -84,6 +84,63 @@ def test_codes_are_standardised_and_noised_only_in_training():
     real = z[mask]
     assert torch.allclose(real.mean(0), torch.zeros(3), atol=1e-3) and torch.allclose(real.std(0, correction=0), torch.ones(3), atol=1e-2)
     assert torch.equal(rae(h, mask).code, rae(h, mask).code) and torch.equal(z, rae.encode(h, mask))
+
+
+def test_noise_levels_vary_by_sentence_in_training_and_the_decoder_reads_the_level_it_is_told():
+    h, mask = torch.randn(512, 16, 64), torch.ones(512, 16, dtype=torch.bool)
+
+    def noise_spread(rae: RAEBottleneck) -> float:
+        """Spread across sentences of how far training moved each one's code (the level's own term left out)."""
+        torch.manual_seed(0)
+        rae.train()
+        rae(h, mask)  # initialises
+        moved = rae(h, mask).code - (rae.level(torch.zeros(1, 1, 1)) if rae.cfg.noise_max else 0)
+        rae.eval()
+        shift = (moved - rae.to_decoder(rae.encode(h, mask))).detach().norm(dim=(1, 2))
+        return float(shift.std() / shift.mean())
+
+    def rae(**options) -> RAEBottleneck:
+        return RAEBottleneck(num_codes=16, dim=64, cfg=RAEConfig(latent_dim=16, momentum=1.0, **options))
+
+    fixed, levels = rae(noise_max=0, noise=0.5), rae(noise_max=1.5)
+    assert noise_spread(levels) > 5 * noise_spread(fixed)  # U(0,1)² · noise_max per sentence, not one level for all
+    torch.nn.init.normal_(levels.level.weight)  # trained weights: the level moves the code
+    code = levels.encode(h, mask)
+    plain = levels.to_decoder(code)
+    with levels.told(1.0):
+        assert not torch.allclose(levels.to_decoder(code), plain)
+        with pytest.raises(RuntimeError), levels.told(0.5):
+            raise RuntimeError
+        assert levels.decode_level == 1.0  # an inner block gives the level back, even when it fails
+    assert torch.equal(levels.to_decoder(code), plain) and levels.sample_level == 1.0
+    untold = fixed.to_decoder(code)
+    with fixed.told(1.0):  # a decoder trained without levels reads the same code at every level
+        assert torch.equal(fixed.to_decoder(code), untold) and fixed.sample_level == 0.0
+    with pytest.raises(ValueError, match="noise_max"):
+        RAEConfig(noise_max=-1)
+
+
+def test_verbs_tell_the_decoder_how_far_their_codes_are_from_sentences(trained_model, monkeypatch):
+    from textae.latent import interpolate, paraphrase, sample
+
+    ae = textae.load(trained_model("rae", 250, TINY_LEVEL_RAE))
+    told, decode = [], ae.decode
+
+    def spy(codes, *args, **kwargs):
+        told.append(round(ae.model.bottleneck.decode_level, 6))
+        return decode(codes, *args, **kwargs)
+
+    monkeypatch.setattr(ae, "decode", spy)
+    sample(ae, 3)
+    assert told == [1.0]  # prior samples: sample_level
+    told.clear()
+    path = interpolate(ae, SENTENCES[0], SENTENCES[1], steps=3)
+    assert told == [0.0, 1.0, 0.0]  # the ends are the sentences' own codes, the middle is as far as a sample
+    assert [path[0], path[-1]] == decode(ae.code_tensor(ae.encode(SENTENCES[:2])))
+    told.clear()
+    paraphrase(ae, SENTENCES[:2], n=50, candidates=2, scale=0.25, rounds=2)
+    assert told == [0.0, 0.25, 0.5]  # the reconstructions, then each round's perturbation
+    assert ae.model.bottleneck.decode_level == 0.0
 
 
 def test_a_prior_with_more_components_than_codes_still_samples():

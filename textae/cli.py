@@ -366,7 +366,8 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @_friendly
 def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repetition_penalty, seed, overwrite) -> None:
     """Decode codes drawn from the model's prior. For rae models (recommended: configs/rae.yaml) the prior
-    is a Gaussian mixture fitted on training codes (or a diffusion model, prior: diffusion); vae: z ~ N(0, I);
+    is a Gaussian mixture fitted on training codes (or a diffusion model, prior: diffusion), and its decoder is
+    told the codes lie about a standard deviation from any sentence's (sample_level), so it writes fluently; vae: z ~ N(0, I);
     gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution. A plain
     ae model has no prior."""
     _refuse_existing(output, overwrite=overwrite)
@@ -390,8 +391,9 @@ def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repe
 @_friendly
 def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
     """Decode evenly spaced points between the codes of two sentences. Any vector-code family; a rae model
-    (configs/rae.yaml, recommended) was trained so that codes near a sentence's decode alike; with `prior:
-    diffusion` its denoiser pulls each point between the ends toward sentences' codes. The ends are the
+    (configs/rae.yaml, recommended) was trained so that codes near a sentence's decode alike, and its decoder
+    is told how far each point is from the ends (up to sample_level at the middle); with `prior: diffusion`
+    its denoiser also pulls each point between the ends toward sentences' codes. The ends are the
     sentences' own codes."""
     from .loading import load
     from .latent import interpolate as between
@@ -425,8 +427,8 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, rank_by, max
                batch_size, seed, overwrite) -> None:
     """Rewrite each input: decode codes near its own, drop copies, keep those that change enough of its
     wording and mean the most alike. Any vector-code family; rae models (configs/rae.yaml, recommended)
-    move the standardised code by --scale standard deviations (with `prior: diffusion`, its denoiser then
-    pulls the code back toward sentences' codes)."""
+    move the standardised code by --scale standard deviations and tell the decoder so (with `prior:
+    diffusion`, its denoiser then pulls the code back toward sentences' codes)."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows

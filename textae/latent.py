@@ -7,6 +7,7 @@ swaps codes for near neighbours, a plain autoencoder perturbs its vectors.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,7 +37,9 @@ def sample(ae: AutoEncoder, n: int, seed: int = 0, prior_temperature: float = 1.
         raise TextAEError(str(err)) from None
     if generate.get("do_sample"):  # the same seed gives the same sentences, on the model's device
         generate.setdefault("generator", torch.Generator(ae.device).manual_seed(seed))
-    return ae.decode(codes, **generate)
+    bottleneck = ae.model.bottleneck
+    with bottleneck.told(bottleneck.sample_level):
+        return ae.decode(codes, **generate)
 
 
 def interpolate(ae: AutoEncoder, a: str, b: str, steps: int = 5, **generate) -> list[str]:
@@ -47,8 +50,15 @@ def interpolate(ae: AutoEncoder, a: str, b: str, steps: int = 5, **generate) -> 
     if not a.strip() or not b.strip():
         raise TextAEError("interpolate needs two sentences with words in them; got an empty one")
     codes = ae.code_tensor(ae.encode([a, b]))
-    path = ae.model.bottleneck.interpolate(codes[0], codes[1], torch.linspace(0, 1, steps))
-    return ae.decode(path, **generate)
+    bottleneck, weights = ae.model.bottleneck, torch.linspace(0, 1, steps)
+    path = bottleneck.interpolate(codes[0], codes[1], weights)
+    if not bottleneck.sample_level:
+        return ae.decode(path, **generate)
+    out = []  # a midpoint is as far from sentences' codes as a sample at its middle, the ends are sentences' own
+    for point, w in zip(path, weights.tolist()):
+        with bottleneck.told(bottleneck.sample_level * math.sin(math.pi * w)):
+            out += ae.decode(point[None], **generate)
+    return out
 
 
 @dataclass
@@ -104,7 +114,8 @@ def paraphrase(
             break
         rows = torch.tensor(todo, device=codes.device).repeat_interleave(candidates)
         moved = ae.model.bottleneck.perturb(codes[rows], scale * 2**round_, generator=gen)
-        outputs = ae.decode(moved, batch_size=batch_size, progress=progress)
+        with ae.model.bottleneck.told(scale * 2**round_):
+            outputs = ae.decode(moved, batch_size=batch_size, progress=progress)
         for i, text in zip(rows.tolist(), outputs):
             generated, key = generated + 1, _key(text)
             if key in blocked[i]:

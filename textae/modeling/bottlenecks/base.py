@@ -13,6 +13,7 @@ methods below say everything the trainer, the evaluator and the user verbs need 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
@@ -59,6 +60,7 @@ class Bottleneck(nn.Module):
     standard_normal_prior: ClassVar[bool] = False  # KL(q(z|x) || N(0, I)) is its KL term: the ELBO scorer applies
     code_dtype: ClassVar[torch.dtype] = torch.float32
     paraphrase_scale: ClassVar[float] = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
+    sample_level: float = 0.0  # the noise level `told` gives the decoder for prior samples
 
     def __init_subclass__(cls, family: str | None = None, options: type | None = None, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -93,6 +95,11 @@ class Bottleneck(nn.Module):
     def to_decoder(self, code: torch.Tensor) -> torch.Tensor:
         """Stored codes (B, *code_shape) → what the decoder reads (B, K, D)."""
         return code
+
+    def told(self, level: float) -> contextlib.AbstractContextManager:
+        """Decode inside this block as from codes `level` standard deviations off a sentence's code,
+        for a decoder trained to be told that (a rae with noise_max > 0); the others ignore it."""
+        return contextlib.nullcontext()
 
     def check_code(self, code: torch.Tensor) -> None:
         """Raise ValueError for stored codes of the right shape and dtype whose values this family cannot read."""

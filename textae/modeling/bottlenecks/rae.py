@@ -2,12 +2,18 @@
 
 Each of the K code slots keeps its place (slot k summarises chunk k of the sentence, which is what
 lets the decoder learn fast) but is compressed to `latent_dim` floats, so a sentence is K ×
-latent_dim floats (16 × 16 = 256 by default). Two things make that code generative:
+latent_dim floats (16 × 16 = 256 by default). Three things make that code generative:
 - standardised codes with training noise: every code dimension is batch-normalised over the real
   slots (zero mean, unit variance across sentences, running statistics at inference, as BN-VAE,
-  Zhu et al. 2020), and the decoder reads z + ε with ε ~ N(0, noise²): a fixed signal-to-noise ratio
-  the encoder cannot escape by scaling its code up, so codes near a sentence's code decode to similar
-  sentences (a Gaussian encoder of fixed variance: a VAE without the KL, Ghosh et al. 2020);
+  Zhu et al. 2020), and the decoder reads z + σε: a signal-to-noise ratio the encoder cannot escape
+  by scaling its code up, so codes near a sentence's code decode to similar sentences (a Gaussian
+  encoder: a VAE without the KL, Ghosh et al. 2020);
+- a decoder told how noisy its code is: σ is drawn per sentence (noise_max · u², most of them small)
+  and added to what the decoder reads, so one decoder learns to rebuild a sentence from its exact
+  code (told 0) and to write fluent text from a code far from any sentence's, leaning on its
+  language model (told ~1, as prior samples and interpolation midpoints are). Without the level
+  the decoder must treat every code the same, and a code one standard deviation off a sentence's
+  decodes to word salad;
 - an ex-post prior, fitted on the codes of training sentences once the autoencoder is trained
   (Ghosh et al. 2020) and saved with the weights: by default a Gaussian mixture with full
   covariances; or (`prior: diffusion`) a small diffusion model over the slots (diffusion_prior.py),
@@ -19,8 +25,9 @@ codes on the first batch, so the decoder first reads the PCA reconstruction of w
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,7 +49,9 @@ ACTIVE_VARIANCE = 0.01  # a unit is active when its variance across sentences ex
 @dataclass
 class RAEConfig:
     latent_dim: int = 16  # floats per code slot: a sentence is num_codes × latent_dim floats
-    noise: float = 0.3  # training noise, in standard deviations of the (standardised) code
+    noise_max: float = 1.5  # each sentence's training noise is noise_max · u², u ~ U(0, 1), in code SDs; the decoder is told it
+    sample_level: float = 1.0  # ... the level it is told for prior samples (reconstructions: 0, paraphrases: their scale)
+    noise: float = 0.3  # with noise_max 0: one training noise for every sentence, and the decoder is told nothing
     momentum: float = 0.01  # of the running mean and variance used at inference
     prior: str = "gmm"  # the ex-post prior: "gmm" (a Gaussian mixture) or "diffusion" (a denoiser over the slots)
     prior_sentences: int = 10000  # training sentences the prior is fitted on after training (0: none)
@@ -66,8 +75,8 @@ class RAEConfig:
         if self.prior_sentences == 1 or self.prior_sentences < 0:
             raise ValueError(f"prior_sentences must be 0 (no prior: the model cannot sample) or at least 2, "
                              f"got {self.prior_sentences}")
-        if self.noise < 0:
-            raise ValueError(f"noise must be at least 0, got {self.noise}")
+        if min(self.noise, self.noise_max, self.sample_level) < 0:
+            raise ValueError("noise, noise_max and sample_level must be at least 0")
 
 
 class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
@@ -80,6 +89,11 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         self.down = nn.Linear(dim, cfg.latent_dim)
         self.up = nn.Linear(cfg.latent_dim, dim)
         self.norm = nn.LayerNorm(dim, elementwise_affine=False) if cfg.normalize else nn.Identity()
+        self.decode_level = 0.0  # the noise level the decoder is told (noise_max > 0), set by `told`
+        if cfg.noise_max > 0:
+            self.level = nn.Linear(1, dim)
+            nn.init.zeros_(self.level.weight)
+            nn.init.zeros_(self.level.bias)
         self.register_buffer("initialised", torch.tensor(False))
         self.register_buffer("running_mean", torch.zeros(cfg.latent_dim))
         self.register_buffer("running_var", torch.ones(cfg.latent_dim))
@@ -131,14 +145,35 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         if self.training and bool(self.prior_fitted):  # e.g. --init-from a fitted rae: the codes move, the prior is refitted
             self.prior_fitted.fill_(False)
         z = self.latent(h, slot_mask)
-        noisy = z + self.cfg.noise * torch.randn_like(z) if self.training and self.cfg.noise > 0 else z
+        if not self.training:
+            return BottleneckOutput(code=self.to_decoder(z), latent={"z": z})
+        if self.cfg.noise_max > 0:
+            sigma = torch.rand(z.shape[0], 1, 1, device=z.device, dtype=z.dtype).square() * self.cfg.noise_max
+            code = self.norm(self.up(z + sigma * torch.randn_like(z))) + self.level(sigma)
+            return BottleneckOutput(code=code, latent={"z": z})
+        noisy = z + self.cfg.noise * torch.randn_like(z) if self.cfg.noise > 0 else z
         return BottleneckOutput(code=self.to_decoder(noisy), latent={"z": z})
 
     def encode(self, h: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         return self.latent(h)
 
     def to_decoder(self, code: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.up(code))
+        out = self.norm(self.up(code))
+        if self.cfg.noise_max > 0:
+            out = out + self.level(out.new_full((1, 1, 1), self.decode_level))
+        return out
+
+    @property
+    def sample_level(self) -> float:
+        return self.cfg.sample_level if self.cfg.noise_max > 0 else 0.0
+
+    @contextlib.contextmanager
+    def told(self, level: float) -> Iterator[None]:
+        previous, self.decode_level = self.decode_level, float(level)
+        try:
+            yield
+        finally:
+            self.decode_level = previous
 
     # ----- the ex-post prior ------------------------------------------------------------------
     def fit_prior(self, codes: torch.Tensor, seed: int = 0) -> dict[str, float]:
@@ -233,7 +268,7 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         variance = torch.stack([z[mask[:, k], k].var(0, correction=0) if mask[:, k].sum() > 1 else z.new_zeros(z.shape[-1])
                                 for k in range(self.num_codes)])  # (K, L)
         active = (variance > ACTIVE_VARIANCE) & content[:, None]
-        sigma = self.cfg.noise
+        sigma = self.cfg.noise_max / 3 if self.cfg.noise_max > 0 else self.cfg.noise  # the mean training noise
         out = {"active_units": int(active.sum()), "active_share": float(active.sum() / max(1, int(content.sum()) * z.shape[-1]))}
         if sigma > 0:
             flat = z.flatten(1)
