@@ -249,8 +249,8 @@ def main() -> None:
         print(f"--- peer LM, {rec_minutes:.1f} minutes", flush=True)
         train_peer(init, peer_dir, rec_minutes)
     peer_info = json.loads((peer_dir / "peer_lm.json").read_text())
-    commands["peer_lm"] = ["python", "benchmarks/peer_lm.py", "--tokenizer", str(init), "--minutes", f"{rec_minutes:.2f}",
-                           "--output", str(peer_dir)]
+    commands["peer_lm"] = ["python", "benchmarks/peer_lm.py", "--tokenizer", str(init), "--minutes",  # a reused peer's own
+                           f"{peer_info['minutes']:.2f}", "--output", str(peer_dir)]
     # 3. rate–distortion runs
     rd_dirs, earlier = {}, None
     if args.rate_distortion_from:

@@ -55,6 +55,18 @@ def test_diffusion_pulls_moved_codes_back_and_leaves_interpolation_ends_alone():
     assert ((moved - a).abs().mean((1, 2)) < 1.0).all()  # a small move stays in a's mode
 
 
+def test_interpolation_keeps_the_codes_norm_along_the_path_and_its_ends_exact():
+    rae = _bottleneck()
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen)
+    b = b - (b.flatten() @ a.flatten()) / a.norm() ** 2 * a  # orthogonal to a
+    b = b / b.norm() * a.norm()
+    path = rae.interpolate(a, b, torch.linspace(0, 1, 5))
+    assert torch.equal(path[0], a) and torch.equal(path[-1], b)
+    assert torch.allclose(path.flatten(1).norm(dim=1), a.norm().expand(5), rtol=1e-5)  # a straight line: 0.71 at w=0.5
+    assert torch.allclose(rae.interpolate(a, a, torch.tensor([0.5]))[0], a)  # same point: no circle, no NaN
+
+
 def test_mixture_samples_have_the_code_shape_and_the_codes_statistics():
     codes = _two_modes()
     rae = _bottleneck(prior_components=2)
@@ -135,7 +147,7 @@ def test_verbs_tell_the_decoder_how_far_their_codes_are_from_sentences(trained_m
     assert told == [1.0]  # prior samples: sample_level
     told.clear()
     path = interpolate(ae, SENTENCES[0], SENTENCES[1], steps=3)
-    assert told == [0.0, 1.0, 0.0]  # the ends are the sentences' own codes, the middle is as far as a sample
+    assert told == [0.0, 0.5, 0.0]  # the ends are the sentences' own codes, the middle is told midpoint_level
     assert [path[0], path[-1]] == decode(ae.code_tensor(ae.encode(SENTENCES[:2])))
     told.clear()
     paraphrase(ae, SENTENCES[:2], n=50, candidates=2, scale=0.25, rounds=2)

@@ -52,11 +52,11 @@ def interpolate(ae: AutoEncoder, a: str, b: str, steps: int = 5, **generate) -> 
     codes = ae.code_tensor(ae.encode([a, b]))
     bottleneck, weights = ae.model.bottleneck, torch.linspace(0, 1, steps)
     path = bottleneck.interpolate(codes[0], codes[1], weights)
-    if not bottleneck.sample_level:
+    if not bottleneck.interpolation_level:
         return ae.decode(path, **generate)
-    out = []  # a midpoint is as far from sentences' codes as a sample at its middle, the ends are sentences' own
+    out = []  # the ends are sentences' own codes; the farther from both, the less the decoder trusts the code
     for point, w in zip(path, weights.tolist()):
-        with bottleneck.told(bottleneck.sample_level * math.sin(math.pi * w)):
+        with bottleneck.told(bottleneck.interpolation_level * math.sin(math.pi * w)):
             out += ae.decode(point[None], **generate)
     return out
 

@@ -61,6 +61,7 @@ class Bottleneck(nn.Module):
     code_dtype: ClassVar[torch.dtype] = torch.float32
     paraphrase_scale: ClassVar[float] = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
     sample_level: float = 0.0  # the noise level `told` gives the decoder for prior samples
+    interpolation_level: float = 0.0  # ... and for an interpolation's midpoint (sin-shaped along the path)
 
     def __init_subclass__(cls, family: str | None = None, options: type | None = None, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -51,6 +51,7 @@ class RAEConfig:
     latent_dim: int = 16  # floats per code slot: a sentence is num_codes × latent_dim floats
     noise_max: float = 1.5  # each sentence's training noise is noise_max · u², u ~ U(0, 1), in code SDs; the decoder is told it
     sample_level: float = 1.0  # ... the level it is told for prior samples (reconstructions: 0, paraphrases: their scale)
+    midpoint_level: float = 0.5  # ... and for an interpolation's midpoint (sin-shaped along the path, 0 at the ends)
     noise: float = 0.3  # with noise_max 0: one training noise for every sentence, and the decoder is told nothing
     momentum: float = 0.01  # of the running mean and variance used at inference
     prior: str = "gmm"  # the ex-post prior: "gmm" (a Gaussian mixture) or "diffusion" (a denoiser over the slots)
@@ -75,8 +76,8 @@ class RAEConfig:
         if self.prior_sentences == 1 or self.prior_sentences < 0:
             raise ValueError(f"prior_sentences must be 0 (no prior: the model cannot sample) or at least 2, "
                              f"got {self.prior_sentences}")
-        if min(self.noise, self.noise_max, self.sample_level) < 0:
-            raise ValueError("noise, noise_max and sample_level must be at least 0")
+        if min(self.noise, self.noise_max, self.sample_level, self.midpoint_level) < 0:
+            raise ValueError("noise, noise_max, sample_level and midpoint_level must be at least 0")
 
 
 class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
@@ -167,6 +168,10 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
     def sample_level(self) -> float:
         return self.cfg.sample_level if self.cfg.noise_max > 0 else 0.0
 
+    @property
+    def interpolation_level(self) -> float:
+        return self.cfg.midpoint_level if self.cfg.noise_max > 0 else 0.0
+
     @contextlib.contextmanager
     def told(self, level: float) -> Iterator[None]:
         previous, self.decode_level = self.decode_level, float(level)
@@ -234,11 +239,11 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         return code + scale * noise
 
     def interpolate(self, a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """The straight path from a to b; with a diffusion prior each point is then denoised from
-        noise of interpolation_scale · sin(π·w) code SDs (one draw for the whole path, so it stays
-        smooth), which leaves both ends exactly as they are and pulls the midpoints, whose norm a
-        straight line shrinks, back among sentences' codes."""
-        path = super().interpolate(a, b, weights)
+        """The great circle from a to b (slerp; White 2016): a straight line shrinks its midpoints'
+        norm, which standardised codes of sentences do not have, and those decode to runs of digits.
+        With a diffusion prior each point is then denoised from noise of interpolation_scale · sin(π·w)
+        code SDs (one draw for the whole path, so it stays smooth). Both ends stay exactly a and b."""
+        path = _slerp(a, b, weights)
         if not self._diffusion_ready():
             return path
         scale = self.cfg.interpolation_scale * torch.sin(math.pi * weights.float()).clamp(min=0)
@@ -282,3 +287,18 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
                 log_q = gaussian_log_density(draw, flat, logvar)
                 out["kl"] = float((log_q.double() - self._mixture().log_prob(draw.double())).mean())
         return out
+
+
+def _slerp(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Points on the great circle from a to b (the straight line when they are parallel or opposite), ends exact."""
+    w = weights.to(a).view(-1, *([1] * a.ndim))
+    cos = (a.flatten() @ b.flatten() / (a.norm() * b.norm()).clamp(min=1e-12)).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)
+    if torch.sin(omega) < 1e-4:  # parallel or opposite: no single great circle
+        path = (1 - w) * a + w * b
+    else:
+        path = (torch.sin((1 - w) * omega) * a + torch.sin(w * omega) * b) / torch.sin(omega)
+    path[w.flatten() == 0] = a
+    path[w.flatten() == 1] = b
+    return path
+
