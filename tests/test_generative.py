@@ -216,6 +216,9 @@ def test_sample_cli_bad_requests_are_one_line(trained_model):
     assert res.exit_code == 2 and "empty" in res.output
     res = runner.invoke(cli, ["sample", "--model", final, "-n", "3", "--num-beams", "2"])
     assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 3, res.output
+    sampled = runner.invoke(cli, ["sample", "--model", final, "-n", "3"])
+    greedy = runner.invoke(cli, ["sample", "--model", final, "-n", "3", "--temperature", "0"])
+    assert greedy.exit_code == 0 and greedy.output != sampled.output  # the same codes: tokens are sampled by default
 
 
 class _FixedMeaning:

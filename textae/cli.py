@@ -353,9 +353,10 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @_model_option
 @click.option("-n", "--num", "n", type=int, default=10, help="How many sentences to draw.")
 @click.option("--output", type=click.Path(), default=None, help="Write .txt/.jsonl/.csv/.parquet instead of printing.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Token sampling temperature of the decoder; 0 decodes each drawn code greedily (or with --num-beams): "
-                   "the drawn code is the randomness.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=None,
+              help="Token sampling temperature of the decoder [default: 1.0; 0 with --num-beams]; 0 decodes each drawn "
+                   "code greedily (or with --num-beams), which for a rae model writes far less varied, more repetitive "
+                   "text (benchmarks/results/generative.json, mauve_greedy_decoding).")
 @click.option("--prior-temperature", type=float, default=1.0, show_default=True,
               help="Scales the prior's spread (rae: the diffusion's starting noise): below 1 draws codes nearer the "
                    "prior's modes (safer, less varied).")
@@ -374,6 +375,8 @@ def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repe
     from .loading import load
     from .latent import sample as draw
 
+    if temperature is None:
+        temperature = 0.0 if num_beams > 1 else 1.0
     if temperature > 0 and num_beams > 1:
         raise TextAEError("--num-beams needs --temperature 0 (beam search does not sample)")
     decoding = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"num_beams": num_beams}
@@ -391,8 +394,8 @@ def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repe
 @_friendly
 def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
     """Decode evenly spaced points between the codes of two sentences. Any vector-code family; a rae model
-    (configs/rae.yaml, recommended) was trained so that codes near a sentence's decode alike, and its decoder
-    is told how far each point is from the ends (up to sample_level at the middle); with `prior: diffusion`
+    (configs/rae.yaml, recommended) walks the great circle between the codes, and its decoder is told how
+    far each point is from the ends (midpoint_level at the middle); with `prior: diffusion`
     its denoiser also pulls each point between the ends toward sentences' codes. The ends are the
     sentences' own codes."""
     from .loading import load
