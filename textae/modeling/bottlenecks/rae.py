@@ -92,9 +92,7 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         self.norm = nn.LayerNorm(dim, elementwise_affine=False) if cfg.normalize else nn.Identity()
         self.decode_level = 0.0  # the noise level the decoder is told (noise_max > 0), set by `told`
         if cfg.noise_max > 0:
-            self.level = nn.Linear(1, dim)
-            nn.init.zeros_(self.level.weight)
-            nn.init.zeros_(self.level.bias)
+            self.level = nn.Linear(1, dim)  # level → the vector added to every slot the decoder reads
         self.register_buffer("initialised", torch.tensor(False))
         self.register_buffer("running_mean", torch.zeros(cfg.latent_dim))
         self.register_buffer("running_var", torch.ones(cfg.latent_dim))
