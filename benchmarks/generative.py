@@ -165,7 +165,7 @@ def interpolation_figures(ae, peer: PeerLM, texts: list[str], pairs: int, seed: 
            "interpolation_examples": examples}
     if ae.model.bottleneck.cfg.prior == "diffusion":
         scale, ae.model.bottleneck.cfg.interpolation_scale = ae.model.bottleneck.cfg.interpolation_scale, 0.0
-        try:  # the ablation: the same pairs on the straight path, not pulled back by the prior
+        try:  # the ablation: the same pairs on the path the prior does not pull back (the key keeps its old name)
             rng, straight = random.Random(seed), []
             for _ in range(pairs):
                 straight += interpolate(ae, *rng.sample(texts, 2), steps=7)[1:-1]

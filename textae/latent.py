@@ -113,8 +113,9 @@ def paraphrase(
         if not todo:
             break
         rows = torch.tensor(todo, device=codes.device).repeat_interleave(candidates)
-        moved = ae.model.bottleneck.perturb(codes[rows], scale * 2**round_, generator=gen)
-        with ae.model.bottleneck.told(scale * 2**round_):
+        move = scale * 2**round_
+        moved = ae.model.bottleneck.perturb(codes[rows], move, generator=gen)
+        with ae.model.bottleneck.told(move):
             outputs = ae.decode(moved, batch_size=batch_size, progress=progress)
         for i, text in zip(rows.tolist(), outputs):
             generated, key = generated + 1, _key(text)

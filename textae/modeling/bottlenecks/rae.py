@@ -144,22 +144,21 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         if self.training and bool(self.prior_fitted):  # e.g. --init-from a fitted rae: the codes move, the prior is refitted
             self.prior_fitted.fill_(False)
         z = self.latent(h, slot_mask)
-        if not self.training:
-            return BottleneckOutput(code=self.to_decoder(z), latent={"z": z})
-        if self.cfg.noise_max > 0:
+        if self.training and self.cfg.noise_max > 0:
             sigma = torch.rand(z.shape[0], 1, 1, device=z.device, dtype=z.dtype).square() * self.cfg.noise_max
-            code = self.norm(self.up(z + sigma * torch.randn_like(z))) + self.level(sigma)
-            return BottleneckOutput(code=code, latent={"z": z})
-        noisy = z + self.cfg.noise * torch.randn_like(z) if self.cfg.noise > 0 else z
+            return BottleneckOutput(code=self.to_decoder(z + sigma * torch.randn_like(z), sigma), latent={"z": z})
+        noisy = z + self.cfg.noise * torch.randn_like(z) if self.training and self.cfg.noise > 0 else z
         return BottleneckOutput(code=self.to_decoder(noisy), latent={"z": z})
 
     def encode(self, h: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         return self.latent(h)
 
-    def to_decoder(self, code: torch.Tensor) -> torch.Tensor:
+    def to_decoder(self, code: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
+        """What the decoder reads; with noise_max > 0 it is told `level` (B, 1, 1: training passes each
+        sentence's noise), else the level `told` set."""
         out = self.norm(self.up(code))
         if self.cfg.noise_max > 0:
-            out = out + self.level(out.new_full((1, 1, 1), self.decode_level))
+            out = out + self.level(out.new_full((1, 1, 1), self.decode_level) if level is None else level)
         return out
 
     @property
