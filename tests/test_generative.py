@@ -251,6 +251,27 @@ def test_paraphrases_that_change_the_wording_rank_first_then_by_meaning(trained_
     assert [p.text for p in everything] == [near, far_close]
 
 
+def test_paraphrase_moves_further_while_every_candidate_keeps_the_wording(trained_model, monkeypatch):
+    from textae.latent import paraphrase
+
+    ae = textae.load(trained_model("rae", 250, TINY_RAE))
+    source = "the cat sat on the mat in the sun ."
+    near = ["the cat sat on the mat in the rain .", "the cat sat on the mat in the snow ."]
+    reworded = "a kitten was sitting on the rug ."
+    levels = []
+
+    def decode(codes, **_):
+        levels.append(ae.model.bottleneck.decode_level)
+        if len(levels) == 1:
+            return [source] * len(codes)  # the plain reconstruction
+        return [near[i % 2] for i in range(len(codes))] if len(levels) == 2 else [reworded] * len(codes)
+
+    monkeypatch.setattr(ae, "decode", decode)
+    found, _ = paraphrase(ae, [source], n=1, candidates=2, scale=0.2, rounds=3)
+    assert levels == [0.0, 0.2, 0.4]  # round 1 only kept the wording, so round 2 moved twice as far; then done
+    assert [p.text for p in found] == [reworded]
+
+
 def test_prior_options_are_checked_and_zero_sentences_means_no_prior():
     assert _bottleneck(prior_sentences=0).prior_sentences == 0  # the trainer then fits none: rate–distortion runs
     for bad, message in [({"prior": "flow"}, "prior must be one of"), ({"prior_sentences": 1}, "prior_sentences"),

@@ -411,10 +411,11 @@ def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
 @click.option("--output", required=True, type=click.Path(),
               help="Output .jsonl/.csv/.parquet: id, text, rank, paraphrase, similarity, overlap.")
 @click.option("-n", "--num", "n", type=int, default=3, help="Paraphrases per input (fewer when the model finds fewer).")
-@click.option("--candidates", type=int, default=8, help="Perturbed codes decoded per input and round.")
+@click.option("--candidates", type=int, default=16, show_default=True, help="Perturbed codes decoded per input and round.")
 @click.option("--scale", type=float, default=None,
-              help="First perturbation (rae and vae: code standard deviations, default 0.5; vq: chance to swap each "
-                   "code, default 0.1; ae: times the code's spread, default 0.25). Doubles each round.")
+              help="First perturbation (rae: code standard deviations, default 0.15; vae: prior standard deviations, "
+                   "default 0.5; vq: chance to swap each code, default 0.1; ae: times the code's spread, default 0.25). "
+                   "Doubles each round for inputs that still have no candidate within --max-overlap.")
 @click.option("--rank-by", type=click.Choice(["meaning", "code"]), default="meaning", show_default=True,
               help="meaning: cosine of MiniLM sentence embeddings (fetched once); code: of the model's own codes, "
                    "which mostly rewards shared wording.")

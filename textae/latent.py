@@ -78,7 +78,7 @@ def paraphrase(
     ae: AutoEncoder,
     texts: Sequence[str],
     n: int = 3,
-    candidates: int = 8,
+    candidates: int = 16,
     scale: float | None = None,
     rounds: int = 3,
     seed: int = 0,
@@ -89,11 +89,12 @@ def paraphrase(
 ) -> tuple[list[Paraphrase], dict[str, float]]:
     """Up to n paraphrases per text, best first, and counts of what was generated.
 
-    Each round decodes `candidates` perturbed codes per text still short of n new sentences and
-    drops copies: the input itself, the model's plain reconstruction of it, and repeats. Rounds
-    double the perturbation scale, so sentences the model holds tightly still move. `scale` is the
-    first round's perturbation (None: the family's default, e.g. 0.5 code standard deviations for
-    a rae, a 10 % chance to swap each VQ code). Candidates that keep at most `max_overlap` of the
+    Each round decodes `candidates` perturbed codes per text still short of n new sentences that
+    keep at most `max_overlap` of its wording, and drops copies: the input itself, the model's plain
+    reconstruction of it, and repeats. Rounds double the perturbation scale, so sentences the model
+    holds tightly still move, while the first, small move keeps the meaning of those it does not.
+    `scale` is the first round's perturbation (None: the family's default, e.g. 0.15 code standard
+    deviations for a rae, a 10 % chance to swap each VQ code). Candidates that keep at most `max_overlap` of the
     input's wording (sentence BLEU / 100) come first, then the rest; within each, the most similar
     in meaning first: cosine of `encoder`'s sentence embeddings, or without one, of the re-encoded
     codes (which mostly measures shared wording, so near copies win).
@@ -106,10 +107,11 @@ def paraphrase(
     codes = ae.code_tensor(ae.encode(texts, batch_size=batch_size))
     rebuilt = ae.decode(codes, batch_size=batch_size)
     found: list[dict[str, None]] = [dict() for _ in texts]  # ordered sets of new sentences
+    reworded = [0] * len(texts)  # ... of which keep at most max_overlap of the input's wording
     blocked = [{_key(t), _key(r)} for t, r in zip(texts, rebuilt)]
     generated = copies = 0
     for round_ in range(rounds):
-        todo = [i for i in range(len(texts)) if len(found[i]) < n]
+        todo = [i for i in range(len(texts)) if reworded[i] < n]
         if not todo:
             break
         rows = torch.tensor(todo, device=codes.device).repeat_interleave(candidates)
@@ -124,6 +126,7 @@ def paraphrase(
                 continue
             blocked[i].add(key)
             found[i][text] = None
+            reworded[i] += _overlap(text, texts[i]) <= max_overlap
     results = _rank(ae, texts, codes, found, n, batch_size, encoder, max_overlap)
     stats = {
         "generated": generated,
@@ -133,11 +136,16 @@ def paraphrase(
     return results, stats
 
 
+def _overlap(text: str, source: str) -> float:
+    """How much of source's wording text keeps: sentence BLEU, 0 to 1."""
+    from sacrebleu.metrics import BLEU
+
+    return BLEU(effective_order=True).sentence_score(text, [source]).score / 100
+
+
 def _rank(ae: AutoEncoder, texts: Sequence[str], codes: torch.Tensor, found: list[dict[str, None]], n: int,
           batch_size: int, encoder: SentenceEncoder | None, max_overlap: float) -> list[Paraphrase]:
     """Each input's new sentences, those within max_overlap first, then by similarity; the best n."""
-    from sacrebleu.metrics import BLEU
-
     flat = [(i, t) for i in range(len(found)) for t in found[i]]
     if not flat:
         return []
@@ -147,10 +155,9 @@ def _rank(ae: AutoEncoder, texts: Sequence[str], codes: torch.Tensor, found: lis
         source = ae.decoder_vectors(codes.cpu()[[i for i, _ in flat]])
         para = ae.decoder_vectors(ae.encode([t for _, t in flat], batch_size=batch_size))
         sims = (source * para).sum(1) / (np.linalg.norm(source, axis=1) * np.linalg.norm(para, axis=1) + 1e-8)
-    sentence_bleu = BLEU(effective_order=True).sentence_score
     by_input: dict[int, list[tuple[bool, float, float, str]]] = {}
     for (i, t), s in zip(flat, sims.tolist()):
-        overlap = sentence_bleu(t, [texts[i]]).score / 100
+        overlap = _overlap(t, texts[i])
         by_input.setdefault(i, []).append((overlap > max_overlap, -s, overlap, t))
     results: list[Paraphrase] = []
     for i in sorted(by_input):

@@ -81,7 +81,7 @@ class RAEConfig:
 
 
 class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
-    paraphrase_scale = 0.5  # standard deviations of the standardised code
+    paraphrase_scale = 0.15  # standard deviations of the standardised code: the first round's small move keeps the meaning
 
     def __init__(self, num_codes: int, dim: int, cfg: RAEConfig):
         super().__init__(num_codes, dim)
