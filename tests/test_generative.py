@@ -234,14 +234,14 @@ class _FixedMeaning:
 
 
 def test_paraphrases_that_change_the_wording_rank_first_then_by_meaning(trained_model):
-    from textae.latent import _rank
+    from textae.latent import _overlap, _rank
 
     ae = textae.load(trained_model("rae", 250, TINY_RAE))
     source = "the cat sat on the mat in the sun ."
     near = "the cat sat on the mat in the rain ."  # keeps most of the wording
     far_close = "a kitten was sitting on the rug ."
     far_off = "stocks fell sharply on monday ."
-    found = [dict.fromkeys([near, far_off, far_close])]
+    found = [{t: _overlap(t, source) for t in (near, far_off, far_close)}]
     codes = ae.code_tensor(ae.encode([source]))
     encoder = _FixedMeaning({near: 0.95, far_close: 0.8, far_off: 0.1})
     ranked = _rank(ae, [source], codes, found, 3, 8, encoder, max_overlap=0.5)

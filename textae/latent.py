@@ -7,8 +7,9 @@ swaps codes for near neighbours, a plain autoencoder perturbs its vectors.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -106,12 +107,11 @@ def paraphrase(
     scale = ae.model.bottleneck.paraphrase_scale if scale is None else scale
     codes = ae.code_tensor(ae.encode(texts, batch_size=batch_size))
     rebuilt = ae.decode(codes, batch_size=batch_size)
-    found: list[dict[str, None]] = [dict() for _ in texts]  # ordered sets of new sentences
-    reworded = [0] * len(texts)  # ... of which keep at most max_overlap of the input's wording
+    found: list[dict[str, float]] = [dict() for _ in texts]  # new sentences, in order → how much wording each keeps
     blocked = [{_key(t), _key(r)} for t, r in zip(texts, rebuilt)]
     generated = copies = 0
     for round_ in range(rounds):
-        todo = [i for i in range(len(texts)) if reworded[i] < n]
+        todo = [i for i in range(len(texts)) if sum(o <= max_overlap for o in found[i].values()) < n]
         if not todo:
             break
         rows = torch.tensor(todo, device=codes.device).repeat_interleave(candidates)
@@ -125,8 +125,7 @@ def paraphrase(
                 copies += key in (_key(texts[i]), _key(rebuilt[i]))
                 continue
             blocked[i].add(key)
-            found[i][text] = None
-            reworded[i] += _overlap(text, texts[i]) <= max_overlap
+            found[i][text] = _overlap(text, texts[i])
     results = _rank(ae, texts, codes, found, n, batch_size, encoder, max_overlap)
     stats = {
         "generated": generated,
@@ -138,14 +137,19 @@ def paraphrase(
 
 def _overlap(text: str, source: str) -> float:
     """How much of source's wording text keeps: sentence BLEU, 0 to 1."""
+    return _sentence_bleu()(text, [source]).score / 100
+
+
+@functools.cache
+def _sentence_bleu() -> Callable:
     from sacrebleu.metrics import BLEU
 
-    return BLEU(effective_order=True).sentence_score(text, [source]).score / 100
+    return BLEU(effective_order=True).sentence_score
 
 
-def _rank(ae: AutoEncoder, texts: Sequence[str], codes: torch.Tensor, found: list[dict[str, None]], n: int,
+def _rank(ae: AutoEncoder, texts: Sequence[str], codes: torch.Tensor, found: list[dict[str, float]], n: int,
           batch_size: int, encoder: SentenceEncoder | None, max_overlap: float) -> list[Paraphrase]:
-    """Each input's new sentences, those within max_overlap first, then by similarity; the best n."""
+    """Each input's new sentences (→ their overlap), those within max_overlap first, then by similarity; the best n."""
     flat = [(i, t) for i in range(len(found)) for t in found[i]]
     if not flat:
         return []
@@ -157,7 +161,7 @@ def _rank(ae: AutoEncoder, texts: Sequence[str], codes: torch.Tensor, found: lis
         sims = (source * para).sum(1) / (np.linalg.norm(source, axis=1) * np.linalg.norm(para, axis=1) + 1e-8)
     by_input: dict[int, list[tuple[bool, float, float, str]]] = {}
     for (i, t), s in zip(flat, sims.tolist()):
-        overlap = _overlap(t, texts[i])
+        overlap = found[i][t]
         by_input.setdefault(i, []).append((overlap > max_overlap, -s, overlap, t))
     results: list[Paraphrase] = []
     for i in sorted(by_input):
