@@ -1,28 +1,29 @@
-"""Benchmark (issue 8): style transfer with the conditional VAE, one-step clustering with the mixture VAE.
+"""Benchmark (issues 8, 24): style transfer (the cae family; the cvae as ablation), one-step clustering (gmvae).
 
 Every model is trained with the `textae train` CLI, each started from the foundation autoencoder
 (`--init-from`, default runs/bench-default/final, which `make bench` trains on news):
-  cvae-sms    --family cvae on SMS, label ham/spam
-  cvae-trec   --family cvae on TREC questions, label = coarse type (6)
-  cvae-sms-no-adversary   the SMS run with adversary_weight 0 (the ablation)
-  cvae-sms-z128           the SMS run with a 128-dim z instead of 32 (does a larger code keep content?)
-  gmvae-trec  --family gmvae, 6 components;   vae-trec  the plain VAE, same settings
-  gmvae-news  --family gmvae on news sentences, 9 components (one per outlet); vae-news likewise
+  cae-sms, cae-trec      --family cae (configs/cae.yaml): label markers deleted from the input, plain
+                         codes, the decoder told the label; the transfer model
+  cvae-sms, cvae-trec    --family cvae; cvae-sms-no-adversary (adversary_weight 0); cvae-sms-z128 (--parts ablation)
+  gmvae-trec, vae-trec   6 components; gmvae-news, vae-news: 9, one per outlet (--parts cluster)
 A finished run is reused (pass --fresh to retrain). Every figure is measured on the rows the run
 held out (its validation split), which no model trained on:
 
-transfer: each held-out row rewritten toward another label (SMS: ham → spam and spam → ham;
-  TREC: a random other type, seed 0), greedy; again with repetition_penalty 1.2. accuracy = how often a TF-IDF logistic regression trained
-  on the training rows' real labels assigns the target label; bleu = corpus BLEU of the rewrite
-  against its source; similarity = all-MiniLM-L6-v2 cosine to the source. Rows beside it: the
-  source copied unchanged, and the model's reconstruction with the row's own predicted label.
-  How much label z still holds: a logistic-regression probe trained on the training rows' z,
-  scored on held-out z, beside the majority label's share.
+transfer: each held-out row rewritten toward another label (SMS: ham → spam and spam → ham; TREC: a
+  random other type, seed 0). accuracy = how often a TF-IDF logistic regression trained on the
+  training rows' real labels assigns the target label; similarity = all-MiniLM-L6-v2 cosine to the
+  source; bleu = corpus BLEU against the source; nll_ratio = per-token NLL of the outputs over that of
+  the sources under an evaluation LM (benchmarks/peer_lm.py, trained only for this, 3 minutes on the
+  set's training rows). Peer rows, same keys: `copy` (the source), `retrieve` (the training text of
+  the target label nearest the source by MiniLM), `arithmetic` (the cae's content code plus the mean
+  difference between the target's and the source's label centroids of training codes, decoded with
+  its own label part: latent vector arithmetic, Shen et al. 2020).
 cluster: each held-out row's mixture component against its label (TREC coarse type; news: the
-  article's outlet), NMI and purity, beside k-means with as many clusters on TF-IDF vectors and
-  on the plain VAE's posterior means (both fitted on training rows, then applied to held-out).
-Writes benchmarks/results/conditional.json and cluster_map_trec.png (the mixture VAE's codes of
-TREC questions, coloured by their real type).
+  article's outlet), NMI and purity, beside k-means with as many clusters on TF-IDF vectors, on
+  MiniLM embeddings, on the gmvae's own codes and on the plain VAE's (all fitted on training rows).
+Parts not run (--parts) are copied from --reuse-from, a previous conditional.json, and named under
+`reused`. Writes benchmarks/results/conditional.json, conditional_knob.png (accuracy against
+similarity over the cae's guidance) and cluster_map_trec.png.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ import numpy as np
 from common import device_name, train_run
 
 RESULTS = Path(__file__).parent / "results"
-STEPS = 1200  # per run; about 5 minutes on 2 CPU cores
+STEPS = 1200  # per run; about 5 to 8 minutes on 2 CPU cores
+EVAL_LM_MINUTES = 3.0
+KNOB_GUIDANCE = (0.0, 1.0, 2.0, 4.0, 8.0)  # the cae's guidance: the knob between content and label
 WHOLE_ROWS = ["--set", "data.split_sentences=false", "--set", "data.min_words=1", "--set", "data.validation_size=0.1"]
 DATASETS = {  # name: (source, label column, data options)
     "sms": ("sms", "label", WHOLE_ROWS),
@@ -48,26 +51,32 @@ DATASETS = {  # name: (source, label column, data options)
     "news": ("news", "source", []),
 }
 TFIDF = {"sublinear_tf": True, "ngram_range": (1, 2), "min_df": 2}
+PARTS = ("transfer", "knob", "ablation", "cluster")
 
 
-def runs(init: str) -> dict[str, tuple[str, list[str]]]:
-    """name: (dataset, textae train arguments)."""
+def runs(init: str, parts: set[str]) -> dict[str, tuple[str, list[str]]]:
+    """name: (dataset, textae train arguments) of the runs the parts need."""
     common = ["--max-steps", str(STEPS), "--init-from", init, "--set", "train.eval_every=600"]
     out = {}
-    for dataset in ("sms", "trec"):
+
+    def add(name: str, dataset: str, family: str, options: str = "") -> None:
         source, label, data = DATASETS[dataset]
-        out[f"cvae-{dataset}"] = (dataset, ["--data", source, "--family", "cvae", *common, *data,
-                                            "--set", f"model.bottleneck={{label_column: {label}}}"])
-    dataset, (source, label, data) = "sms", DATASETS["sms"]  # the ablation: no penalty on label information in z
-    out["cvae-sms-no-adversary"] = (dataset, ["--data", source, "--family", "cvae", *common, *data,
-                                              "--set", f"model.bottleneck={{label_column: {label}, adversary_weight: 0.0}}"])
-    out["cvae-sms-z128"] = (dataset, ["--data", source, "--family", "cvae", *common, *data,  # a 4× larger content code
-                                      "--set", f"model.bottleneck={{label_column: {label}, latent_dim: 128}}"])
-    for dataset, components in (("trec", 6), ("news", 9)):
-        source, _, data = DATASETS[dataset]
-        out[f"gmvae-{dataset}"] = (dataset, ["--data", source, "--family", "gmvae", *common, *data,
-                                             "--set", f"model.bottleneck={{components: {components}}}"])
-        out[f"vae-{dataset}"] = (dataset, ["--data", source, "--family", "vae", *common, *data])
+        bottleneck = ["--set", f"model.bottleneck={{label_column: {label}{options}}}"] if family in ("cae", "cvae") else \
+            ["--set", f"model.bottleneck={{{options.lstrip(', ')}}}"] if options else []
+        out[name] = (dataset, ["--data", source, "--family", family, *common, *data, *bottleneck])
+
+    for dataset in ("sms", "trec"):
+        if parts & {"transfer", "knob"}:
+            add(f"cae-{dataset}", dataset, "cae")
+        if "ablation" in parts:
+            add(f"cvae-{dataset}", dataset, "cvae")
+    if "ablation" in parts:
+        add("cvae-sms-no-adversary", "sms", "cvae", ", adversary_weight: 0.0")  # no penalty on label information in z
+        add("cvae-sms-z128", "sms", "cvae", ", latent_dim: 128")  # a 4x larger content code
+    if "cluster" in parts:
+        for dataset, components in (("trec", 6), ("news", 9)):
+            add(f"gmvae-{dataset}", dataset, "gmvae", f"components: {components}")
+            add(f"vae-{dataset}", dataset, "vae")
     return out
 
 
@@ -84,57 +93,124 @@ def splits(run: Path, label: str, limit: int) -> tuple[dict, dict]:
     return out[0], out[1]
 
 
-def transfer_figures(run: Path, label: str, encoder, limit: int, **generate) -> dict:
-    """`generate`: decoding options for the rewrites and reconstructions (e.g. repetition_penalty)."""
+def eval_lm(root: Path, dataset: str, run: Path, minutes: float):
+    """The fluency judge of one set: a small LM trained only for evaluation on the run's training rows."""
+    from peer_lm import PeerLM
+    from peer_lm import train as train_lm
+    from textae.config import load_config
+
+    out = root / f"eval-lm-{dataset}"
+    if not (out / "peer_lm.json").is_file():
+        print(f"--- eval LM for {dataset}: {minutes} minutes", flush=True)
+        train_lm(run / "final", out, minutes, data=load_config(run / "config.yaml").data)
+    return PeerLM(out)
+
+
+class Judges:
+    """What every row of one set is scored with: the label judge, MiniLM, the evaluation LM."""
+
+    def __init__(self, train_rows: dict, test: dict, encoder, lm=None):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        self.judge = make_pipeline(TfidfVectorizer(**TFIDF), LogisticRegression(max_iter=2000, C=10.0))
+        self.judge.fit(train_rows["texts"], train_rows["labels"])
+        self.texts, self.encoder, self.lm = test["texts"], encoder, lm
+        self.source_nll = float(lm.token_nll(self.texts).mean()) if lm else None
+
+    def row(self, outputs: list[str], wanted: list[str]) -> dict:
+        from textae.training.metrics import bleu
+
+        out = {
+            "accuracy": round(float(np.mean(self.judge.predict(outputs) == np.asarray(wanted))), 4),
+            "bleu": round(bleu(outputs, self.texts), 2),
+            "similarity": round(float(self.encoder.similarity(self.texts, outputs).mean()), 4),
+        }
+        if self.lm is not None:
+            out["nll_ratio"] = round(float(self.lm.token_nll(outputs).mean()) / self.source_nll, 4)
+        return out
+
+
+def rewrite_all(ae, texts: list[str], targets: list[str], **generate) -> tuple[list[str], float]:
+    """Each text rewritten toward its own target label (one call per label), and the seconds it took."""
+    from textae.transfer import transfer
+
+    start = time.perf_counter()
+    moved = [""] * len(texts)
+    for target in sorted(set(targets)):
+        rows = [i for i, t in enumerate(targets) if t == target]
+        for i, text in zip(rows, transfer(ae, [texts[i] for i in rows], target, **generate)):
+            moved[i] = text
+    return moved, time.perf_counter() - start
+
+
+def retrieve(encoder, train_rows: dict, texts: list[str], targets: list[str]) -> list[str]:
+    """The peer that keeps the topic and flips the label: the nearest training text of the target label by MiniLM."""
+    pool, labels = train_rows["texts"], np.asarray(train_rows["labels"])
+    pool_emb, emb = encoder.encode(pool), encoder.encode(texts)
+    out = []
+    for e, t in zip(emb, targets):
+        idx = np.flatnonzero(labels == t)
+        out.append(pool[idx[np.argmax(pool_emb[idx] @ e)]])
+    return out
+
+
+def arithmetic(ae, train_rows: dict, test: dict, targets: list[str]) -> list[str]:
+    """Latent vector arithmetic on the model's content code: + (target centroid - source centroid)."""
+    import torch
+
+    bottleneck = ae.model.bottleneck
+    content, _ = bottleneck.split(torch.as_tensor(ae.encode(train_rows["texts"])))
+    labels = np.asarray(train_rows["labels"])
+    centroid = {y: content[torch.as_tensor(labels == y)].mean(0) for y in set(labels)}
+    codes = torch.as_tensor(ae.encode(test["texts"]))
+    part, p = bottleneck.split(codes)
+    moved = part + torch.stack([centroid[t] - centroid[y] for t, y in zip(targets, test["labels"])])
+    return ae.decode(torch.cat([moved, p], dim=-1))
+
+
+def transfer_figures(run: Path, label: str, encoder, limit: int, lm=None, peers: bool = False, **generate) -> dict:
+    """`generate`: decoding options for the rewrites and reconstructions (e.g. repetition_penalty).
+    `peers`: add the copy, retrieve and arithmetic rows."""
     import textae
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from textae.training.metrics import bleu
     from textae.transfer import labels as model_labels
-    from textae.transfer import predict_labels, transfer
+    from textae.transfer import predict_labels
 
     train_rows, test = splits(run, label, limit)
-    judge = make_pipeline(TfidfVectorizer(**TFIDF), LogisticRegression(max_iter=2000, C=10.0))
-    judge.fit(train_rows["texts"], train_rows["labels"])
+    judges = Judges(train_rows, test, encoder, lm)
     ae = textae.load(run / "final")
     known = model_labels(ae)
     rng = random.Random(0)
     targets = [rng.choice([k for k in known if k != y]) for y in test["labels"]]
     texts = test["texts"]
-    start = time.perf_counter()
-    moved = [""] * len(texts)
-    for target in sorted(set(targets)):  # one call per target label, rows put back in order
-        rows = [i for i, t in enumerate(targets) if t == target]
-        for i, text in zip(rows, transfer(ae, [texts[i] for i in rows], target, **generate)):
-            moved[i] = text
-    seconds = time.perf_counter() - start
+    moved, seconds = rewrite_all(ae, texts, targets, **generate)
     rebuilt = ae.reconstruct(texts, **generate)
-    # How much label is left in the content code: a fresh probe on z, against always guessing the majority.
-    dim = ae.model.bottleneck.cfg.latent_dim
-    probe = LogisticRegression(max_iter=2000).fit(ae.encode(train_rows["texts"][:5000])[:, :dim], train_rows["labels"][:5000])
-    probe_accuracy = float(np.mean(probe.predict(ae.encode(texts)[:, :dim]) == np.asarray(test["labels"])))
-
-    def row(outputs: list[str], wanted: list[str]) -> dict:
-        return {
-            "accuracy": round(float(np.mean(judge.predict(outputs) == np.asarray(wanted))), 4),
-            "bleu": round(bleu(outputs, texts), 2),
-            "similarity": round(float(encoder.similarity(texts, outputs).mean()), 4),
-        }
-
-    return {
-        **row(moved, targets),
-        "copy_row": row(texts, targets),  # the source unchanged: how often the judge already says the target
-        "reconstruction_row": row(rebuilt, test["labels"]),  # accuracy here = the judge keeps the source label
-        "judge_accuracy_on_real_heldout": round(float(np.mean(judge.predict(texts) == np.asarray(test["labels"]))), 4),
+    # How much label is left in the content code: a fresh probe on it, against always guessing the majority.
+    split = lambda codes: ae.model.bottleneck.split(__import__("torch").as_tensor(codes))[0].numpy()  # noqa: E731
+    probe = LogisticRegression(max_iter=2000).fit(split(ae.encode(train_rows["texts"][:5000])), train_rows["labels"][:5000])
+    probe_accuracy = float(np.mean(probe.predict(split(ae.encode(texts))) == np.asarray(test["labels"])))
+    out = {
+        **judges.row(moved, targets),
+        "copy_row": judges.row(texts, targets),  # the source unchanged: how often the judge already says the target
+        "reconstruction_row": judges.row(rebuilt, test["labels"]),  # accuracy here = the judge keeps the source label
+        "judge_accuracy_on_real_heldout": round(float(np.mean(judges.judge.predict(texts) == np.asarray(test["labels"]))), 4),
         "label_probe_on_z_accuracy": round(probe_accuracy, 4),
         "majority_accuracy": round(max(test["labels"].count(y) for y in set(test["labels"])) / len(texts), 4),
         "model_label_accuracy_on_heldout": round(float(np.mean(np.asarray(predict_labels(ae, texts)) == np.asarray(test["labels"]))), 4),
         "heldout_rows": len(texts),
         "rows_per_s": round(len(texts) / seconds, 1),
-        "examples": [{"source": s, "label": y, "to": t, "transferred": m}
-                     for s, y, t, m in list(zip(texts, test["labels"], targets, moved))[:12]],
     }
+    examples = {"source": texts, "label": test["labels"], "to": targets, "transferred": moved}
+    if peers:
+        retrieved, moved_by_arithmetic = retrieve(encoder, train_rows, texts, targets), arithmetic(ae, train_rows, test, targets)
+        out["copy"] = judges.row(texts, targets)
+        out["retrieve"] = judges.row(retrieved, targets)
+        out["arithmetic"] = judges.row(moved_by_arithmetic, targets)
+        examples.update(retrieved=retrieved, arithmetic=moved_by_arithmetic)
+    out["examples"] = [dict(zip(examples, row)) for row in list(zip(*examples.values()))[:20]]
+    return out
 
 
 def purity(truth: list[str], clusters: np.ndarray) -> float:
@@ -145,7 +221,7 @@ def purity(truth: list[str], clusters: np.ndarray) -> float:
     return float(table.max(0).sum() / table.sum())
 
 
-def cluster_figures(gmvae_run: Path, vae_run: Path, label: str, limit: int, fit_rows: int) -> dict:
+def cluster_figures(gmvae_run: Path, vae_run: Path, label: str, limit: int, fit_rows: int, encoder) -> dict:
     import textae
     from sklearn.cluster import KMeans
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -160,18 +236,24 @@ def cluster_figures(gmvae_run: Path, vae_run: Path, label: str, limit: int, fit_
     probs = cluster(ae, test["texts"])
     seconds = time.perf_counter() - start
     mixture = probs.argmax(1)
+
+    def kmeans(train_x, test_x) -> np.ndarray:
+        return KMeans(c, n_init=10, random_state=0).fit(train_x).predict(test_x)
+
     tfidf = TfidfVectorizer(**TFIDF).fit(fit)
-    by_tfidf = KMeans(c, n_init=10, random_state=0).fit(tfidf.transform(fit)).predict(tfidf.transform(test["texts"]))
+    by = {
+        "tfidf": kmeans(tfidf.transform(fit), tfidf.transform(test["texts"])),
+        "minilm": kmeans(encoder.encode(fit), encoder.encode(test["texts"])),
+        "codes": kmeans(ae.encode(fit), ae.encode(test["texts"])),
+    }
     vae = textae.load(vae_run / "final")
-    by_vae = KMeans(c, n_init=10, random_state=0).fit(vae.encode(fit)).predict(vae.encode(test["texts"]))
+    by["vae"] = kmeans(vae.encode(fit), vae.encode(test["texts"]))
     truth = test["labels"]
     return {
         "nmi": round(float(nmi(truth, mixture)), 4),
         "purity": round(purity(truth, mixture), 4),
-        "kmeans_tfidf_nmi": round(float(nmi(truth, by_tfidf)), 4),
-        "kmeans_tfidf_purity": round(purity(truth, by_tfidf), 4),
-        "kmeans_vae_nmi": round(float(nmi(truth, by_vae)), 4),
-        "kmeans_vae_purity": round(purity(truth, by_vae), 4),
+        **{f"kmeans_{k}_nmi": round(float(nmi(truth, v)), 4) for k, v in by.items()},
+        **{f"kmeans_{k}_purity": round(purity(truth, v), 4) for k, v in by.items()},
         "majority_purity": round(max(truth.count(y) for y in set(truth)) / len(truth), 4),  # one cluster for all
         "components": c,
         "clusters_used": int(len(set(mixture.tolist()))),
@@ -183,59 +265,133 @@ def cluster_figures(gmvae_run: Path, vae_run: Path, label: str, limit: int, fit_
     }
 
 
+def knob_figures(run: Path, label: str, encoder, limit: int) -> list[dict]:
+    """Accuracy, similarity and BLEU of the cae's transfer at each guidance of KNOB_GUIDANCE."""
+    import textae
+
+    train_rows, test = splits(run, label, limit)
+    judges = Judges(train_rows, test, encoder)
+    ae = textae.load(run / "final")
+    rng = random.Random(0)
+    targets = [rng.choice([k for k in ae.model.bottleneck.cfg.labels if k != y]) for y in test["labels"]]
+    return [{"guidance": g, **judges.row(rewrite_all(ae, test["texts"], targets, guidance=g)[0], targets)} for g in KNOB_GUIDANCE]
+
+
+def knob_plot(knob: dict, path: Path) -> None:
+    """Accuracy against similarity, one line per set through its guidance settings, with the targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for dataset, points in knob.items():
+        pts = sorted(points, key=lambda p: p["guidance"])
+        ax.plot([p["similarity"] for p in pts], [p["accuracy"] for p in pts], marker="o", label=dataset)
+        for p in pts:
+            ax.annotate(f"{p['guidance']:g}", (p["similarity"], p["accuracy"]), textcoords="offset points", xytext=(4, 4))
+    ax.axhline(0.7, color="grey", ls=":")
+    ax.axvline(0.5, color="grey", ls=":")
+    ax.set_xlabel("MiniLM similarity to the source")
+    ax.set_ylabel("judge accuracy (target label)")
+    ax.set_title("cae transfer: guidance (annotated) trades content for label")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("runs/bench-conditional"))
     parser.add_argument("--init-from", default="runs/bench-default/final", help="the foundation AE every run starts from")
     parser.add_argument("--fresh", action="store_true", help="retrain every run")
     parser.add_argument("--heldout", type=int, default=2000, help="held-out rows evaluated per dataset, at most")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--reuse-from", type=Path, help="a previous conditional.json: the parts not run are copied from it")
     parser.add_argument("--quick", action="store_true", help="smoke test: 20 steps per run on 2,000 rows (figures meaningless)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"--parts takes {', '.join(PARTS)}")
     quick = ["--max-steps", "20", "--set", "data.max_examples=2000", "--set", "train.eval_sentences=32"] if args.quick else []
     commands, minutes = {}, {}
-    for name, (_, run_args) in runs(args.init_from).items():
+    for name, (_, run_args) in runs(args.init_from, parts).items():
         command, minutes[name] = train_run(args.root, name, run_args + quick, args.fresh)
         commands[name] = " ".join(command)
 
     from textae.similarity import SentenceEncoder
 
     encoder, limit = SentenceEncoder(), 100 if args.quick else args.heldout
-    transfer = {d: transfer_figures(args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit) for d in ("sms", "trec")}
-    ablation = {"sms_no_adversary": transfer_figures(args.root / "cvae-sms-no-adversary", "label", encoder, limit)}
-    ablation["sms_z128"] = transfer_figures(args.root / "cvae-sms-z128", "label", encoder, limit)
-    for d in ("sms", "trec"):  # the same models, decoded with CTRL's usual repetition penalty (fixed, not tuned here)
-        ablation[f"{d}_repetition_penalty_1.2"] = transfer_figures(
-            args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit, repetition_penalty=1.2)
-    cluster = {d: cluster_figures(args.root / f"gmvae-{d}", args.root / f"vae-{d}", DATASETS[d][1], limit, 300 if args.quick else 10000)
-               for d in ("trec", "news")}
-    map_path = (args.root if args.quick else RESULTS) / "cluster_map_trec.png"
-    plot_cmd = ["textae", "plot", "--model", str(args.root / "gmvae-trec" / "final"), "--data", "trec", "--label-column", "coarse",
-                "--no-split-sentences", "--max-points", "2000", "--output", str(map_path)]
-    subprocess.run([sys.executable, "-m", "textae", *plot_cmd[1:]], check=True)
-    result = {
-        "transfer": transfer,
-        "transfer_ablation": ablation,
-        "cluster": cluster,
-        "train_commands": commands,
-        "train_wall_minutes": minutes,
-        "plot_command": " ".join(plot_cmd),
-        "device": device_name(),
-        "command": "python benchmarks/conditional.py" + (f" --init-from {args.init_from}" if args.init_from != "runs/bench-default/final" else ""),
-    }
+    result: dict = {}
+    if "transfer" in parts:
+        lms = {d: eval_lm(args.root, d, args.root / f"cae-{d}", 0.2 if args.quick else EVAL_LM_MINUTES) for d in ("sms", "trec")}
+        result["transfer"] = {d: transfer_figures(args.root / f"cae-{d}", DATASETS[d][1], encoder, limit, lms[d], peers=True)
+                              for d in ("sms", "trec")}
+        result["eval_lm"] = {d: json.loads((args.root / f"eval-lm-{d}" / "peer_lm.json").read_text()) for d in lms}
+    if "knob" in parts:
+        result["knob"] = {d: knob_figures(args.root / f"cae-{d}", DATASETS[d][1], encoder, limit) for d in ("sms", "trec")}
+        knob = result["knob"]
+        knob_plot(knob, (args.root if args.quick else RESULTS) / "conditional_knob.png")
+    if "ablation" in parts:
+        result["cvae_transfer"] = {d: transfer_figures(args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit) for d in ("sms", "trec")}
+        ablation = {"sms_no_adversary": transfer_figures(args.root / "cvae-sms-no-adversary", "label", encoder, limit),
+                    "sms_z128": transfer_figures(args.root / "cvae-sms-z128", "label", encoder, limit)}
+        for d in ("sms", "trec"):  # the same models, decoded with CTRL's usual repetition penalty (fixed, not tuned here)
+            ablation[f"{d}_repetition_penalty_1.2"] = transfer_figures(
+                args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit, repetition_penalty=1.2)
+        result["transfer_ablation"] = ablation
+    if "cluster" in parts:
+        result["cluster"] = {d: cluster_figures(args.root / f"gmvae-{d}", args.root / f"vae-{d}", DATASETS[d][1], limit,
+                                                300 if args.quick else 10000, encoder) for d in ("trec", "news")}
+        map_path = (args.root if args.quick else RESULTS) / "cluster_map_trec.png"
+        plot_cmd = ["textae", "plot", "--model", str(args.root / "gmvae-trec" / "final"), "--data", "trec", "--label-column",
+                    "coarse", "--no-split-sentences", "--max-points", "2000", "--output", str(map_path)]
+        subprocess.run([sys.executable, "-m", "textae", *plot_cmd[1:]], check=True)
+        result["plot_command"] = " ".join(plot_cmd)
+    if args.reuse_from:
+        previous = json.loads(args.reuse_from.read_text())
+        reused = {k: v for k, v in previous.items() if k not in result and k not in ("train_commands", "train_wall_minutes",
+                                                                                   "device", "command", "reused")}
+        result.update(reused)
+        result["reused"] = {"from": str(args.reuse_from), "keys": sorted(reused), "their_command": previous.get("command"),
+                            "their_device": previous.get("device"), "before": previous.get("reused")}
+        commands = {**previous.get("train_commands", {}), **commands}  # the reused parts' runs too
+        minutes = {**previous.get("train_wall_minutes", {}), **minutes}
+    result.update(train_commands=commands, train_wall_minutes=minutes, device=device_name(),
+                  command=" ".join(["python", "benchmarks/conditional.py", *sys.argv[1:]]))
     if args.quick:
         print(json.dumps(result, indent=1)[:3000])
         return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "conditional.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'transfer':30} {'accuracy':>9} {'BLEU':>6} {'similarity':>11} {'probe(z)':>9} {'majority':>9}   "
-          "(copy: acc / reconstruction: acc BLEU sim)")
-    for d, t in {**transfer, **ablation}.items():
-        c, r = t["copy_row"], t["reconstruction_row"]
-        print(f"{d:30} {t['accuracy']:9.3f} {t['bleu']:6.1f} {t['similarity']:11.3f} {t['label_probe_on_z_accuracy']:9.3f} "
-              f"{t['majority_accuracy']:9.3f}   (copy {c['accuracy']:.3f} / rebuilt {r['accuracy']:.3f} {r['bleu']:.1f} {r['similarity']:.3f})")
-    print(f"\n{'cluster':14} {'NMI':>6} {'purity':>7} {'kmeans-tfidf':>13} {'kmeans-vae':>11} {'majority':>9}")
-    for d, c in cluster.items():
-        print(f"{d:14} {c['nmi']:6.3f} {c['purity']:7.3f} {c['kmeans_tfidf_nmi']:13.3f} {c['kmeans_vae_nmi']:11.3f} {c['majority_purity']:9.3f}")
+    report(result)
+
+
+def report(result: dict) -> None:
+    if "transfer" in result:
+        print(f"\n{'transfer':18} {'accuracy':>9} {'similarity':>11} {'NLL ratio':>10} {'BLEU':>6}   (targets: accuracy >= 0.7 and "
+              "similarity >= 0.5 together, NLL ratio <= 1.15)")
+        for d, t in result["transfer"].items():
+            for name, row in (("cae", t), ("copy", t["copy"]), ("retrieve", t["retrieve"]), ("arithmetic", t["arithmetic"])):
+                print(f"{d + ' ' + name:18} {row['accuracy']:9.3f} {row['similarity']:11.3f} {row.get('nll_ratio', float('nan')):10.3f} "
+                      f"{row['bleu']:6.1f}")
+        for d, t in result["transfer"].items():
+            print(f"\n{d} examples:")
+            for e in t["examples"][:8]:
+                print(f"  {e['label']} -> {e['to']}: {e['source'][:100]}\n    cae:       {e['transferred'][:100]}"
+                      f"\n    retrieve:  {e['retrieved'][:100]}")
+    if "knob" in result:
+        print("\nknob (guidance: accuracy / similarity)")
+        for d, points in result["knob"].items():
+            print(f"  {d}: " + ", ".join(f"{p['guidance']:g}: {p['accuracy']:.3f} / {p['similarity']:.3f}" for p in points))
+    if "cluster" in result:
+        print(f"\n{'cluster':10} {'NMI':>6} {'purity':>7} {'km-tfidf':>9} {'km-minilm':>10} {'km-codes':>9} {'km-vae':>7}")
+        for d, c in result["cluster"].items():
+            print(f"{d:10} {c['nmi']:6.3f} {c['purity']:7.3f} {c['kmeans_tfidf_nmi']:9.3f} {c.get('kmeans_minilm_nmi', float('nan')):10.3f} "
+                  f"{c.get('kmeans_codes_nmi', float('nan')):9.3f} {c['kmeans_vae_nmi']:7.3f}")
     print(f"device {result['device']}")
 
 

@@ -100,7 +100,7 @@ def test_saved_config_round_trips(tmp_path):
     assert load_config(tmp_path / "c.yaml") == cfg
 
 
-@pytest.mark.parametrize("family", ["rae", "vae", "vq", "cvae", "gmvae", "text"])
+@pytest.mark.parametrize("family", ["rae", "vae", "vq", "cvae", "cae", "gmvae", "text"])
 def test_family_yaml_lists_every_option_at_its_default(family):
     from dataclasses import asdict
 

@@ -100,7 +100,7 @@ def configure_logging(verbose: bool = False) -> None:
               help="auto = bf16 on GPU, fp32 on CPU.")
 @click.option("--family", type=FamilyChoice(), default=None,
               help="Code family: ae (plain vectors), vae (Gaussian latent), vq (integer codes), cvae (latent + a label column: "
-                   "transfer), gmvae (mixture prior: cluster), text (a few of the input's words: summaries). Default from the config: ae.")
+                   "transfer), cae (a label column's markers deleted from the input, plain codes: transfer that keeps the content), gmvae (mixture prior: cluster), text (a few of the input's words: summaries). Default from the config: ae.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Start from a trained model directory (its tokenizer and every matching weight), e.g. a plain AE before a VAE.")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's last checkpoint.")
@@ -469,21 +469,30 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, rank_by, max
 @_batch_option
 @_beams_option
 @_repetition_option
+@click.option("--guidance", type=click.FloatRange(min=0), default=None,
+              help="cae models: how much more the new label counts than the kept words' own label when writing its words "
+                   "(0 = the decoder's plain choice; higher changes the label more and keeps less). Default 4; see "
+                   "benchmarks/results/conditional_knob.png for the trade-off.")
 @_overwrite_option
 @_friendly
-def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams, repetition_penalty, overwrite) -> None:
-    """Rewrite texts toward another label, keeping their content (a --family cvae model)."""
+def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams, repetition_penalty,
+             guidance, overwrite) -> None:
+    """Rewrite texts toward another label, keeping their content: a --family cae model (configs/cae.yaml,
+    recommended) copies every word that marks no label and writes the new label's words where the old
+    label's stood (greedy; --num-beams and --repetition-penalty do not apply); a cvae model decodes the
+    whole text from its content latent with the new label."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows
-    from .transfer import decode_as, label_index, label_names
+    from .transfer import label_index, label_names, transfer as rewrite
 
     model = load(model_dir)
     label_index(model, to_label)  # a bad label fails before reading or encoding anything
     ids, texts = read_texts(input_path, text_column, id_column)
     codes = model.encode(texts, batch_size=batch_size, progress=True)  # once: for the rewrite and the input's label
-    moved = decode_as(model, codes, to_label, batch_size=batch_size, progress=True, num_beams=num_beams,
-                      repetition_penalty=repetition_penalty)
+    extra = {} if guidance is None else {"guidance": guidance}
+    moved = rewrite(model, texts, to_label, batch_size=batch_size, progress=True, codes=codes, num_beams=num_beams,
+                    repetition_penalty=repetition_penalty, **extra)
     write_rows(output, {"id": ids, "text": texts, "label": label_names(model, codes), "transferred": moved})
     click.echo(f"wrote {len(moved)} texts rewritten toward '{to_label}' to {output}")
 

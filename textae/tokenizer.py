@@ -300,3 +300,9 @@ def _sentencepiece_from_pieces(vocab: list, unk_id: int) -> spm.SentencePiecePro
         elif score <= _UNMATCHABLE_SCORE:
             piece.type = pb.ModelProto.SentencePiece.UNUSED
     return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+def word_starts(tokenizer: PreTrainedTokenizerFast) -> list[bool]:
+    """Per token id: does the token begin a word (a SentencePiece piece starting with ▁)? Special tokens count as boundaries."""
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return [i < NUM_SPECIAL or p.startswith("\u2581") for i, p in enumerate(pieces)]

@@ -1,4 +1,7 @@
-"""Style transfer with a conditional VAE: keep a sentence's content code, decode it with another label."""
+"""Style transfer: keep a sentence's content code, decode it with another label.
+
+A cvae decodes the whole sentence from its small latent. A cae keeps the content it read: its
+decoder writes only where the label's markers were deleted (`textae.infill`), with the new label."""
 
 from __future__ import annotations
 
@@ -8,8 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .autoencoder import AutoEncoder
+from .autoencoder import AutoEncoder, in_batches
 from .errors import TextAEError
+from .infill import infill
+
+GUIDANCE = 4.0  # a cae's default: how much more the new label's pull counts than the copied words' (textae.infill)
 
 
 def require_cvae(ae: AutoEncoder, verb: str) -> None:
@@ -52,9 +58,33 @@ def predict_labels(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 128)
 
 
 def transfer(
-    ae: AutoEncoder, texts: Sequence[str], to: str, batch_size: int = 128, progress: bool = False, **generate: Any
+    ae: AutoEncoder, texts: Sequence[str], to: str, batch_size: int = 128, progress: bool = False,
+    codes: np.ndarray | None = None, guidance: float = GUIDANCE, **generate: Any
 ) -> list[str]:
-    """Each text rewritten toward label `to`: its content code decoded with that label, in input order."""
+    """Each text rewritten toward label `to`: its content code decoded with that label, in input order.
+    `codes`: the texts' codes, if already encoded. A cae decodes greedily (`generate` does not apply),
+    `guidance` times away from the label its markers vote for (`textae.infill`)."""
     label_index(ae, to)  # a bad label fails before any encoding
-    codes = ae.encode(texts, batch_size=batch_size, progress=progress)
+    if codes is None:
+        codes = ae.encode(texts, batch_size=batch_size, progress=progress)
+    if ae.model.bottleneck.infills:
+        return _infill_as(ae, texts, codes, to, batch_size, progress, guidance)
     return decode_as(ae, codes, to, batch_size, progress, **generate)
+
+
+def _infill_as(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: str, batch_size: int,
+               progress: bool, guidance: float) -> list[str]:
+    """The texts' content copied, their deleted markers written anew by the decoder told label `to`,
+    steered away from the codes' own label (their markers' vote)."""
+    bottleneck = ae.model.bottleneck
+    content = [bottleneck.table.delete(ids, bottleneck.mask_id)[0] for ids in ae.token_ids(texts)]
+    own = ae.code_tensor(codes)
+    moved = bottleneck.with_label(own, label_index(ae, to))
+
+    def fill(batch: list[int]) -> list[str]:
+        with torch.no_grad():
+            code, negative = ae.model.decoder_code(moved[batch]), ae.model.decoder_code(own[batch])
+        return ae.detokenize(infill(ae.model, code, [content[i] for i in batch], bottleneck.mask_id,
+                                    negative=negative, guidance=guidance))
+
+    return in_batches([len(c) for c in content], fill, batch_size, "rewriting", progress)

@@ -76,6 +76,9 @@ class TextAEModel(TextAEPreTrainedModel):
     def conditional(self) -> bool:  # type: ignore[override]
         return self.bottleneck.conditional
 
+    def set_vocabulary(self, tokenizer) -> None:  # type: ignore[override]
+        self.bottleneck.set_vocabulary(tokenizer)
+
     # ----- encoder side -------------------------------------------------------------------
     def chunk_summaries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (B, T) → K summary vectors projected to the code size (B, K, D), and the slot
@@ -84,6 +87,7 @@ class TextAEModel(TextAEPreTrainedModel):
             raise ValueError(f"input has {input_ids.shape[1]} tokens; this model takes at most {self.config.max_positions}")
         if attention_mask is None:
             attention_mask = input_ids.ne(self.config.pad_token_id)
+        input_ids, attention_mask = self.bottleneck.content_input(input_ids, attention_mask)
         pos = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.drop(self.embed_tokens(input_ids) + self.embed_positions(pos))
         mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = attend

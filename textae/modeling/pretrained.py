@@ -27,6 +27,7 @@ class TextAEPreTrainedModel(PreTrainedModel):
     _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
     find_unused_parameters: ClassVar[bool] = False  # some weights get no gradient in some steps (DDP)
     conditional: ClassVar[bool] = False  # reads a label column of the training data
+    infills: ClassVar[bool] = False  # deletes its labels' markers from its input (a cae bottleneck)
     init_aliases: ClassVar[dict[str, str]] = {}  # --init-from: weight prefixes filled from another prefix
 
     def _build_embeddings(self, config: TextAEConfig) -> None:

@@ -43,6 +43,11 @@ class Family:
         return self.implementation.conditional
 
     @property
+    def infills(self) -> bool:
+        """Whether the family deletes its labels' markers from its input (cae): training finds them first."""
+        return self.implementation.infills
+
+    @property
     def find_unused_parameters(self) -> bool:
         """Whether some weights get no gradient in some steps (DDP must be told before the model exists)."""
         return self.implementation.find_unused_parameters

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import datasets
 
 from ..errors import TextAEError
 from ..modeling import get_family
+from ..markers import find_markers
 from ..modeling.bottlenecks.cvae import UNKNOWN, label_ids
+from ..tokenizer import word_starts
+
+MARKER_ROWS = 200_000  # training rows the label markers are counted on
 
 MAX_LABELS = 100  # more distinct values than this (or than half the rows) is free text, not a label
 
@@ -44,3 +49,21 @@ def conditions(
         )
     split_ids = {name: ids if name == "train" else label_ids(split[column], labels) for name, split in data.items()}
     return {**model, "bottleneck": {**(model.get("bottleneck") or {}), "labels": labels}}, split_ids
+
+
+def with_markers(model: dict[str, Any], tokenizer, rows: Iterable[Sequence[int]], labels: Sequence[int]) -> dict[str, Any]:
+    """The model section with its label markers found on the training rows (token ids), for families
+    that delete them from their input (cae); unchanged for the others, or when the markers are given."""
+    family = get_family(model["family"])
+    if not family.infills:
+        return model
+    options = family.make_options(model.get("bottleneck"))
+    section = {**model["bottleneck"], "vocab_size": len(tokenizer)}
+    if options.markers:
+        return {**model, "bottleneck": section}
+    markers = find_markers(rows, labels, len(options.labels), word_starts(tokenizer),
+                           options.marker_max_words, options.marker_ratio, options.marker_min_count)
+    if not markers:
+        raise TextAEError(f"no word marks any label of column '{options.label_column}' (marker_ratio {options.marker_ratio}, "
+                          f"marker_min_count {options.marker_min_count}); lower them with --set model.bottleneck=...")
+    return {**model, "bottleneck": {**section, "markers": markers}}

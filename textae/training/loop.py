@@ -40,7 +40,7 @@ from ..locks import FileLock
 from ..modeling import TextAEPreTrainedModel, get_family, model_class
 from ..tokenizer import load_tokenizer
 from .batching import Collator, batch_stream
-from .conditions import conditions
+from .conditions import MARKER_ROWS, conditions, with_markers
 from .evaluate import evaluate
 from .schedules import warmup_cosine
 
@@ -300,6 +300,10 @@ def _prepare_data(cfg: RunConfig, run_dir: Path, accelerator: Accelerator) -> Pr
     if accelerator.is_main_process:  # the held-out sentences evaluation decodes, for people to try the model on
         (run_dir / "heldout.txt").write_text("".join(" ".join(t.split()) + "\n" for t in val_texts))
     model_section, split_conditions = conditions(cfg.model, corpus.splits, cfg.data.source)
+    if split_conditions:
+        train = shards["train"]
+        model_section = with_markers(model_section, tokenizer, train.rows(range(min(len(train), MARKER_ROWS))),
+                                     split_conditions["train"])
     return PreparedData(
         tokenizer=tokenizer,
         model_section=model_section,

@@ -12,6 +12,7 @@ from .rae import RAEBottleneck, RAEConfig  # isort: skip
 from .vae import VAEBottleneck, VAEConfig  # isort: skip
 from .vq import VQBottleneck, VQConfig  # isort: skip
 from .cvae import CVAEBottleneck, CVAEConfig  # isort: skip
+from .cae import CAEBottleneck, CAEConfig  # isort: skip
 from .gmvae import GMVAEBottleneck, GMVAEConfig  # isort: skip
 
 
@@ -24,7 +25,7 @@ def build_bottleneck(family: str, num_codes: int, dim: int, options: dict[str, A
 
 
 __all__ = [
-    "Bottleneck", "BottleneckOutput", "ContinuousBottleneck", "ContinuousConfig", "CVAEBottleneck", "CVAEConfig",
+    "Bottleneck", "BottleneckOutput", "CAEBottleneck", "CAEConfig", "ContinuousBottleneck", "ContinuousConfig", "CVAEBottleneck", "CVAEConfig",
     "GMVAEBottleneck", "GMVAEConfig", "RAEBottleneck", "RAEConfig", "VAEBottleneck", "VAEConfig", "VQBottleneck", "VQConfig", "build_bottleneck",
     "family_config",
 ]

@@ -58,6 +58,7 @@ class Bottleneck(nn.Module):
     find_unused_parameters: ClassVar[bool] = False  # some weights get no gradient in some steps (DDP)
     mixture_prior: ClassVar[bool] = False  # its prior is a mixture: `responsibilities` gives each code's cluster
     standard_normal_prior: ClassVar[bool] = False  # KL(q(z|x) || N(0, I)) is its KL term: the ELBO scorer applies
+    infills: ClassVar[bool] = False  # transfer copies the content its encoder read and decodes only what it hid (cae)
     code_dtype: ClassVar[torch.dtype] = torch.float32
     paraphrase_scale: ClassVar[float] = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
     sample_level: float = 0.0  # the noise level `told` gives the decoder for prior samples
@@ -79,6 +80,13 @@ class Bottleneck(nn.Module):
         self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None
     ) -> BottleneckOutput:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def content_input(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the encoder reads of a batch (ids, mask): all of it, except for families that hide some words (cae)."""
+        return input_ids, attention_mask
+
+    def set_vocabulary(self, tokenizer) -> None:
+        """Learn what the family needs from the tokenizer beyond its ids (nothing, by default)."""
 
     def set_step(self, step: int) -> None:
         """The trainer calls this before every step, for families whose losses follow a schedule."""

@@ -1,0 +1,104 @@
+"""Issue 24: label markers (find, delete) and the cae family that reads text without them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import textae
+from textae.infill import infill
+from textae.markers import MarkerTable, find_markers
+from textae.transfer import predict_labels, transfer
+
+from .test_conditional import STYLED
+
+# Token ids: 0-4 special (4 = <mask>); a word starts at 5, 6, 7, 9, 10; 8 continues a word.
+STARTS = [True] * 5 + [True, True, True, False, True, True]
+MASK = 4
+
+
+def test_markers_are_the_words_one_label_has_many_times_more_often():
+    rows = [[5, 6, 10]] * 10 + [[5, 7, 10]] * 10 + [[5, 7, 8]] * 5  # 5 and 10 everywhere, 6 only in label 0
+    labels = [0] * 10 + [1] * 15
+    markers = find_markers(rows, labels, 2, STARTS, max_n=2, ratio=5.0, min_count=3)
+    grams = {(v, *g) for v, *g in markers}
+    assert (0, 6) in grams and (1, 7) in grams  # each label's own word
+    assert not any(g[1:] in ((5,), (10,)) for g in grams)  # shared words mark nothing
+    assert (1, 7, 8) in grams  # a word of two pieces is one marker
+    assert all(STARTS[g[1]] for g in grams)  # a marker starts a word: never the piece 8 alone
+    assert find_markers(rows, labels, 2, STARTS, ratio=50.0, min_count=3) == []  # the knob: a stricter ratio keeps fewer
+
+
+def test_deleting_markers_leaves_one_mask_per_run_and_counts_each_labels_votes():
+    table = MarkerTable([[0, 6], [1, 7, 8], [1, 7]], 2, STARTS)
+    assert table.delete([5, 6, 7, 8, 10, 3], MASK) == ([5, MASK, 10, 3], [1, 1])  # 6 then "7 8": one run, one mask
+    assert table.delete([5, 7, 10], MASK) == ([5, MASK, 10], [0, 1])
+    assert table.delete([5, 10], MASK) == ([5, 10], [0, 0])  # no marker: the text unchanged
+
+
+def test_a_marker_never_matches_the_start_of_a_longer_word():
+    table = MarkerTable([[0, 7]], 2, STARTS)
+    assert table.delete([7, 8, 10], MASK) == ([7, 8, 10], [0, 0])  # "7 8" is one word, not the marker 7
+    assert table.delete([7, 10], MASK) == ([MASK, 10], [1, 0])
+
+
+@pytest.fixture(scope="module")
+def styled_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("styled-cae") / "styled.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "style": y}) + "\n" for t, y in STYLED))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cae(trained_model, styled_corpus):
+    return trained_model("cae", 300, {"label_column": "style"}, corpus=styled_corpus, **{"train.eval_every": 300})
+
+
+def test_cae_finds_the_markers_hides_them_from_the_encoder_and_transfer_writes_the_other_labels(cae):
+    ae = textae.load(cae)
+    bottleneck = ae.model.bottleneck
+    labels = bottleneck.cfg.labels
+    marked = {(labels[v], ae.tokenizer.decode(g).strip()) for v, *g in bottleneck.cfg.markers}
+    assert ("calm", ".") in marked and ("loud", "!") in marked, marked
+    calm = [t for t, y in STYLED if y == "calm"]
+    loud = [t for t, y in STYLED if y == "loud"]
+    ids = torch.tensor(ae.token_ids(calm[:1]))
+    content, _ = bottleneck.content_input(ids, torch.ones_like(ids))
+    assert content[0].tolist()[-2:] == [bottleneck.mask_id, ae.model.config.eos_token_id]  # the closing "." became <mask>
+    assert predict_labels(ae, calm + loud) == ["calm"] * len(calm) + ["loud"] * len(loud)  # the markers' vote
+    moved = transfer(ae, calm, "loud")
+    assert sum(t.endswith("!") for t in moved) >= 6, moved  # the other label's marker
+    assert sum(m[:-2] == c[:-2] for m, c in zip(moved, calm)) >= 6, list(zip(calm, moved))  # the content kept
+
+
+class ScriptedDecoder:
+    """A decoder whose greedy guesses are given per step (the same for every row)."""
+
+    def __init__(self, guesses: list[int]):
+        self.config = type("Config", (), {"bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 0, "max_positions": 16})
+        self.guesses, self.step = guesses, 0
+
+    def decoder_memory(self, code):
+        return None
+
+    def decoder_states(self, tokens, start, memory, caches=None):
+        self.step = start
+        return torch.zeros(len(tokens), 1, 1), caches
+
+    def output_logits(self, hidden, memory):
+        guess = self.guesses[self.step] if self.step < len(self.guesses) else 3
+        logits = torch.full((len(hidden), 1, 16), -10.0)
+        logits[..., guess] = 10.0
+        return logits
+
+
+def test_infill_copies_the_content_and_writes_only_where_words_were_deleted():
+    # content: 5 <mask> 6, then the end; the decoder guesses 9 9 then 6 (the next content word), then 7 7 ...
+    out = infill(ScriptedDecoder([5, 9, 9, 6, 7, 3]), torch.zeros(1, 1), [[5, MASK, 6, 3]], MASK)
+    assert out[0].tolist() == [5, 9, 9, 6, 7, 3]  # 5 copied, the mask filled with 9 9, 6 copied, a short tail, the end
+    capped = infill(ScriptedDecoder([5] + [9] * 15), torch.zeros(1, 1), [[5, MASK, 6, 3]], MASK, max_span=2)
+    assert capped[0].tolist()[:5] == [5, 9, 9, 6, 9]  # a span stops at max_span; copying goes on
+    copied = infill(ScriptedDecoder([8] * 16), torch.zeros(1, 1), [[5, 6, 3]], MASK, max_span=1)
+    assert copied[0].tolist() == [8, 5, 6, 8, 3]  # every content word copied; max_span tokens may open and close it
