@@ -323,12 +323,16 @@ def textae(args: list[str], cwd: Path, stdin: bytes = b"", timeout: float = CASE
 PRELOAD = ["textae.cli", "textae.loading", "textae.io", "textae.config", "textae.scoring", "textae.training",
            "textae.latent"]
 _FORK_LOCK = threading.Lock()
+LOST_STATUS = 255  # what multiprocessing's forkserver reports for a child whose exit status it could not read
 _fork_server_started = False
 
 
-def _cli_in_child(args: list[str], cwd: str, env: dict[str, str], stdin: str, stdout: str, stderr: str) -> None:
+def _cli_in_child(args: list[str], cwd: str, env: dict[str, str], stdin: str, stdout: str, stderr: str,
+                  status: str) -> None:
     """`python -m textae ARGS` in a process forked from the server: its own cwd, environment and standard
-    streams, ended by the CLI's own exit (multiprocessing prints an uncaught traceback to stderr, status 1)."""
+    streams, ended by the CLI's own exit (multiprocessing prints an uncaught traceback to stderr, status 1).
+    The exit status is also written to the file `status`: a forkserver under load can lose a child's
+    status and report 255, which the CLI never returns."""
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -340,7 +344,13 @@ def _cli_in_child(args: list[str], cwd: str, env: dict[str, str], stdin: str, st
     sys.argv = ["textae", *args]
     from textae.cli import main
 
-    main()
+    try:
+        main()
+    except SystemExit as done:
+        code = done.code
+        Path(status).write_text(str(0 if code is None else code if isinstance(code, int) else 1))
+        raise
+    Path(status).write_text("0")
 
 
 def _fork_context() -> multiprocessing.context.BaseContext:
@@ -372,15 +382,16 @@ def textae_forked(args: list[str], cwd: Path, stdin: bytes = b"", timeout: float
         streams = [os.path.join(tmp, name) for name in ("stdin", "stdout", "stderr")]
         for path, data in zip(streams, (stdin, b"", b"")):
             Path(path).write_bytes(data)
-        proc = _fork_context().Process(target=_cli_in_child, args=(args, str(cwd), textae_env(), *streams))
+        status = Path(tmp) / "status"
+        proc = _fork_context().Process(target=_cli_in_child, args=(args, str(cwd), textae_env(), *streams, str(status)))
         proc.start()
         proc.join(timeout)
         if proc.exitcode is None:
             proc.kill()
             proc.join()
             code = None
-        else:
-            code = proc.exitcode
+        else:  # the status the CLI exited with, when the server lost it
+            code = int(status.read_text()) if proc.exitcode == LOST_STATUS and status.is_file() else proc.exitcode
         return subprocess.CompletedProcess(args, code, Path(streams[1]).read_bytes(), Path(streams[2]).read_bytes())
 
 

@@ -6,6 +6,7 @@ each case in its own process (forked from a server that imported textae once; th
 from __future__ import annotations
 
 import json
+import multiprocessing.process
 import sys
 
 import pyarrow.parquet as pq
@@ -93,3 +94,13 @@ def test_a_killed_score_job_resumes_without_a_stale_lock(shared, tmp_path):
     """SIGKILL mid-job: --resume is not blocked by the dead job's lock and writes each row exactly once."""
     outs = faults.kill_and_resume(shared, tmp_path)
     assert all(o.ok for o in outs), "\n\n".join(o.explain() for o in outs)
+
+
+def test_a_forked_case_reports_the_clis_own_status_when_the_server_loses_it(monkeypatch, tmp_path):
+    """A forkserver under load once reported 255 for a case whose CLI exited 2; the child's own record wins."""
+    real = multiprocessing.process.BaseProcess.exitcode
+    lost = property(lambda self: None if real.fget(self) is None else faults.LOST_STATUS)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "exitcode", lost)
+    done = faults.textae_forked(["decode", "--model", str(tmp_path / "missing"), "--input", str(tmp_path / "codes.parquet"),
+                                 "--output", str(tmp_path / "out.txt")], tmp_path)
+    assert done.returncode == 2 and done.stderr.decode().startswith("error:"), done
