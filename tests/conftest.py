@@ -41,6 +41,17 @@ def corpus(tmp_path: Path) -> Path:
     return path
 
 
+# The same content in two styles: the label alone says how a sentence ends (the conditional families' data).
+STYLED = [(s[:-2] + " .", "calm") for s in SENTENCES] + [(s[:-2] + " !", "loud") for s in SENTENCES]
+
+
+@pytest.fixture(scope="session")
+def styled_corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("styled") / "styled.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "style": y}) + "\n" for t, y in STYLED))
+    return path
+
+
 def tiny_overrides(corpus: Path, out: Path, **extra) -> dict:
     """Dotted overrides for a model small enough to overfit SENTENCES in well under a minute."""
     values = {

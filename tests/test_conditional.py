@@ -21,19 +21,9 @@ from textae.modeling.bottlenecks.cvae import UNKNOWN, label_ids
 from textae.modeling.bottlenecks.gmvae import gaussian_pair_kl
 from textae.transfer import transfer
 
-from .conftest import SENTENCES, tiny_overrides
+from .conftest import SENTENCES, STYLED, tiny_overrides
 
 K, D = 2, 8
-# The same content in two styles: the label alone says how a sentence ends.
-STYLED = [(s[:-2] + " .", "calm") for s in SENTENCES] + [(s[:-2] + " !", "loud") for s in SENTENCES]
-
-
-@pytest.fixture(scope="module")
-def styled_corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("styled") / "styled.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "style": y}) + "\n" for t, y in STYLED))
-    return path
-
 
 @pytest.fixture(scope="module")
 def cvae(trained_model, styled_corpus):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -12,7 +10,7 @@ from textae.infill import infill
 from textae.markers import MarkerTable, find_markers
 from textae.transfer import predict_labels, transfer
 
-from .test_conditional import STYLED
+from .conftest import STYLED
 
 # Token ids: 0-4 special (4 = <mask>); a word starts at 5, 6, 7, 9, 10; 8 continues a word.
 STARTS = [True] * 5 + [True, True, True, False, True, True]
@@ -42,13 +40,6 @@ def test_a_marker_never_matches_the_start_of_a_longer_word():
     table = MarkerTable([[0, 7]], 2, STARTS)
     assert table.delete([7, 8, 10], MASK) == ([7, 8, 10], [0, 0])  # "7 8" is one word, not the marker 7
     assert table.delete([7, 10], MASK) == ([MASK, 10], [1, 0])
-
-
-@pytest.fixture(scope="module")
-def styled_corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("styled-cae") / "styled.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "style": y}) + "\n" for t, y in STYLED))
-    return path
 
 
 @pytest.fixture(scope="module")
