@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...markers import MarkerTable
+from ...tokenizer import NUM_SPECIAL, SPECIAL_TOKENS, word_starts
 from .base import Bottleneck, BottleneckOutput
 
 VOTE_PRIOR = 0.1  # added to each label's marker count before normalising: no marker → uniform
+MASK_ID = list(SPECIAL_TOKENS).index("mask_token")  # every textae tokenizer has the same special ids
 
 
 @dataclass
@@ -60,7 +62,7 @@ class CAEBottleneck(Bottleneck, family="cae", options=CAEConfig):
         nn.init.zeros_(self.label_to_code.weight)  # from a trained autoencoder, the decoder first reads the code it knows
         self.label_to_code._is_hf_initialized = True  # post_init keeps those zeros
         self.register_buffer("word_start", torch.zeros(cfg.vocab_size, dtype=torch.bool))
-        self.mask_id = 4
+        self.mask_id = MASK_ID
         self._table: MarkerTable | None = None
         self._votes: torch.Tensor | None = None  # the last input's marker votes (B, C), read by encode
 
@@ -73,16 +75,13 @@ class CAEBottleneck(Bottleneck, family="cae", options=CAEConfig):
         return (self.num_codes * self.dim + self.num_labels,)
 
     def set_vocabulary(self, tokenizer) -> None:
-        from ...tokenizer import word_starts
-
         self.word_start.copy_(torch.tensor(word_starts(tokenizer)[: self.cfg.vocab_size]))
-        self.mask_id = tokenizer.mask_token_id
         self._table = None
 
     @property
     def table(self) -> MarkerTable:
         if self._table is None:
-            self._table = MarkerTable(self.cfg.markers, self.num_labels, self.word_start.tolist())
+            self._table = MarkerTable(self.cfg.markers, self.num_labels, self.word_start.tolist(), NUM_SPECIAL)
         return self._table
 
     def content_input(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
