@@ -117,6 +117,7 @@ class Judges:
         self.judge = make_pipeline(TfidfVectorizer(**TFIDF), LogisticRegression(max_iter=2000, C=10.0))
         self.judge.fit(train_rows["texts"], train_rows["labels"])
         self.texts, self.encoder, self.lm = test["texts"], encoder, lm
+        self.source_embeddings = encoder.encode(self.texts)  # once: every row is compared with the same sources
         self.source_nll = float(lm.token_nll(self.texts).mean()) if lm else None
 
     def row(self, outputs: list[str], wanted: list[str]) -> dict:
@@ -125,7 +126,7 @@ class Judges:
         out = {
             "accuracy": round(float(np.mean(self.judge.predict(outputs) == np.asarray(wanted))), 4),
             "bleu": round(bleu(outputs, self.texts), 2),
-            "similarity": round(float(self.encoder.similarity(self.texts, outputs).mean()), 4),
+            "similarity": round(float((self.source_embeddings * self.encoder.encode(outputs)).sum(1).mean()), 4),
         }
         if self.lm is not None:
             out["nll_ratio"] = round(float(self.lm.token_nll(outputs).mean()) / self.source_nll, 4)
@@ -145,10 +146,11 @@ def rewrite_all(ae, texts: list[str], targets: list[str], **generate) -> tuple[l
     return moved, time.perf_counter() - start
 
 
-def retrieve(encoder, train_rows: dict, texts: list[str], targets: list[str]) -> list[str]:
-    """The peer that keeps the topic and flips the label: the nearest training text of the target label by MiniLM."""
+def retrieve(encoder, train_rows: dict, emb: np.ndarray, targets: list[str]) -> list[str]:
+    """The peer that keeps the topic and flips the label: the nearest training text of the target label by
+    MiniLM (`emb`: the sources' embeddings)."""
     pool, labels = train_rows["texts"], np.asarray(train_rows["labels"])
-    pool_emb, emb = encoder.encode(pool), encoder.encode(texts)
+    pool_emb = encoder.encode(pool)
     out = []
     for e, t in zip(emb, targets):
         idx = np.flatnonzero(labels == t)
@@ -174,6 +176,7 @@ def transfer_figures(run: Path, label: str, encoder, limit: int, lm=None, peers:
     """`generate`: decoding options for the rewrites and reconstructions (e.g. repetition_penalty).
     `peers`: add the copy, retrieve and arithmetic rows."""
     import textae
+    import torch
     from sklearn.linear_model import LogisticRegression
     from textae.transfer import labels as model_labels
     from textae.transfer import predict_labels
@@ -188,7 +191,9 @@ def transfer_figures(run: Path, label: str, encoder, limit: int, lm=None, peers:
     moved, seconds = rewrite_all(ae, texts, targets, **generate)
     rebuilt = ae.reconstruct(texts, **generate)
     # How much label is left in the content code: a fresh probe on it, against always guessing the majority.
-    split = lambda codes: ae.model.bottleneck.split(__import__("torch").as_tensor(codes))[0].numpy()  # noqa: E731
+    def split(codes: np.ndarray) -> np.ndarray:
+        return ae.model.bottleneck.split(torch.as_tensor(codes))[0].numpy()
+
     probe = LogisticRegression(max_iter=2000).fit(split(ae.encode(train_rows["texts"][:5000])), train_rows["labels"][:5000])
     probe_accuracy = float(np.mean(probe.predict(split(ae.encode(texts))) == np.asarray(test["labels"])))
     out = {
@@ -204,8 +209,9 @@ def transfer_figures(run: Path, label: str, encoder, limit: int, lm=None, peers:
     }
     examples = {"source": texts, "label": test["labels"], "to": targets, "transferred": moved}
     if peers:
-        retrieved, moved_by_arithmetic = retrieve(encoder, train_rows, texts, targets), arithmetic(ae, train_rows, test, targets)
-        out["copy"] = judges.row(texts, targets)
+        retrieved = retrieve(encoder, train_rows, judges.source_embeddings, targets)
+        moved_by_arithmetic = arithmetic(ae, train_rows, test, targets)
+        out["copy"] = out["copy_row"]
         out["retrieve"] = judges.row(retrieved, targets)
         out["arithmetic"] = judges.row(moved_by_arithmetic, targets)
         examples.update(retrieved=retrieved, arithmetic=moved_by_arithmetic)

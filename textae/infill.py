@@ -92,8 +92,7 @@ def _next(row: list[int], at: list[int], span: list[int], i: int, predicted: int
     if last:
         return eos
     while at[i] < len(row) and row[at[i]] == mask_id:
-        following = row[at[i] + 1] if at[i] + 1 < len(row) else eos
-        if predicted == following or span[i] >= max_span or predicted in (eos, mask_id):
+        if predicted == _following(row, at[i], mask_id, eos) or span[i] >= max_span or predicted in (eos, mask_id):
             at[i] += 1  # the mask is filled: copy on
             span[i] = 0
             continue

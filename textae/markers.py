@@ -2,9 +2,10 @@
 
 An n-gram marks label v when it occurs in at least `ratio` times as many of v's rows as of the other
 labels' rows, those counts scaled to as many rows as v has and both add-`smoothing` (the salience of
-Li et al., made fair to labels of unequal size: a rare label's words need the same evidence). Deleting every marker of every label from a sentence
-leaves what no label marks, its content; a decoder told a label writes that label's markers back,
-which is style transfer when the label is another one. Markers are token n-grams that start and end
+Li et al., made fair to labels of unequal size: a rare label's words need the same evidence).
+Deleting every marker of every label from a sentence leaves what no label marks, its content; a
+decoder told a label writes that label's markers back, which is style transfer when the label is
+another one. Markers are token n-grams that start and end
 on word boundaries, so a deletion never leaves half a word.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+
+from .tokenizer import NUM_SPECIAL
 
 
 def find_markers(
@@ -23,7 +26,7 @@ def find_markers(
     ratio: float = 5.0,
     min_count: int = 3,
     smoothing: float = 1.0,
-    num_special: int = 5,
+    num_special: int = NUM_SPECIAL,
 ) -> list[list[int]]:
     """[[label id, token ids...], ...]: the markers of every label, most salient first.
 
@@ -71,7 +74,7 @@ def _word_grams(ids: Sequence[int], word_start: Sequence[bool], max_n: int, num_
 class MarkerTable:
     """Deletes markers from token rows and votes for the label they mark."""
 
-    def __init__(self, markers: Sequence[Sequence[int]], num_labels: int, word_start: Sequence[bool], num_special: int = 5):
+    def __init__(self, markers: Sequence[Sequence[int]], num_labels: int, word_start: Sequence[bool], num_special: int = NUM_SPECIAL):
         self.label_of: dict[tuple[int, ...], int] = {}
         for v, *gram in markers:
             self.label_of.setdefault(tuple(gram), v)

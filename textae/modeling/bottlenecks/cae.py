@@ -8,7 +8,8 @@ autoencoder keeps it. The decoder reads that code plus an offset learned per lab
 the label's markers back itself: decoded with another label it writes that label's markers around
 the same content (style transfer, `textae transfer`; "Delete, Retrieve, Generate", Li et al. 2018).
 Where the cvae family hides the label from a small latent with an adversary, here it is simply not
-in the input; the markers' `marker_ratio` is the knob between keeping content and changing label.
+in the input. Between keeping content and changing label, `marker_ratio` (at training: how much is
+deleted) and transfer's guidance (`textae.infill`) are the knobs.
 
 The stored code is [the flattened content code ; p], p a distribution over labels: one-hot when the
 label is known, else the vote of the markers the input held (uniform when it held none).
@@ -23,11 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...markers import MarkerTable
-from ...tokenizer import NUM_SPECIAL, SPECIAL_TOKENS, word_starts
+from ...tokenizer import SPECIAL_TOKENS, word_starts
 from .base import Bottleneck, BottleneckOutput
+from .cvae import LabelledCode
 
 VOTE_PRIOR = 0.1  # added to each label's marker count before normalising: no marker → uniform
 MASK_ID = list(SPECIAL_TOKENS).index("mask_token")  # every textae tokenizer has the same special ids
+PAD_ID = list(SPECIAL_TOKENS).index("pad_token")
 
 
 @dataclass
@@ -46,7 +49,7 @@ class CAEConfig:
             raise ValueError("marker_ratio must be above 1, marker_min_count and marker_max_words at least 1")
 
 
-class CAEBottleneck(Bottleneck, family="cae", options=CAEConfig):
+class CAEBottleneck(LabelledCode, Bottleneck, family="cae", options=CAEConfig):
     conditional = True
     infills = True
     paraphrase_scale = 0.25
@@ -67,10 +70,6 @@ class CAEBottleneck(Bottleneck, family="cae", options=CAEConfig):
         self._votes: torch.Tensor | None = None  # the last input's marker votes (B, C), read by encode
 
     @property
-    def num_labels(self) -> int:
-        return len(self.cfg.labels)
-
-    @property
     def code_shape(self) -> tuple[int, ...]:
         return (self.num_codes * self.dim + self.num_labels,)
 
@@ -81,7 +80,7 @@ class CAEBottleneck(Bottleneck, family="cae", options=CAEConfig):
     @property
     def table(self) -> MarkerTable:
         if self._table is None:
-            self._table = MarkerTable(self.cfg.markers, self.num_labels, self.word_start.tolist(), NUM_SPECIAL)
+            self._table = MarkerTable(self.cfg.markers, self.num_labels, self.word_start.tolist())
         return self._table
 
     def content_input(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,12 +90,10 @@ class CAEBottleneck(Bottleneck, family="cae", options=CAEConfig):
             content, vote = self.table.delete([t for t, k in zip(ids, keep) if k], self.mask_id)
             rows.append(content)
             votes.append(vote)
-        width = max(map(len, rows))
-        out = input_ids.new_full((len(rows), width), 0)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = torch.tensor(r, dtype=out.dtype)
+        out = input_ids.new_full((len(rows), max(map(len, rows))), PAD_ID)
         mask = torch.zeros_like(out, dtype=attention_mask.dtype)
         for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.tensor(r, dtype=out.dtype)
             mask[i, : len(r)] = 1
         v = torch.tensor(votes, dtype=torch.float32, device=input_ids.device) + VOTE_PRIOR
         self._votes = v / v.sum(-1, keepdim=True)
@@ -118,15 +115,6 @@ class CAEBottleneck(Bottleneck, family="cae", options=CAEConfig):
     def encode(self, h: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         p = self._label_probs(len(h), None, h.device)
         return torch.cat([self.norm(h).flatten(1), p.to(h.dtype)], dim=-1)
-
-    def split(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stored codes → (content (B, K·D), p (B, C))."""
-        return code[..., : -self.num_labels], code[..., -self.num_labels :]
-
-    def with_label(self, code: torch.Tensor, label: int) -> torch.Tensor:
-        """The same content codes with every label part set to one label."""
-        content, p = self.split(code)
-        return torch.cat([content, F.one_hot(torch.full(p.shape[:-1], label, device=p.device), self.num_labels).to(p)], -1)
 
     def _read(self, content: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         offset = self.label_to_code(p.to(content.dtype)).view(len(content), self.num_codes, self.dim)

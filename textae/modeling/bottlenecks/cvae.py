@@ -46,7 +46,25 @@ def label_ids(values: list, labels: list[str]) -> list[int]:
     return [UNKNOWN if v is None else index.get(str(v), UNKNOWN) for v in values]
 
 
-class CVAEBottleneck(VAEBottleneck, family="cvae", options=CVAEConfig):
+class LabelledCode:
+    """Stored codes that end in a distribution over the labels `self.cfg.labels` (cvae, cae): what
+    transfer reads and sets."""
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.cfg.labels)
+
+    def split(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stored codes → (content, p (B, C))."""
+        return code[..., : -self.num_labels], code[..., -self.num_labels :]
+
+    def with_label(self, code: torch.Tensor, label: int) -> torch.Tensor:
+        """The same content codes with every label part set to one label."""
+        content, p = self.split(code)
+        return torch.cat([content, F.one_hot(torch.full(p.shape[:-1], label, device=p.device), self.num_labels).to(p)], dim=-1)
+
+
+class CVAEBottleneck(LabelledCode, VAEBottleneck, family="cvae", options=CVAEConfig):
     conditional = True
     find_unused_parameters = True  # a batch without labels leaves the classifier untouched
     standard_normal_prior = False  # its decoder also reads the label, which the ELBO bound and scorer leave out
@@ -63,10 +81,6 @@ class CVAEBottleneck(VAEBottleneck, family="cvae", options=CVAEConfig):
         self.adversary = nn.Sequential(
             nn.Linear(cfg.latent_dim, cfg.adversary_hidden), nn.ReLU(), nn.Linear(cfg.adversary_hidden, n)
         )
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.cfg.labels)
 
     @property
     def code_shape(self) -> tuple[int, ...]:
@@ -103,15 +117,6 @@ class CVAEBottleneck(VAEBottleneck, family="cvae", options=CVAEConfig):
 
     def encode(self, h: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.posterior(h)[0], self.label_probs(h).to(h.dtype)], dim=-1)
-
-    def split(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stored codes → (z (B, Z), p (B, C))."""
-        return code[..., : self.cfg.latent_dim], code[..., self.cfg.latent_dim :]
-
-    def with_label(self, code: torch.Tensor, label: int) -> torch.Tensor:
-        """The same content codes with every label part set to one label."""
-        z, p = self.split(code)
-        return torch.cat([z, F.one_hot(torch.full(p.shape[:-1], label, device=p.device), self.num_labels).to(p)], dim=-1)
 
     def to_decoder(self, code: torch.Tensor) -> torch.Tensor:
         z, p = self.split(code)
