@@ -23,7 +23,7 @@ cluster: each held-out row's mixture component against its label (TREC coarse ty
   MiniLM embeddings, on the gmvae's own codes and on the plain VAE's (all fitted on training rows).
 Parts not run (--parts) are copied from --reuse-from, a previous conditional.json, and named under
 `reused`. Writes benchmarks/results/conditional.json, conditional_knob.png (accuracy against
-similarity over the cae's guidance) and cluster_map_trec.png.
+similarity over the cae's label weight, `textae transfer --label-weight`) and cluster_map_trec.png.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from common import device_name, train_run
 RESULTS = Path(__file__).parent / "results"
 STEPS = 1200  # per run; about 5 to 8 minutes on 2 CPU cores
 EVAL_LM_MINUTES = 3.0
-KNOB_GUIDANCE = (0.0, 1.0, 2.0, 4.0, 8.0)  # the cae's guidance: the knob between content and label
+KNOB_WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0)  # the cae's label weight (textae.edits): the knob between content and label
 WHOLE_ROWS = ["--set", "data.split_sentences=false", "--set", "data.min_words=1", "--set", "data.validation_size=0.1"]
 DATASETS = {  # name: (source, label column, data options)
     "sms": ("sms", "label", WHOLE_ROWS),
@@ -272,7 +272,7 @@ def cluster_figures(gmvae_run: Path, vae_run: Path, label: str, limit: int, fit_
 
 
 def knob_figures(run: Path, label: str, encoder, limit: int) -> list[dict]:
-    """Accuracy, similarity and BLEU of the cae's transfer at each guidance of KNOB_GUIDANCE."""
+    """Accuracy, similarity and BLEU of the cae's transfer at each label weight of KNOB_WEIGHTS."""
     import textae
 
     train_rows, test = splits(run, label, limit)
@@ -280,11 +280,12 @@ def knob_figures(run: Path, label: str, encoder, limit: int) -> list[dict]:
     ae = textae.load(run / "final")
     rng = random.Random(0)
     targets = [rng.choice([k for k in ae.model.bottleneck.cfg.labels if k != y]) for y in test["labels"]]
-    return [{"guidance": g, **judges.row(rewrite_all(ae, test["texts"], targets, guidance=g)[0], targets)} for g in KNOB_GUIDANCE]
+    return [{"label_weight": w, **judges.row(rewrite_all(ae, test["texts"], targets, label_weight=w)[0], targets)}
+            for w in KNOB_WEIGHTS]
 
 
 def knob_plot(knob: dict, path: Path) -> None:
-    """Accuracy against similarity, one line per set through its guidance settings, with the targets."""
+    """Accuracy against similarity, one line per set through its label weights, with the targets."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,15 +293,15 @@ def knob_plot(knob: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for dataset, points in knob.items():
-        pts = sorted(points, key=lambda p: p["guidance"])
+        pts = sorted(points, key=lambda p: p["label_weight"])
         ax.plot([p["similarity"] for p in pts], [p["accuracy"] for p in pts], marker="o", label=dataset)
         for p in pts:
-            ax.annotate(f"{p['guidance']:g}", (p["similarity"], p["accuracy"]), textcoords="offset points", xytext=(4, 4))
+            ax.annotate(f"{p['label_weight']:g}", (p["similarity"], p["accuracy"]), textcoords="offset points", xytext=(4, 4))
     ax.axhline(0.7, color="grey", ls=":")
     ax.axvline(0.5, color="grey", ls=":")
     ax.set_xlabel("MiniLM similarity to the source")
     ax.set_ylabel("judge accuracy (target label)")
-    ax.set_title("cae transfer: guidance (annotated) trades content for label")
+    ax.set_title("cae transfer: the label weight (annotated) trades content for label")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend()
@@ -390,9 +391,9 @@ def report(result: dict) -> None:
                 print(f"  {e['label']} -> {e['to']}: {e['source'][:100]}\n    cae:       {e['transferred'][:100]}"
                       f"\n    retrieve:  {e['retrieved'][:100]}")
     if "knob" in result:
-        print("\nknob (guidance: accuracy / similarity)")
+        print("\nknob (label weight: accuracy / similarity)")
         for d, points in result["knob"].items():
-            print(f"  {d}: " + ", ".join(f"{p['guidance']:g}: {p['accuracy']:.3f} / {p['similarity']:.3f}" for p in points))
+            print(f"  {d}: " + ", ".join(f"{p['label_weight']:g}: {p['accuracy']:.3f} / {p['similarity']:.3f}" for p in points))
     if "cluster" in result:
         print(f"\n{'cluster':10} {'NMI':>6} {'purity':>7} {'km-tfidf':>9} {'km-minilm':>10} {'km-codes':>9} {'km-vae':>7}")
         for d, c in result["cluster"].items():

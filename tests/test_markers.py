@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import textae
+from textae.edits import choose_edits
 from textae.infill import infill
 from textae.markers import MarkerTable, find_markers
 from textae.transfer import predict_labels, transfer
@@ -93,3 +94,52 @@ def test_infill_copies_the_content_and_writes_only_where_words_were_deleted():
     assert capped[0].tolist()[:5] == [5, 9, 9, 6, 9]  # a span stops at max_span; copying goes on
     copied = infill(ScriptedDecoder([8] * 16), torch.zeros(1, 1), [[5, 6, 3]], MASK, max_span=1)
     assert copied[0].tolist() == [8, 5, 6, 8, 3]  # every content word copied; max_span tokens may open and close it
+
+
+class BigramDecoder:
+    """log p(next token | previous token, label): a code (B, 1) holds the label the decoder is told."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.config = type("Config", (), {"bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 0, "max_positions": 16})
+        self.logits = logits  # (labels, V, V)
+
+    def shift_right(self, labels):
+        shifted = torch.cat([torch.full((len(labels), 1), 2), labels[:, :-1]], 1)
+        return shifted.masked_fill(shifted.eq(-100), 0)
+
+    def decoder_memory(self, code):
+        return code
+
+    def decoder_states(self, tokens, start, memory, caches=None):
+        return tokens, caches
+
+    def output_logits(self, hidden, memory):
+        return self.logits[memory[:, 0].long()[:, None], hidden]
+
+    def sequence_log_likelihood(self, code, labels):
+        logp = torch.log_softmax(self.output_logits(self.shift_right(labels), code), -1)
+        return (logp.gather(2, labels.clamp(min=0)[..., None])[..., 0] * labels.ne(-100)).sum(1)
+
+
+def bigrams(told: dict[tuple[int, int, int], float]) -> torch.Tensor:
+    """Two labels' bigram logits over 11 tokens: the path BOS 5 _ 7 EOS likely, plus the given (label, prev, next)."""
+    logits = torch.full((2, 11, 11), -4.0)
+    logits[:, 2, 5] = logits[:, 6, 7] = logits[:, 9, 7] = logits[:, 10, 7] = logits[:, 7, 3] = 4.0
+    for (label, prev, nxt), value in told.items():
+        logits[label, prev, nxt] = value
+    return logits
+
+
+def test_edits_put_the_new_labels_marker_where_the_decoder_likes_it_and_the_weight_prefers_what_the_label_explains():
+    table = MarkerTable([[0, 6], [1, 9], [1, 10]], 2, STARTS)
+    told = {(1, 5, 9): 4.0, (1, 5, 10): 3.0, (0, 5, 9): 4.0}  # 9 fits after 5 whatever the label; 10 only when told label 1
+    decoder, code, own = BigramDecoder(bigrams(told)), torch.ones(1, 1), torch.zeros(1, 1)
+
+    def rewrite(weight: float, markers=([9], [10])) -> list[int]:
+        return choose_edits(decoder, table, [[5, 6, 7]], [[5, 6, 7]], list(markers), 1, code, own, weight)[0]
+
+    assert rewrite(0.0) == [5, 9, 7]  # the old label's word replaced by the likeliest marker; the other words kept
+    assert rewrite(4.0) == [5, 10, 7]  # weighted, the marker the new label explains best against the old one
+    assert rewrite(0.0, markers=()) == [5, 6, 7]  # no marker to write: the infilled text
+    decoder.logits = bigrams({**told, (1, 5, 6): 6.0})  # the old label's word is now the decoder's favourite ...
+    assert rewrite(0.0) == [5, 9, 7]  # ... but a text that still reads as the old label cannot win

@@ -469,18 +469,24 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, rank_by, max
 @_batch_option
 @_beams_option
 @_repetition_option
+@click.option("--label-weight", type=click.FloatRange(min=0), default=None,
+              help="cae models: the knob between content and label. How much a rewrite's fit to the new label, against "
+                   "the old one, counts beside its fluency when the decoder picks among candidates (0 = the most fluent; "
+                   "higher changes the label more often and keeps less). Default 2; benchmarks/results/conditional_knob.png "
+                   "draws the trade-off.")
 @click.option("--guidance", type=click.FloatRange(min=0), default=None,
-              help="cae models: how much more the new label counts than the kept words' own label when writing its words "
-                   "(0 = the decoder's plain choice; higher changes the label more and keeps less). Default 4; see "
-                   "benchmarks/results/conditional_knob.png for the trade-off.")
+              help="cae models: how much more the new label counts than the kept words' own label when the decoder "
+                   "writes words where the old label's stood (one of the candidates). Default 4.")
 @_overwrite_option
 @_friendly
 def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams, repetition_penalty,
-             guidance, overwrite) -> None:
-    """Rewrite texts toward another label, keeping their content: a --family cae model (configs/cae.yaml,
-    recommended) copies every word that marks no label and writes the new label's words where the old
-    label's stood (greedy; --num-beams and --repetition-penalty do not apply); a cvae model decodes the
-    whole text from its content latent with the new label."""
+             label_weight, guidance, overwrite) -> None:
+    """Rewrite texts toward another label, keeping their content. A --family cae model (configs/cae.yaml,
+    recommended) keeps every word that marks no label; its decoder, told the new label, picks the best of
+    (a) the text with the new label's words written where the old label's stood and (b) the text with one
+    of the new label's markers put in at a word boundary, in place of up to two words (greedy;
+    --num-beams and --repetition-penalty do not apply). A cvae model decodes the whole text from its
+    content latent with the new label."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows
@@ -490,7 +496,7 @@ def transfer(model_dir, input_path, to_label, output, text_column, id_column, ba
     label_index(model, to_label)  # a bad label fails before reading or encoding anything
     ids, texts = read_texts(input_path, text_column, id_column)
     codes = model.encode(texts, batch_size=batch_size, progress=True)  # once: for the rewrite and the input's label
-    extra = {} if guidance is None else {"guidance": guidance}
+    extra = {k: v for k, v in (("guidance", guidance), ("label_weight", label_weight)) if v is not None}
     moved = rewrite(model, texts, to_label, batch_size=batch_size, progress=True, codes=codes, num_beams=num_beams,
                     repetition_penalty=repetition_penalty, **extra)
     write_rows(output, {"id": ids, "text": texts, "label": label_names(model, codes), "transferred": moved})

@@ -1,7 +1,9 @@
 """Style transfer: keep a sentence's content code, decode it with another label.
 
 A cvae decodes the whole sentence from its small latent. A cae keeps the content it read: its
-decoder writes only where the label's markers were deleted (`textae.infill`), with the new label."""
+decoder, told the new label, writes only where the label's markers were deleted (`textae.infill`),
+and that text competes with edits that put one of the new label's markers into the sentence
+(`textae.edits`); the decoder picks."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch
 
 from .autoencoder import AutoEncoder, in_batches
 from .errors import TextAEError
+from .edits import LABEL_WEIGHT, choose_edits
 from .infill import infill
 
 GUIDANCE = 4.0  # a cae's default: how much more the new label's pull counts than the copied words' (textae.infill)
@@ -59,32 +62,39 @@ def predict_labels(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 128)
 
 def transfer(
     ae: AutoEncoder, texts: Sequence[str], to: str, batch_size: int = 128, progress: bool = False,
-    codes: np.ndarray | None = None, guidance: float = GUIDANCE, **generate: Any
+    codes: np.ndarray | None = None, guidance: float = GUIDANCE, label_weight: float = LABEL_WEIGHT, **generate: Any
 ) -> list[str]:
     """Each text rewritten toward label `to`: its content code decoded with that label, in input order.
     `codes`: the texts' codes, if already encoded. A cae decodes greedily (`generate` does not apply),
-    `guidance` times away from the label its markers vote for (`textae.infill`)."""
+    `guidance` times away from the label its markers vote for (`textae.infill`), and chooses between
+    that and marker edits by `label_weight` (`textae.edits`)."""
     label_index(ae, to)  # a bad label fails before any encoding
     if codes is None:
         codes = ae.encode(texts, batch_size=batch_size, progress=progress)
     if ae.model.bottleneck.infills:
-        return _infill_as(ae, texts, codes, to, batch_size, progress, guidance)
+        return _rewrite_cae(ae, texts, codes, to, batch_size, progress, guidance, label_weight)
     return decode_as(ae, codes, to, batch_size, progress, **generate)
 
 
-def _infill_as(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: str, batch_size: int,
-               progress: bool, guidance: float) -> list[str]:
-    """The texts' content copied, their deleted markers written anew by the decoder told label `to`,
-    steered away from the codes' own label (their markers' vote)."""
-    bottleneck = ae.model.bottleneck
-    content = [bottleneck.table.delete(ids, bottleneck.mask_id)[0] for ids in ae.token_ids(texts)]
+def _rewrite_cae(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: str, batch_size: int,
+                 progress: bool, guidance: float, label_weight: float) -> list[str]:
+    """The texts' content copied, their deleted markers written anew by the decoder told label `to` (steered
+    away from the codes' own label, their markers' vote), or one of `to`'s markers edited in: the decoder's choice."""
+    bottleneck, eos = ae.model.bottleneck, ae.model.config.eos_token_id
+    target = label_index(ae, to)
+    markers = [gram for v, *gram in bottleneck.cfg.markers if v == target]
+    ids = [row[:-1] for row in ae.token_ids(texts)]
+    content = [bottleneck.table.delete(row, bottleneck.mask_id)[0] for row in ids]
     own = ae.code_tensor(codes)
-    moved = bottleneck.with_label(own, label_index(ae, to))
+    moved = bottleneck.with_label(own, target)
 
-    def fill(batch: list[int]) -> list[str]:
+    def rewrite(batch: list[int]) -> list[str]:
         with torch.no_grad():
             code, negative = ae.model.decoder_code(moved[batch]), ae.model.decoder_code(own[batch])
-        return ae.detokenize(infill(ae.model, code, [content[i] for i in batch], bottleneck.mask_id,
-                                    negative=negative, guidance=guidance))
+        filled = infill(ae.model, code, [content[i] for i in batch], bottleneck.mask_id, negative=negative, guidance=guidance)
+        infilled = [row[: row.index(eos)] if eos in row else row for row in filled.tolist()]
+        chosen = choose_edits(ae.model, bottleneck.table, [ids[i] for i in batch], infilled, markers, target, code,
+                              negative, label_weight)
+        return ae.detokenize(ae.pad([row + [eos] for row in chosen]))
 
-    return in_batches([len(c) for c in content], fill, batch_size, "rewriting", progress)
+    return in_batches([len(c) for c in content], rewrite, batch_size, "rewriting", progress)

@@ -146,8 +146,10 @@ class TextAEModel(TextAEPreTrainedModel):
     def sequence_log_likelihood(self, code: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """log p(labels | code) summed per sentence (B,), for a code as the decoder reads it (B, K, D)."""
         hidden, _ = self.decoder_states(self.shift_right(labels), 0, self.decoder_memory(code))
-        nll = F.cross_entropy(self.lm_head(hidden).flatten(0, 1).float(), labels.flatten(), reduction="none")
-        return -nll.view(labels.shape).sum(1)  # ignored (-100) positions contribute 0
+        scored = labels.ne(-100)  # padding gets no logits: the (N, V) projection is most of the cost
+        nll = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+        nll[scored] = F.cross_entropy(self.lm_head(hidden[scored]).float(), labels[scored], reduction="none")
+        return -nll.sum(1)
 
     def forward(
         self,

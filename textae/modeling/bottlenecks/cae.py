@@ -9,7 +9,7 @@ the label's markers back itself: decoded with another label it writes that label
 the same content (style transfer, `textae transfer`; "Delete, Retrieve, Generate", Li et al. 2018).
 Where the cvae family hides the label from a small latent with an adversary, here it is simply not
 in the input. Between keeping content and changing label, `marker_ratio` (at training: how much is
-deleted) and transfer's guidance (`textae.infill`) are the knobs.
+deleted) and transfer's label weight (`textae.edits`) are the knobs.
 
 The stored code is [the flattened content code ; p], p a distribution over labels: one-hot when the
 label is known, else the vote of the markers the input held (uniform when it held none).

@@ -1,0 +1,99 @@
+"""Transfer by edits: put one of the new label's markers into the text, where the decoder likes it best.
+
+Infilling (`textae.infill`) writes the new label's words only where the old label's markers stood,
+token by token, so a text whose label is marked by words no marker list holds ("What is yohimbine ?"
+asked as a location) comes back unchanged or with word pieces. Editing gives the decoder whole
+markers to choose from instead (the "template" step of "Delete, Retrieve, Generate", Li et al. 2018):
+a candidate inserts one marker of the new label at a word boundary, or puts it in place of the next
+one or two words. The decoder's next-token log-probabilities at every boundary, told the new label
+(l) and the text's own (l_own), shortlist the (boundary, marker) pairs by l + w·(l − l_own) of the
+marker's first token; the shortlisted edits and the infilled text are then scored whole, per token,
+by the same rule, so the right context counts too. Only candidates whose markers vote for the new
+label (the model's own reading of a text's label, `textae.markers`) can win, unless none does.
+`weight` (w) is the knob: 0 picks the most fluent edit, higher picks the one the new label explains
+best against the old.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .markers import MarkerTable
+from .tokenizer import NUM_SPECIAL
+
+LABEL_WEIGHT = 2.0  # the default w
+SHORTLIST = 24  # (boundary, marker) pairs per text scored whole
+SPAN_WORDS = 2  # an edit may put its marker in place of up to this many words
+SCORE_BATCH = 512  # candidates scored in one decoder pass
+
+
+@torch.no_grad()
+def choose_edits(model, table: MarkerTable, texts: Sequence[Sequence[int]], infilled: Sequence[Sequence[int]],
+                 markers: Sequence[Sequence[int]], label: int, code: torch.Tensor, own: torch.Tensor,
+                 weight: float = LABEL_WEIGHT) -> list[list[int]]:
+    """Each text (content ids, no EOS) rewritten toward `label`: the best of its marker edits and its infilled
+    version (ids, no EOS). `markers`: the label's markers (token ids); `code` / `own`: the texts' codes as the
+    decoder reads them, told the new label / their own (B, K, D)."""
+    eos, limit = model.config.eos_token_id, model.config.max_positions
+    word_start = table.word_start
+    first = sorted({m[0] for m in markers})
+    column = {t: j for j, t in enumerate(first)}
+    wanted, avoided = (_next_log_probs(model, c, texts, first) for c in (code, own)) if first else (None, None)
+    candidates, owner = [], []
+    for i, text in enumerate(texts):
+        found = {tuple(infilled[i])}
+        if first:
+            starts = [s for s, t in enumerate(text) if t >= NUM_SPECIAL and word_start[t]] + [len(text)]
+            pre = wanted[i] + weight * (wanted[i] - avoided[i])  # (T + 1, F)
+            pairs = sorted(((pre[s, column[m[0]]], s, k) for s in starts for k, m in enumerate(markers)), reverse=True)
+            for _, s, k in pairs[:SHORTLIST]:
+                later = [j for j in starts if j > s]
+                for ends in [s, *later[:SPAN_WORDS]]:
+                    found.add((*text[:s], *markers[k], *text[ends:]))
+        kept = [list(c) for c in found if len(c) < limit] or [list(text[: limit - 1])]
+        candidates += kept
+        owner += [i] * len(kept)
+    rows = np.asarray(owner)
+    by_length = np.argsort([len(c) for c in candidates], kind="stable")  # little padding per pass
+    told, plain = np.empty(len(candidates)), np.empty(len(candidates))
+    for out, c in ((told, code), (plain, own)):
+        out[by_length] = _log_likelihood(model, c, rows[by_length], [candidates[j] + [eos] for j in by_length])
+    length = np.asarray([len(c) + 1 for c in candidates], dtype=np.float64)
+    score = (told + weight * (told - plain)) / length
+    votes = np.asarray([table.delete(c, -1)[1] for c in candidates])
+    reads_as_label = (votes[:, label] > 0) & (votes[:, label] >= votes.max(1))
+    out = []
+    for i in range(len(texts)):
+        mine = np.flatnonzero(rows == i)
+        pool = mine[reads_as_label[mine]] if reads_as_label[mine].any() else mine
+        out.append(candidates[pool[np.argmax(score[pool])]])
+    return out
+
+
+def _next_log_probs(model, code: torch.Tensor, texts: Sequence[Sequence[int]], tokens: list[int]) -> np.ndarray:
+    """(B, T + 1, len(tokens)): log p(token at position s | the text's first s tokens, code), EOS appended."""
+    eos, pad = model.config.eos_token_id, model.config.pad_token_id
+    width = max(len(t) for t in texts) + 1
+    labels = torch.full((len(texts), width), pad, device=code.device)
+    for i, t in enumerate(texts):
+        labels[i, : len(t) + 1] = torch.tensor([*t, eos], device=code.device)
+    memory = model.decoder_memory(code)
+    hidden, _ = model.decoder_states(model.shift_right(labels), 0, memory)
+    logits = model.output_logits(hidden, memory).float()
+    return torch.log_softmax(logits, -1)[..., tokens].cpu().numpy()
+
+
+def _log_likelihood(model, code: torch.Tensor, owner: np.ndarray, rows: list[list[int]]) -> np.ndarray:
+    """log p(row | its owner's code) of each row (ids ending in EOS), in passes of SCORE_BATCH."""
+    out = []
+    for start in range(0, len(rows), SCORE_BATCH):
+        chunk = rows[start : start + SCORE_BATCH]
+        labels = torch.full((len(chunk), max(map(len, chunk))), -100)
+        for i, r in enumerate(chunk):
+            labels[i, : len(r)] = torch.tensor(r)
+        which = torch.as_tensor(owner[start : start + len(chunk)], device=code.device)
+        out.append(model.sequence_log_likelihood(code[which], labels.to(code.device)).float().cpu().numpy())
+    return np.concatenate(out)
