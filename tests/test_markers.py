@@ -63,6 +63,9 @@ def test_cae_finds_the_markers_hides_them_from_the_encoder_and_transfer_writes_t
     moved = transfer(ae, calm, "loud")
     assert sum(t.endswith("!") for t in moved) >= 6, moved  # the other label's marker
     assert sum(m[:-2] == c[:-2] for m, c in zip(moved, calm)) >= 6, list(zip(calm, moved))  # the content kept
+    long = " ".join(calm * 4)  # past the model's positions
+    assert len(ae.tokenizer(long)["input_ids"]) > ae.model.config.max_positions
+    assert transfer(ae, [long], "loud")[0].endswith(" ".join(calm[-3:]))  # the tail no code holds is kept, not lost
 
 
 class ScriptedDecoder:

@@ -79,11 +79,14 @@ def transfer(
 def _rewrite_cae(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: str, batch_size: int,
                  progress: bool, guidance: float, label_weight: float) -> list[str]:
     """The texts' content copied, their deleted markers written anew by the decoder told label `to` (steered
-    away from the codes' own label, their markers' vote), or one of `to`'s markers edited in: the decoder's choice."""
+    away from the codes' own label, their markers' vote), or one of `to`'s markers edited in: the decoder's choice.
+    Past the model's positions a text is copied unchanged."""
     bottleneck, eos = ae.model.bottleneck, ae.model.config.eos_token_id
     target = label_index(ae, to)
     markers = [gram for v, *gram in bottleneck.cfg.markers if v == target]
-    ids = [row[:-1] for row in ae.token_ids(texts)]
+    limit = ae.model.config.max_positions - 1
+    whole = ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    ids, tails = [row[:limit] for row in whole], [row[limit:] for row in whole]  # a long text's tail is kept as it is
     content = [bottleneck.table.delete(row, bottleneck.mask_id)[0] for row in ids]
     own = ae.code_tensor(codes)
     moved = bottleneck.with_label(own, target)
@@ -95,6 +98,6 @@ def _rewrite_cae(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: s
         infilled = [row[: row.index(eos)] if eos in row else row for row in filled.tolist()]
         chosen = choose_edits(ae.model, bottleneck.table, [ids[i] for i in batch], infilled, markers, target, code,
                               negative, label_weight)
-        return ae.detokenize(ae.pad([row + [eos] for row in chosen]))
+        return ae.detokenize(ae.pad([row + tails[i] + [eos] for i, row in zip(batch, chosen)]))
 
     return in_batches([len(c) for c in content], rewrite, batch_size, "rewriting", progress)
