@@ -48,6 +48,7 @@ def choose_edits(model, table: MarkerTable, texts: Sequence[Sequence[int]], infi
         if first:
             starts = [s for s, t in enumerate(text) if t >= NUM_SPECIAL and word_start[t]] + [len(text)]
             pre = wanted[i] + weight * (wanted[i] - avoided[i])  # (T + 1, F)
+            # ties (markers that share a first token) go to the later boundary and the less salient marker
             pairs = sorted(((pre[s, column[m[0]]], s, k) for s in starts for k, m in enumerate(markers)), reverse=True)
             for _, s, k in pairs[:SHORTLIST]:
                 later = [j for j in starts if j > s]
@@ -59,8 +60,8 @@ def choose_edits(model, table: MarkerTable, texts: Sequence[Sequence[int]], infi
     rows = np.asarray(owner)
     by_length = np.argsort([len(c) for c in candidates], kind="stable")  # little padding per pass
     told, plain = np.empty(len(candidates)), np.empty(len(candidates))
-    for out, c in ((told, code), (plain, own)):
-        out[by_length] = _log_likelihood(model, c, rows[by_length], [candidates[j] + [eos] for j in by_length])
+    for scores, c in ((told, code), (plain, own)):
+        scores[by_length] = _log_likelihood(model, c, rows[by_length], [candidates[j] + [eos] for j in by_length])
     length = np.asarray([len(c) + 1 for c in candidates], dtype=np.float64)
     score = (told + weight * (told - plain)) / length
     votes = np.asarray([table.delete(c, -1)[1] for c in candidates])
