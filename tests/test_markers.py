@@ -9,7 +9,7 @@ import textae
 from textae.edits import choose_edits
 from textae.infill import infill
 from textae.markers import MarkerTable, find_markers
-from textae.transfer import predict_labels, transfer
+from textae.transfer import _cut, predict_labels, transfer
 
 from .conftest import STYLED
 
@@ -143,6 +143,14 @@ def test_edits_put_the_new_labels_marker_where_the_decoder_likes_it_and_the_weig
 
     assert rewrite(0.0) == [5, 9, 7]  # the old label's word replaced by the likeliest marker; the other words kept
     assert rewrite(4.0) == [5, 10, 7]  # weighted, the marker the new label explains best against the old one
-    assert rewrite(0.0, markers=()) == [5, 6, 7]  # no marker to write: the infilled text
+    assert choose_edits(decoder, table, [[5, 6, 7]], [[5, 10, 7]], [], 1, code, own)[0] == [5, 10, 7]  # no marker: the infilled text
     decoder.logits = bigrams({**told, (1, 5, 6): 6.0})  # the old label's word is now the decoder's favourite ...
     assert rewrite(0.0) == [5, 9, 7]  # ... but a text that still reads as the old label cannot win
+    decoder.logits = bigrams({**told, (1, 9, 6): 6.0, (1, 9, 7): -2.0})  # 9 put in before the old marker: the likeliest ...
+    assert rewrite(0.0) == [5, 10, 7]  # ... but one marker of each label is a tie, not the new label
+
+
+def test_a_long_text_is_cut_for_rewriting_where_a_word_starts():
+    assert _cut([5, 6, 7, 8, 9], 4, STARTS) == ([5, 6, 7, 8], [9])
+    assert _cut([5, 7, 8, 10], 2, STARTS) == ([5], [7, 8, 10])  # never between the pieces of "7 8"
+    assert _cut([5, 6], 4, STARTS) == ([5, 6], [])

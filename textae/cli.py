@@ -481,10 +481,10 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, rank_by, max
 @_friendly
 def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams, repetition_penalty,
              label_weight, guidance, overwrite) -> None:
-    """Rewrite texts toward another label, keeping their content. A --family cae model (configs/cae.yaml,
-    recommended) keeps every word that marks no label; its decoder, told the new label, picks the best of
-    (a) the text with the new label's words written where the old label's stood and (b) the text with one
-    of the new label's markers put in at a word boundary, in place of up to two words (greedy;
+    """Rewrite texts toward another label, keeping their content. With a --family cae model (configs/cae.yaml,
+    recommended) its decoder, told the new label, picks the best of (a) the text with every word that marks
+    no label kept and the new label's words written where the old label's stood, and (b) the text with one
+    of the new label's markers put in at a word boundary, or in place of the next one or two words (greedy;
     --num-beams and --repetition-penalty do not apply). A cvae model decodes the whole text from its
     content latent with the new label."""
     _refuse_existing(output, overwrite=overwrite)

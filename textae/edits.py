@@ -9,7 +9,8 @@ one or two words. The decoder's next-token log-probabilities at every boundary, 
 (l) and the text's own (l_own), shortlist the (boundary, marker) pairs by l + w·(l − l_own) of the
 marker's first token; the shortlisted edits and the infilled text are then scored whole, per token,
 by the same rule, so the right context counts too. Only candidates whose markers vote for the new
-label (the model's own reading of a text's label, `textae.markers`) can win, unless none does.
+label (more of its markers than of any other label's: the model's own reading of a text's label,
+`textae.markers`) can win, unless none does.
 `weight` (w) is the knob: 0 picks the most fluent edit, higher picks the one the new label explains
 best against the old.
 """
@@ -22,12 +23,12 @@ import numpy as np
 import torch
 
 from .markers import MarkerTable
-from .tokenizer import NUM_SPECIAL
 
 LABEL_WEIGHT = 2.0  # the default w
 SHORTLIST = 24  # (boundary, marker) pairs per text scored whole
+PER_FIRST_TOKEN = 3  # of them, at most this many at one boundary share a first token (so score the same)
 SPAN_WORDS = 2  # an edit may put its marker in place of up to this many words
-SCORE_BATCH = 512  # candidates scored in one decoder pass
+SCORE_TOKENS = 16_384  # padded candidate tokens scored in one decoder pass
 
 
 @torch.no_grad()
@@ -35,26 +36,28 @@ def choose_edits(model, table: MarkerTable, texts: Sequence[Sequence[int]], infi
                  markers: Sequence[Sequence[int]], label: int, code: torch.Tensor, own: torch.Tensor,
                  weight: float = LABEL_WEIGHT) -> list[list[int]]:
     """Each text (content ids, no EOS) rewritten toward `label`: the best of its marker edits and its infilled
-    version (ids, no EOS). `markers`: the label's markers (token ids); `code` / `own`: the texts' codes as the
-    decoder reads them, told the new label / their own (B, K, D)."""
+    version (ids, no EOS, shorter than the model's positions). `markers`: the label's markers (token ids),
+    most salient first; `code` / `own`: the texts' codes as the decoder reads them, told the new label /
+    their own (B, K, D)."""
+    if not texts:
+        return []
     eos, limit = model.config.eos_token_id, model.config.max_positions
-    word_start = table.word_start
     first = sorted({m[0] for m in markers})
     column = {t: j for j, t in enumerate(first)}
-    wanted, avoided = (_next_log_probs(model, c, texts, first) for c in (code, own)) if first else (None, None)
+    if first:
+        wanted = _next_log_probs(model, code, texts, first)
+        avoided = _next_log_probs(model, own, texts, first)
     candidates, owner = [], []
     for i, text in enumerate(texts):
         found = {tuple(infilled[i])}
         if first:
-            starts = [s for s, t in enumerate(text) if t >= NUM_SPECIAL and word_start[t]] + [len(text)]
+            starts = [s for s, t in enumerate(text) if t >= table.num_special and table.word_start[t]] + [len(text)]
             pre = wanted[i] + weight * (wanted[i] - avoided[i])  # (T + 1, F)
-            # ties (markers that share a first token) go to the later boundary and the less salient marker
-            pairs = sorted(((pre[s, column[m[0]]], s, k) for s in starts for k, m in enumerate(markers)), reverse=True)
-            for _, s, k in pairs[:SHORTLIST]:
+            for s, k in _shortlist(pre, starts, [column[m[0]] for m in markers]):
                 later = [j for j in starts if j > s]
                 for ends in [s, *later[:SPAN_WORDS]]:
                     found.add((*text[:s], *markers[k], *text[ends:]))
-        kept = [list(c) for c in found if len(c) < limit] or [list(text[: limit - 1])]
+        kept = [list(c) for c in found if len(c) < limit]
         candidates += kept
         owner += [i] * len(kept)
     rows = np.asarray(owner)
@@ -65,7 +68,7 @@ def choose_edits(model, table: MarkerTable, texts: Sequence[Sequence[int]], infi
     length = np.asarray([len(c) + 1 for c in candidates], dtype=np.float64)
     score = (told + weight * (told - plain)) / length
     votes = np.asarray([table.delete(c, -1)[1] for c in candidates])
-    reads_as_label = (votes[:, label] > 0) & (votes[:, label] >= votes.max(1))
+    reads_as_label = votes[:, label] > np.delete(votes, label, axis=1).max(1)  # more of its markers than any other label's
     out = []
     for i in range(len(texts)):
         mine = np.flatnonzero(rows == i)
@@ -74,13 +77,29 @@ def choose_edits(model, table: MarkerTable, texts: Sequence[Sequence[int]], infi
     return out
 
 
+def _shortlist(pre: np.ndarray, starts: list[int], first_column: list[int]) -> list[tuple[int, int]]:
+    """The SHORTLIST best (boundary, marker index) pairs by their first token's score `pre` (T + 1, F); markers
+    that share a first token tie, so at most PER_FIRST_TOKEN of them a boundary, the most salient first."""
+    ranked = sorted((-pre[s, f], s, k) for s in starts for k, f in enumerate(first_column))
+    taken: dict[tuple[int, int], int] = {}
+    out = []
+    for _, s, k in ranked:
+        key = (s, first_column[k])
+        if taken.get(key, 0) < PER_FIRST_TOKEN:
+            taken[key] = taken.get(key, 0) + 1
+            out.append((s, k))
+            if len(out) == SHORTLIST:
+                break
+    return out
+
+
 def _next_log_probs(model, code: torch.Tensor, texts: Sequence[Sequence[int]], tokens: list[int]) -> np.ndarray:
     """(B, T + 1, len(tokens)): log p(token at position s | the text's first s tokens, code), EOS appended."""
     eos, pad = model.config.eos_token_id, model.config.pad_token_id
-    width = max(len(t) for t in texts) + 1
-    labels = torch.full((len(texts), width), pad, device=code.device)
+    labels = torch.full((len(texts), max(len(t) for t in texts) + 1), pad)
     for i, t in enumerate(texts):
-        labels[i, : len(t) + 1] = torch.tensor([*t, eos], device=code.device)
+        labels[i, : len(t) + 1] = torch.tensor([*t, eos])
+    labels = labels.to(code.device)
     memory = model.decoder_memory(code)
     hidden, _ = model.decoder_states(model.shift_right(labels), 0, memory)
     logits = model.output_logits(hidden, memory).float()
@@ -88,13 +107,18 @@ def _next_log_probs(model, code: torch.Tensor, texts: Sequence[Sequence[int]], t
 
 
 def _log_likelihood(model, code: torch.Tensor, owner: np.ndarray, rows: list[list[int]]) -> np.ndarray:
-    """log p(row | its owner's code) of each row (ids ending in EOS), in passes of SCORE_BATCH."""
-    out = []
-    for start in range(0, len(rows), SCORE_BATCH):
-        chunk = rows[start : start + SCORE_BATCH]
-        labels = torch.full((len(chunk), max(map(len, chunk))), -100)
+    """log p(row | its owner's code) of each row (ids ending in EOS; shortest first), in passes of at most
+    SCORE_TOKENS padded tokens."""
+    out, start = [], 0
+    while start < len(rows):
+        end = start + 1
+        while end < len(rows) and (end + 1 - start) * len(rows[end]) <= SCORE_TOKENS:
+            end += 1
+        chunk = rows[start:end]
+        labels = torch.full((len(chunk), len(chunk[-1])), -100)
         for i, r in enumerate(chunk):
             labels[i, : len(r)] = torch.tensor(r)
-        which = torch.as_tensor(owner[start : start + len(chunk)], device=code.device)
+        which = torch.as_tensor(owner[start:end], device=code.device)
         out.append(model.sequence_log_likelihood(code[which], labels.to(code.device)).float().cpu().numpy())
+        start = end
     return np.concatenate(out)

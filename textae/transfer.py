@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from .autoencoder import AutoEncoder, in_batches
-from .errors import TextAEError
 from .edits import LABEL_WEIGHT, choose_edits
+from .errors import TextAEError
 from .infill import infill
 
 GUIDANCE = 4.0  # a cae's default: how much more the new label's pull counts than the copied words' (textae.infill)
@@ -84,9 +84,9 @@ def _rewrite_cae(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: s
     bottleneck, eos = ae.model.bottleneck, ae.model.config.eos_token_id
     target = label_index(ae, to)
     markers = [gram for v, *gram in bottleneck.cfg.markers if v == target]
-    limit = ae.model.config.max_positions - 1
-    whole = ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    ids, tails = [row[:limit] for row in whole], [row[limit:] for row in whole]  # a long text's tail is kept as it is
+    cut = [_cut(row, ae.model.config.max_positions - 1, bottleneck.table.word_start)
+           for row in ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    ids, tails = [head for head, _ in cut], [tail for _, tail in cut]
     content = [bottleneck.table.delete(row, bottleneck.mask_id)[0] for row in ids]
     own = ae.code_tensor(codes)
     moved = bottleneck.with_label(own, target)
@@ -101,3 +101,12 @@ def _rewrite_cae(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: s
         return ae.detokenize(ae.pad([row + tails[i] + [eos] for i, row in zip(batch, chosen)]))
 
     return in_batches([len(c) for c in content], rewrite, batch_size, "rewriting", progress)
+
+
+def _cut(row: list[int], limit: int, word_start: Sequence[bool]) -> tuple[list[int], list[int]]:
+    """(what the model rewrites, the tail it copies as it is): a text longer than `limit` tokens is cut
+    at the last word start within them, so no word is split between the two."""
+    if len(row) <= limit:
+        return row, []
+    at = next((j for j in range(limit, 0, -1) if word_start[row[j]]), limit)
+    return row[:at], row[at:]
