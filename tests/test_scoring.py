@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -258,7 +259,7 @@ def test_semantic_scorers_flag_another_topic_written_alike(model_dir, encoder_av
     trained on other sentences cannot tell either kind from the other."""
     animals = ["the goat jumped over the fence .", "my dog found an old bone ."]
     finance = ["the bank raised its interest rate .", "shares fell sharply on monday ."]
-    for scorer in ("semantic", "semantic_knn", "ensemble"):
+    for scorer in ("semantic", "semantic_knn", "semantic_pieces", "ensemble"):
         det = AnomalyDetector(model_dir, scorer).fit(NORMAL_TOPIC)
         assert det.decision_function(finance).min() > det.decision_function(animals).max(), scorer
 
@@ -266,9 +267,9 @@ def test_semantic_scorers_flag_another_topic_written_alike(model_dir, encoder_av
 @pytest.mark.network
 def test_the_ensemble_combines_its_members_by_fishers_method(model_dir, encoder_available):
     det = AnomalyDetector(model_dir, "ensemble").fit(NORMAL_TOPIC)
-    assert det.members == ("nll_char", "semantic", "semantic_knn")
-    n = len(NORMAL_TOPIC)
-    assert det._null.shape == (3, n) and np.all(np.diff(det._null, axis=1) >= 0)  # each member's held-out scores, sorted
+    assert det.members == ("nll_char", "semantic", "semantic_knn", "semantic_pieces")
+    n, m = len(NORMAL_TOPIC), len(det.members)
+    assert det._null.shape == (m, n) and np.all(np.diff(det._null, axis=1) >= 0)  # each member's held-out scores, sorted
     texts = ["shares fell sharply on monday .", "the dog slept in the garden .", "zq 77 xv kk 0912 ## qwxz vbnm 55 55"]
     feats = det.features(texts)
     parts = np.stack([det._member_scores(m, feats) for m in det.members], axis=1)
@@ -282,7 +283,7 @@ def test_the_ensemble_combines_its_members_by_fishers_method(model_dir, encoder_
     assert np.allclose(det.scores(feats), -2 * np.log(np.stack(expected, axis=1)).sum(1))
     # beyond every normal text in every member: past the largest score empirical p-values can give, not tied at it
     odd = det.scores(feats)[2]
-    assert odd > -2 * 3 * np.log(1 / (n + 1))
+    assert odd > -2 * m * np.log(1 / (n + 1))
     assert det.decision_function(["zq 77 xv kk 0912 ## qwxz vbnm 55 55 !!! ??? ;;;"])[0] != pytest.approx(odd)
 
 
@@ -296,6 +297,37 @@ def test_a_detector_fitted_before_the_semantic_scorers_still_scores_as_it_was_fi
     loaded = AnomalyDetector.load(fresh_model)
     assert loaded.scorer == "fast_ensemble" and loaded.members == ("nll_char", "mahalanobis")
     assert np.array_equal(loaded.decision_function(ODD), old.decision_function(ODD))
+
+
+@pytest.mark.network
+def test_an_ensemble_fitted_with_other_members_still_scores_as_it_was_fitted(fresh_model, encoder_available):
+    old = AnomalyDetector(fresh_model, "ensemble", contamination=0.2)
+    old._members = ("nll_char", "semantic", "semantic_knn")  # the ensemble before semantic_pieces
+    old.fit(NORMAL_TOPIC).save()
+    loaded = AnomalyDetector.load(fresh_model)
+    assert loaded.scorer == "ensemble" and loaded.members == ("nll_char", "semantic", "semantic_knn")
+    texts = ["shares fell sharply on monday .", "the dog slept in the garden ."]
+    assert np.allclose(loaded.decision_function(texts), old.decision_function(texts))
+
+
+@pytest.mark.network
+def test_semantic_pieces_scores_each_fit_text_without_its_own_pieces(model_dir, encoder_available):
+    det = AnomalyDetector(model_dir, "semantic_pieces").fit(NORMAL_TOPIC)
+    assert len(det._banks["pieces"]) > len(NORMAL_TOPIC)  # every word piece of the fit texts, not one vector a text
+    assert det.decision_scores_.min() > 1e-3  # its own pieces would be at distance 0
+
+
+def test_piece_distances_average_each_documents_nearest_piece_distances():
+    from textae.scoring.detector import _piece_distances
+    from textae.scoring.features import Features
+
+    bank = np.eye(3, dtype=np.float32)
+    pieces = np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, -1]], dtype=np.float16)
+    feats = SimpleNamespace(nll=np.zeros(3), pieces=pieces, piece_doc=np.array([0, 0, 1, 2]))
+    assert _piece_distances(bank, feats) == pytest.approx([0.0, 0.2, 1.0], abs=1e-3)  # doc 0: both pieces in the bank
+    # the same pieces as fit texts, bank piece i from text bank_doc[i]: a piece skips the bank pieces of its own text
+    assert _piece_distances(bank, feats, bank_doc=np.array([0, 1, 2])) == pytest.approx([0.5, 0.4, 1.0], abs=1e-3)
+    assert "piece_doc" in Features.__dataclass_fields__
 
 
 def test_without_the_sentence_encoder_the_semantic_scorers_say_what_to_use_instead(model_dir, tmp_path, monkeypatch):

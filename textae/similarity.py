@@ -69,24 +69,42 @@ class SentenceEncoder:
         """(N, 384) embeddings in input order."""
         return self.layer_embeddings(texts, (len(self.model.encoder.layer),), batch_size)[:, 0]
 
-    @torch.no_grad()
     def layer_embeddings(self, texts: Sequence[str], layers: Sequence[int], batch_size: int = 64) -> np.ndarray:
         """(N, len(layers), 384): the unit-length mean token state after each of `layers` (6 = the
         sentence embedding; earlier layers stay closer to the words). Texts are batched by token length."""
+        return self.layer_states(texts, layers, None, batch_size)[0]
+
+    @torch.no_grad()
+    def layer_states(self, texts: Sequence[str], layers: Sequence[int], piece_layer: int | None,
+                     batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`layer_embeddings`, and from the same pass the unit-length state of every word piece after
+        `piece_layer` (P, 384; float16, as there are many) with the text each belongs to (P,), [CLS]
+        and [SEP] left out (kept for a text the tokenizer cuts into no pieces); no pieces when
+        `piece_layer` is None."""
         from .autoencoder import in_batches
 
         ids = self.tokenizer(list(texts), truncation=True, max_length=128)["input_ids"]
 
-        def embed(rows: list[int]) -> np.ndarray:
+        def embed(rows: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
             batch = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 states = self.model(**batch, output_hidden_states=True).hidden_states
             mask = batch["attention_mask"].unsqueeze(-1).float()
             pooled = torch.stack([(states[k].float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9) for k in layers], 1)
-            return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+            pooled = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+            if piece_layer is None:
+                return [(p, np.zeros((0, pooled.shape[-1]), np.float16)) for p in pooled]
+            pieces = torch.nn.functional.normalize(states[piece_layer].float(), dim=-1).half().cpu().numpy()
+            lengths = [len(ids[i]) for i in rows]
+            return [(p, x[1 : n - 1] if n > 2 else x[:n]) for p, x, n in zip(pooled, pieces, lengths)]
 
         rows = in_batches([len(x) for x in ids], embed, batch_size, "embedding")
-        return np.stack(rows) if rows else np.zeros((0, len(layers), 384), dtype=np.float32)
+        dim = self.model.config.hidden_size
+        if not rows:
+            return np.zeros((0, len(layers), dim), np.float32), np.zeros((0, dim), np.float16), np.zeros(0, np.int64)
+        pieces = [x for _, x in rows]
+        return (np.stack([p for p, _ in rows]), np.concatenate(pieces),
+                np.repeat(np.arange(len(rows)), [len(x) for x in pieces]))
 
     @torch.no_grad()
     def token_states(self, texts: Sequence[Sequence[str]], batch_size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:

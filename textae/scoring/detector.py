@@ -16,7 +16,12 @@ unusual):
   model trained on a few thousand normal texts never met, and what they mean;
 - ``semantic_knn``: mean cosine distance from the encoder's sentence embedding (its last layer) to
   the 10 nearest of the fit texts' (the "embed, then detect" baseline, with more neighbours);
-- ``ensemble``: ``nll_char``, ``semantic`` and ``semantic_knn`` together, by Fisher's method: each
+- ``semantic_pieces``: the mean, over the document's word pieces, of each piece's cosine distance
+  to the nearest word piece of the fit texts, both read after the encoder's layer 4 (in context:
+  "free" in "feel free" and in "free entry" differ). PatchCore's idea (Roth et al. 2022: a memory
+  bank of the normal data's patches) for text: a few unusual words in an ordinary sentence show,
+  where a mean embedding washes them out;
+- ``ensemble``: ``nll_char``, ``semantic``, ``semantic_knn`` and ``semantic_pieces`` together, by Fisher's method: each
   score becomes its p-value among held-out scores of normal texts, and the ensemble scores
   -2 Σ log p. A text is unusual when it is hard to rebuild *or* means something normal texts do
   not; one member far in its tail is enough, and a member that sees nothing adds little noise;
@@ -43,14 +48,17 @@ from ..loading import load
 from ..errors import TextAEError
 from .features import Features, document_features
 
-ENSEMBLES = {"ensemble": ("nll_char", "semantic", "semantic_knn"), "fast_ensemble": ("nll_char", "mahalanobis")}
+ENSEMBLES = {"ensemble": ("nll_char", "semantic", "semantic_knn", "semantic_pieces"),
+             "fast_ensemble": ("nll_char", "mahalanobis")}
 FISHER = ("ensemble",)  # ensembles combined by Fisher's method; the others average standardised scores
-SCORERS = ("nll_char", "nll", "elbo", "knn", "mahalanobis", "semantic", "semantic_knn", *ENSEMBLES)
+SCORERS = ("nll_char", "nll", "elbo", "knn", "mahalanobis", "semantic", "semantic_knn", "semantic_pieces", *ENSEMBLES)
 GAUSSIAN = {"mahalanobis": "codes", "semantic": "semantic"}  # scorer -> the vectors its Gaussian is fitted on
-BANKS = {"knn": "codes", "semantic_knn": "semantic_knn"}  # scorer -> the vectors its neighbours are found among
+BANKS = {"knn": "codes", "semantic_knn": "semantic_knn", "semantic_pieces": "pieces"}  # scorer -> the vectors its neighbours are found among
 SEMANTIC_LAYER = {"semantic": 3, "semantic_knn": 6}  # the sentence-encoder layer each reads (6, the last: the embedding)
 SEMANTIC_LAYERS = tuple(SEMANTIC_LAYER.values())
 SEMANTIC_NEIGHBORS = 10
+PIECE_LAYER = 4  # semantic_pieces reads word pieces here: past the words alone (1-2), before the sentence's mean (6)
+MAX_PIECE_BANK = 16_384  # fit word pieces semantic_pieces compares with (a random sample of more)
 TAIL_SHARE, TAIL_MIN = 0.05, 10  # held-out normal scores an ensemble's exponential tail is fitted to (share, at least)
 MAX_BANK = 20_000  # fit texts a kNN scorer compares with (a random sample of larger fit sets)
 DEFAULT_SCORER = "ensemble"  # the best on average over the sets of benchmarks/results/anomaly.json
@@ -80,7 +88,9 @@ class AnomalyDetector:
         self.threshold_: float | None = None
         self.decision_scores_: np.ndarray | None = None  # scores of the fit texts
         self.labels_: np.ndarray | None = None  # 1 = outlier among the fit texts
-        self._banks: dict[str, np.ndarray] = {}  # features -> (N, C) unit-norm fit vectors (knn, semantic_knn)
+        self._banks: dict[str, np.ndarray] = {}  # features -> (N, C) unit-norm fit vectors (knn, semantic_knn, semantic_pieces)
+        self._piece_bank_doc: np.ndarray | None = None  # fit document of each banked word piece (while fitting)
+        self._members: tuple[str, ...] | None = None  # an ensemble's members as a saved detector was fitted
         self._gaussians: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # features -> mean, precision (mahalanobis, semantic)
         self._scale: np.ndarray | None = None  # (2, members) location and scale of each member (averaged ensembles)
         self._null: np.ndarray | None = None  # (members, N) sorted held-out scores of the fit texts (Fisher ensembles)
@@ -88,12 +98,12 @@ class AnomalyDetector:
     @property
     def members(self) -> tuple[str, ...]:
         """The scorers this one combines (itself alone unless it is an ensemble)."""
-        return ENSEMBLES.get(self.scorer, (self.scorer,))
+        return self._members or ENSEMBLES.get(self.scorer, (self.scorer,))
 
     # ----- fitting ------------------------------------------------------------------------------
     @property
     def needs_fit(self) -> bool:
-        return any(m in ("knn", "semantic_knn", *GAUSSIAN) for m in self.members)
+        return any(m in (*BANKS, *GAUSSIAN) for m in self.members)
 
     @property
     def fitted(self) -> bool:
@@ -108,7 +118,10 @@ class AnomalyDetector:
         if len(feats.nll) < self.n_neighbors + 1:
             raise TextAEError(f"fit needs at least {self.n_neighbors + 1} non-empty texts, got {len(feats.nll)}")
         for m in self.members:
-            if m in BANKS:
+            if m == "semantic_pieces":
+                keep = _sample(len(feats.pieces), MAX_PIECE_BANK)
+                self._banks["pieces"], self._piece_bank_doc = feats.pieces[keep].astype(np.float32), feats.piece_doc[keep]
+            elif m in BANKS:
                 self._banks[BANKS[m]] = _bank(_vectors(feats, BANKS[m]))
         parts = np.stack([self._held_out_scores(m, feats) for m in self.members], axis=1)  # (N, members)
         for m in self.members:
@@ -132,6 +145,8 @@ class AnomalyDetector:
         distances are far smaller than those of new normal texts when the features have more
         dimensions than the fit set has texts, so neither the threshold nor the ensemble's
         standardisation can come from them. A kNN member (its bank already built) skips each text itself."""
+        if scorer == "semantic_pieces":
+            return _piece_distances(self._banks["pieces"], feats, self._piece_bank_doc)
         if scorer not in GAUSSIAN:
             return self._member_scores(scorer, feats, leave_one_out=scorer in BANKS)
         member = AnomalyDetector(self.ae, scorer, self.contamination, self.n_neighbors, self.aggregate, self.batch_size)
@@ -159,7 +174,8 @@ class AnomalyDetector:
 
     def features(self, texts: Sequence[str]) -> Features:
         encoder = _sentence_encoder(str(self.ae.model.device)) if self.reads_meaning else None
-        return document_features(self.ae, texts, self.batch_size, encoder, SEMANTIC_LAYERS)
+        pieces = PIECE_LAYER if "semantic_pieces" in self.members else None
+        return document_features(self.ae, texts, self.batch_size, encoder, SEMANTIC_LAYERS, pieces)
 
     def scores(self, feats: Features) -> np.ndarray:
         """Scores of documents from their features (higher = more unusual)."""
@@ -181,6 +197,8 @@ class AnomalyDetector:
             return self._mahalanobis("semantic", _vectors(feats, "semantic"))
         if scorer == "semantic_knn":
             return _knn(self._banks["semantic_knn"], _vectors(feats, "semantic_knn"), SEMANTIC_NEIGHBORS, leave_one_out)
+        if scorer == "semantic_pieces":
+            return _piece_distances(self._banks["pieces"], feats)
         if scorer == "knn":
             if self.aggregate == "max":
                 return _max_by_doc(feats.window_doc, _knn(self._banks["codes"], feats.window_codes, self.n_neighbors,
@@ -255,13 +273,19 @@ class AnomalyDetector:
             raise TextAEError(f"no fitted detector in {path}; run textae fit-detector --model DIR --input NORMAL_TEXTS")
         settings = json.loads((path / "detector.json").read_text())
         scorer = settings["scorer"]
-        if scorer == "ensemble" and settings.get("members", list(ENSEMBLES["fast_ensemble"])) != list(ENSEMBLES["ensemble"]):
+        members = settings.get("members", list(ENSEMBLES["fast_ensemble"]))
+        if scorer == "ensemble" and members == list(ENSEMBLES["fast_ensemble"]):
             scorer = "fast_ensemble"  # fitted before the ensemble read meaning: it scores as it was fitted
+        if scorer not in SCORERS or not set(members) <= set(SCORERS):
+            raise TextAEError(f"the detector in {path} uses scorers this textae does not know ({scorer}: "
+                              f"{', '.join(members)}); fit it again with textae fit-detector --overwrite")
         det = cls(ae, scorer, settings["contamination"], settings["n_neighbors"], settings["aggregate"], batch_size)
+        if scorer in ENSEMBLES and tuple(members) != det.members:
+            det._members = tuple(members)  # fitted when the ensemble had other members: it scores with those
         arrays = load_file(str(path / "detector.safetensors"))
         det.decision_scores_ = arrays["decision_scores"]
         det._scale, det._null = arrays.get("scale"), arrays.get("null")
-        for name in ("codes", "semantic", "semantic_knn"):
+        for name in ("codes", "semantic", "semantic_knn", "pieces"):
             if _saved_name(name, "bank") in arrays:
                 det._banks[name] = arrays[_saved_name(name, "bank")]
             if _saved_name(name, "mean") in arrays:
@@ -300,11 +324,29 @@ def _vectors(feats: Features, name: str) -> np.ndarray:
     return feats.semantic[:, SEMANTIC_LAYERS.index(SEMANTIC_LAYER[name])]
 
 
+def _sample(n: int, most: int) -> np.ndarray:
+    """Indices of all n rows, or of a random `most` of them (sorted), the same on every fit."""
+    return np.sort(np.random.default_rng(0).choice(n, most, replace=False)) if n > most else np.arange(n)
+
+
 def _bank(vectors: np.ndarray) -> np.ndarray:
     """Unit-norm fit vectors a kNN scorer compares with; a random MAX_BANK of them for larger fit sets."""
-    if len(vectors) > MAX_BANK:
-        vectors = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), MAX_BANK, replace=False))]
-    return _unit(vectors)
+    return _unit(vectors[_sample(len(vectors), MAX_BANK)])
+
+
+def _piece_distances(bank: np.ndarray, feats: Features, bank_doc: np.ndarray | None = None) -> np.ndarray:
+    """Per document, the mean over its word pieces of the cosine distance to the nearest bank piece;
+    with `bank_doc` (the documents are the fit texts) a piece skips the bank pieces of its own text."""
+    bank_t = torch.from_numpy(bank)
+    near = np.zeros(len(feats.pieces))
+    for start in range(0, len(feats.pieces), 1024):
+        sim = torch.from_numpy(feats.pieces[start : start + 1024].astype(np.float32)) @ bank_t.T  # (b, bank)
+        if bank_doc is not None:
+            own = torch.from_numpy(feats.piece_doc[start : start + 1024])[:, None] == torch.from_numpy(bank_doc)[None]
+            sim.masked_fill_(own, -1.0)
+        near[start : start + len(sim)] = sim.max(1).values.numpy()
+    n = len(feats.nll)
+    return np.bincount(feats.piece_doc, 1.0 - near, n) / np.maximum(np.bincount(feats.piece_doc, minlength=n), 1)
 
 
 def _knn(bank: np.ndarray, queries: np.ndarray, k: int, leave_one_out: bool = False) -> np.ndarray:
@@ -355,10 +397,11 @@ def _subset(feats: Features, keep: np.ndarray) -> Features:
     windows = np.isin(feats.window_doc, docs)
     renumber = np.full(len(keep), -1)
     renumber[docs] = np.arange(len(docs))
+    pieces = np.isin(feats.piece_doc, docs)
     return Features(feats.nll[keep], feats.n_tokens[keep], feats.n_chars[keep], feats.kl[keep], feats.codes[keep],
                     renumber[feats.window_doc[windows]], feats.window_nll[windows], feats.window_tokens[windows],
                     feats.window_chars[windows], feats.window_kl[windows], feats.window_codes[windows],
-                    feats.semantic[keep])
+                    feats.semantic[keep], feats.pieces[pieces], renumber[feats.piece_doc[pieces]])
 
 
 def _max_by_doc(doc: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

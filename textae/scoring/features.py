@@ -32,6 +32,8 @@ class Features:
     window_kl: np.ndarray  # (W,)
     window_codes: np.ndarray  # (W, C)
     semantic: np.ndarray  # (N, L, E) sentence-encoder embeddings after L layers (L = 0 when not asked for)
+    pieces: np.ndarray  # (P, E) float16: the sentence encoder's unit-length word-piece states (P = 0 when not asked for)
+    piece_doc: np.ndarray  # (P,) document of each word piece
 
 
 def windows(ae: AutoEncoder, texts: Sequence[str]) -> list[list[list[int]]]:
@@ -68,23 +70,29 @@ def window_features(ae: AutoEncoder, rows: Sequence[Sequence[int]], batch_size: 
 
 
 def document_features(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 128, encoder=None,
-                      layers: Sequence[int] = ()) -> Features:
+                      layers: Sequence[int] = (), piece_layer: int | None = None) -> Features:
     """Features of whole documents (texts must be non-empty), in input order; `encoder`, a
-    `textae.similarity.SentenceEncoder`, adds their embeddings after each of `layers` (it reads the
-    first 128 word pieces of a document)."""
-    pieces = windows(ae, texts)
-    doc = np.repeat(np.arange(len(pieces)), [len(p) for p in pieces])
-    w = window_features(ae, [r for p in pieces for r in p], batch_size)
-    count = np.bincount(doc, minlength=len(pieces))
-    codes = np.zeros((len(pieces), w["codes"].shape[1]), dtype=np.float32)
+    `textae.similarity.SentenceEncoder`, adds their embeddings after each of `layers` and, with
+    `piece_layer`, their word pieces' states after that layer (it reads the first 128 word pieces
+    of a document)."""
+    cuts = windows(ae, texts)
+    doc = np.repeat(np.arange(len(cuts)), [len(p) for p in cuts])
+    w = window_features(ae, [r for p in cuts for r in p], batch_size)
+    count = np.bincount(doc, minlength=len(cuts))
+    codes = np.zeros((len(cuts), w["codes"].shape[1]), dtype=np.float32)
     np.add.at(codes, doc, w["codes"])
-    n_tokens = np.bincount(doc, w["tokens"], len(pieces)).astype(np.int64)
+    n_tokens = np.bincount(doc, w["tokens"], len(cuts)).astype(np.int64)
     n_chars = np.asarray([max(len(t), 1) for t in texts], dtype=np.int64)
+    if encoder is not None:
+        semantic, word_pieces, piece_doc = encoder.layer_states(list(texts), layers, piece_layer, batch_size)
+    else:
+        semantic = np.zeros((len(texts), 0, 0), np.float32)
+        word_pieces, piece_doc = np.zeros((0, 0), np.float16), np.zeros(0, np.int64)
     return Features(
-        nll=np.bincount(doc, w["nll"], len(pieces)),
+        nll=np.bincount(doc, w["nll"], len(cuts)),
         n_tokens=n_tokens,
         n_chars=n_chars,
-        kl=np.bincount(doc, w["kl"], len(pieces)),
+        kl=np.bincount(doc, w["kl"], len(cuts)),
         codes=codes / np.maximum(count, 1)[:, None],
         window_doc=doc,
         window_nll=w["nll"],
@@ -92,6 +100,7 @@ def document_features(ae: AutoEncoder, texts: Sequence[str], batch_size: int = 1
         window_chars=w["tokens"] * (n_chars / np.maximum(n_tokens, 1))[doc],
         window_kl=w["kl"],
         window_codes=w["codes"],
-        semantic=(encoder.layer_embeddings(list(texts), layers, batch_size) if encoder is not None
-                  else np.zeros((len(texts), 0, 0), np.float32)),
+        semantic=semantic,
+        pieces=word_pieces,
+        piece_doc=piece_doc,
     )
