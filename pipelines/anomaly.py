@@ -334,7 +334,7 @@ def main(workdir, pretrain_minutes, minutes, steps, throughput_rows, guide, only
             Stage("throughput", lambda: _throughput(finals[names[0]], work / "splits" / f"{names[0]}.fit.jsonl", sizes, work,
                                                     work / "throughput.json"),
                   [work / "throughput.json"], [finals[names[0]] / "model.safetensors"],
-                  params={"sizes": sizes, "scorer": DEFAULT_SCORER}),
+                  params={"sizes": sizes, "scorer": DEFAULT_SCORER, "members": ENSEMBLES.get(DEFAULT_SCORER)}),
             Stage("throughput_fast", lambda: _throughput(finals[names[0]], work / "splits" / f"{names[0]}.fit.jsonl",
                                                          [FAST_ROWS], work, work / "throughput_fast.json", "fast_ensemble"),
                   [work / "throughput_fast.json"], [finals[names[0]] / "model.safetensors"],

@@ -100,7 +100,7 @@ def test_a_damaged_parquet_is_one_error_naming_the_row(tmp_path):
 class _Detector:
     """Just enough of an AnomalyDetector for the job's bookkeeping: every text scores its length."""
 
-    scorer, aggregate, threshold_ = "stub", "mean", None
+    scorer, members, aggregate, threshold_ = "stub", ("stub",), "mean", None
     ae = SimpleNamespace(path="stub-model")
 
     def features(self, texts):

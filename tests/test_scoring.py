@@ -319,7 +319,6 @@ def test_semantic_pieces_scores_each_fit_text_without_its_own_pieces(model_dir, 
 
 def test_piece_distances_average_each_documents_nearest_piece_distances():
     from textae.scoring.detector import _piece_distances
-    from textae.scoring.features import Features
 
     bank = np.eye(3, dtype=np.float32)
     pieces = np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, -1]], dtype=np.float16)
@@ -327,7 +326,21 @@ def test_piece_distances_average_each_documents_nearest_piece_distances():
     assert _piece_distances(bank, feats) == pytest.approx([0.0, 0.2, 1.0], abs=1e-3)  # doc 0: both pieces in the bank
     # the same pieces as fit texts, bank piece i from text bank_doc[i]: a piece skips the bank pieces of its own text
     assert _piece_distances(bank, feats, bank_doc=np.array([0, 1, 2])) == pytest.approx([0.5, 0.4, 1.0], abs=1e-3)
-    assert "piece_doc" in Features.__dataclass_fields__
+
+
+def test_a_subset_of_documents_keeps_their_word_pieces_renumbered():
+    from textae.scoring.detector import _subset
+    from textae.scoring.features import Features
+
+    n, doc = 3, np.arange(3)
+    feats = Features(nll=np.arange(3.0), n_tokens=np.ones(n, int), n_chars=np.ones(n, int), kl=np.zeros(n),
+                     codes=np.zeros((n, 2)), window_doc=doc, window_nll=np.zeros(n), window_tokens=np.ones(n, int),
+                     window_chars=np.ones(n), window_kl=np.zeros(n), window_codes=np.zeros((n, 2)),
+                     semantic=np.zeros((n, 1, 2)), pieces=np.arange(8, dtype=np.float16).reshape(4, 2),
+                     piece_doc=np.array([0, 0, 1, 2]))
+    part = _subset(feats, np.array([True, False, True]))
+    assert part.nll.tolist() == [0.0, 2.0]
+    assert part.pieces.tolist() == [[0, 1], [2, 3], [6, 7]] and part.piece_doc.tolist() == [0, 0, 1]
 
 
 def test_without_the_sentence_encoder_the_semantic_scorers_say_what_to_use_instead(model_dir, tmp_path, monkeypatch):

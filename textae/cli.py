@@ -266,7 +266,8 @@ def reconstruct(model_dir, input_path, output, text_column, id_column, batch_siz
                    "Fisher's method. "
                    "Unusual in form (spam, noise): nll_char / nll (reconstruction loss per character / per token), "
                    "mahalanobis / knn (distance of the model's code from these normal texts' codes), elbo (VAE bound "
-                   "per token), fast_ensemble (nll_char + mahalanobis, about 2x faster than ensemble). Unusual in "
+                   "per token), fast_ensemble (nll_char + mahalanobis, no sentence encoder: several times faster than "
+                   "ensemble). Unusual in "
                    "meaning (another topic, another kind of question): semantic / semantic_knn (distance in a "
                    "pretrained sentence encoder's space, all-MiniLM-L6-v2, fetched once from PyPI). A few unusual "
                    "words in an ordinary text (spam's offers in a chat): semantic_pieces (each word piece, in "
@@ -321,7 +322,8 @@ def score(model_dir, input_path, output, input_format, text_column, id_column, t
 
     Which scorer suits which kind of anomaly (AUROC in benchmarks/results/anomaly.json): the default
     `ensemble` for any kind, or when you do not know; `nll_char` or `fast_ensemble` when unusual texts
-    differ in form (spam, noise) and speed matters; `semantic_knn` when they differ only in meaning."""
+    differ in form (spam, noise) and speed matters; `semantic_knn` when they differ only in meaning;
+    `semantic_pieces` when a few words in an otherwise ordinary text give them away."""
     from .scoring import load_detector, score_file
 
     det = load_detector(model_dir, scorer, aggregate, batch_size)

@@ -62,6 +62,7 @@ class SentenceEncoder:
         path = minilm_dir(advice)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "right"  # layer_states cuts each text's pieces from the start of its row
         self.model = AutoModel.from_pretrained(path, use_safetensors=True).to(self.device).eval()
         self.bf16 = fast and bf16_is_fast(self.device.type)
 
@@ -93,7 +94,7 @@ class SentenceEncoder:
             pooled = torch.stack([(states[k].float() * mask).sum(1) / mask.sum(1).clamp(min=1e-9) for k in layers], 1)
             pooled = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
             if piece_layer is None:
-                return [(p, np.zeros((0, pooled.shape[-1]), np.float16)) for p in pooled]
+                return [(p, None) for p in pooled]
             pieces = torch.nn.functional.normalize(states[piece_layer].float(), dim=-1).half().cpu().numpy()
             lengths = [len(ids[i]) for i in rows]
             return [(p, x[1 : n - 1] if n > 2 else x[:n]) for p, x, n in zip(pooled, pieces, lengths)]
@@ -102,6 +103,8 @@ class SentenceEncoder:
         dim = self.model.config.hidden_size
         if not rows:
             return np.zeros((0, len(layers), dim), np.float32), np.zeros((0, dim), np.float16), np.zeros(0, np.int64)
+        if piece_layer is None:
+            return np.stack([p for p, _ in rows]), np.zeros((0, dim), np.float16), np.zeros(0, np.int64)
         pieces = [x for _, x in rows]
         return (np.stack([p for p, _ in rows]), np.concatenate(pieces),
                 np.repeat(np.arange(len(rows)), [len(x) for x in pieces]))

@@ -51,14 +51,17 @@ from .features import Features, document_features
 ENSEMBLES = {"ensemble": ("nll_char", "semantic", "semantic_knn", "semantic_pieces"),
              "fast_ensemble": ("nll_char", "mahalanobis")}
 FISHER = ("ensemble",)  # ensembles combined by Fisher's method; the others average standardised scores
-SCORERS = ("nll_char", "nll", "elbo", "knn", "mahalanobis", "semantic", "semantic_knn", "semantic_pieces", *ENSEMBLES)
+SCORERS = ("nll_char", "nll", "elbo", "knn", "mahalanobis", "semantic", "semantic_knn", "semantic_pieces",
+           *ENSEMBLES)
 GAUSSIAN = {"mahalanobis": "codes", "semantic": "semantic"}  # scorer -> the vectors its Gaussian is fitted on
-BANKS = {"knn": "codes", "semantic_knn": "semantic_knn", "semantic_pieces": "pieces"}  # scorer -> the vectors its neighbours are found among
+# scorer -> the vectors its neighbours are found among
+BANKS = {"knn": "codes", "semantic_knn": "semantic_knn", "semantic_pieces": "pieces"}
 SEMANTIC_LAYER = {"semantic": 3, "semantic_knn": 6}  # the sentence-encoder layer each reads (6, the last: the embedding)
 SEMANTIC_LAYERS = tuple(SEMANTIC_LAYER.values())
 SEMANTIC_NEIGHBORS = 10
 PIECE_LAYER = 4  # semantic_pieces reads word pieces here: past the words alone (1-2), before the sentence's mean (6)
 MAX_PIECE_BANK = 16_384  # fit word pieces semantic_pieces compares with (a random sample of more)
+QUERY_ROWS = 1024  # vectors compared with a bank at once: a (rows, bank) similarity matrix at a time
 TAIL_SHARE, TAIL_MIN = 0.05, 10  # held-out normal scores an ensemble's exponential tail is fitted to (share, at least)
 MAX_BANK = 20_000  # fit texts a kNN scorer compares with (a random sample of larger fit sets)
 DEFAULT_SCORER = "ensemble"  # the best on average over the sets of benchmarks/results/anomaly.json
@@ -88,8 +91,7 @@ class AnomalyDetector:
         self.threshold_: float | None = None
         self.decision_scores_: np.ndarray | None = None  # scores of the fit texts
         self.labels_: np.ndarray | None = None  # 1 = outlier among the fit texts
-        self._banks: dict[str, np.ndarray] = {}  # features -> (N, C) unit-norm fit vectors (knn, semantic_knn, semantic_pieces)
-        self._piece_bank_doc: np.ndarray | None = None  # fit document of each banked word piece (while fitting)
+        self._banks: dict[str, np.ndarray] = {}  # features -> (N, C) unit-norm fit vectors of the kNN-like scorers
         self._members: tuple[str, ...] | None = None  # an ensemble's members as a saved detector was fitted
         self._gaussians: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # features -> mean, precision (mahalanobis, semantic)
         self._scale: np.ndarray | None = None  # (2, members) location and scale of each member (averaged ensembles)
@@ -117,13 +119,18 @@ class AnomalyDetector:
         """`fit` from features already computed (`features(texts)`), so several scorers can share one pass."""
         if len(feats.nll) < self.n_neighbors + 1:
             raise TextAEError(f"fit needs at least {self.n_neighbors + 1} non-empty texts, got {len(feats.nll)}")
+        bank_doc = None  # the fit text of each banked word piece, which its held-out score skips
         for m in self.members:
             if m == "semantic_pieces":
+                if not len(feats.pieces):
+                    raise TextAEError("these features have no word pieces: compute them with this detector's "
+                                      "features()")
                 keep = _sample(len(feats.pieces), MAX_PIECE_BANK)
-                self._banks["pieces"], self._piece_bank_doc = feats.pieces[keep].astype(np.float32), feats.piece_doc[keep]
+                self._banks["pieces"], bank_doc = feats.pieces[keep].astype(np.float32), feats.piece_doc[keep]
             elif m in BANKS:
                 self._banks[BANKS[m]] = _bank(_vectors(feats, BANKS[m]))
-        parts = np.stack([self._held_out_scores(m, feats) for m in self.members], axis=1)  # (N, members)
+        parts = np.stack([self._piece_distances(feats, bank_doc) if m == "semantic_pieces" else
+                          self._held_out_scores(m, feats) for m in self.members], axis=1)  # (N, members)
         for m in self.members:
             if m in GAUSSIAN:
                 self._gaussians[GAUSSIAN[m]] = _gaussian(_vectors(feats, GAUSSIAN[m]))
@@ -144,9 +151,8 @@ class AnomalyDetector:
         cross-fitted (two halves, each scored by the other's Gaussian): in-sample Mahalanobis
         distances are far smaller than those of new normal texts when the features have more
         dimensions than the fit set has texts, so neither the threshold nor the ensemble's
-        standardisation can come from them. A kNN member (its bank already built) skips each text itself."""
-        if scorer == "semantic_pieces":
-            return _piece_distances(self._banks["pieces"], feats, self._piece_bank_doc)
+        standardisation can come from them. A kNN member (its bank already built) skips each text itself;
+        so does semantic_pieces, scored in `fit_features`, which knows each banked piece's text."""
         if scorer not in GAUSSIAN:
             return self._member_scores(scorer, feats, leave_one_out=scorer in BANKS)
         member = AnomalyDetector(self.ae, scorer, self.contamination, self.n_neighbors, self.aggregate, self.batch_size)
@@ -190,7 +196,8 @@ class AnomalyDetector:
 
     def _fisher(self, parts: np.ndarray) -> np.ndarray:
         """-2 Σ log p, p = each member's p-value among its held-out normal scores (`_p_values`)."""
-        return -2.0 * np.log(np.stack([_p_values(null, col) for null, col in zip(self._null, parts.T)], axis=1)).sum(1)
+        p = [_p_values(null, col) for null, col in zip(self._null, parts.T, strict=True)]
+        return -2.0 * np.log(np.stack(p, axis=1)).sum(1)
 
     def _member_scores(self, scorer: str, feats: Features, leave_one_out: bool = False) -> np.ndarray:
         if scorer == "semantic":
@@ -198,7 +205,7 @@ class AnomalyDetector:
         if scorer == "semantic_knn":
             return _knn(self._banks["semantic_knn"], _vectors(feats, "semantic_knn"), SEMANTIC_NEIGHBORS, leave_one_out)
         if scorer == "semantic_pieces":
-            return _piece_distances(self._banks["pieces"], feats)
+            return self._piece_distances(feats)
         if scorer == "knn":
             if self.aggregate == "max":
                 return _max_by_doc(feats.window_doc, _knn(self._banks["codes"], feats.window_codes, self.n_neighbors,
@@ -230,6 +237,9 @@ class AnomalyDetector:
         if self.threshold_ is None:
             raise TextAEError("predict needs a threshold: fit the detector on normal texts first")
         return (self.decision_function(texts) > self.threshold_).astype(np.int64)
+
+    def _piece_distances(self, feats: Features, bank_doc: np.ndarray | None = None) -> np.ndarray:
+        return _piece_distances(self._banks["pieces"], feats, bank_doc, self.ae.model.device)
 
     def _mahalanobis(self, name: str, x: np.ndarray) -> np.ndarray:
         mean, precision = self._gaussians[name]
@@ -334,17 +344,20 @@ def _bank(vectors: np.ndarray) -> np.ndarray:
     return _unit(vectors[_sample(len(vectors), MAX_BANK)])
 
 
-def _piece_distances(bank: np.ndarray, feats: Features, bank_doc: np.ndarray | None = None) -> np.ndarray:
+def _piece_distances(bank: np.ndarray, feats: Features, bank_doc: np.ndarray | None = None,
+                     device: torch.device | str = "cpu") -> np.ndarray:
     """Per document, the mean over its word pieces of the cosine distance to the nearest bank piece;
-    with `bank_doc` (the documents are the fit texts) a piece skips the bank pieces of its own text."""
-    bank_t = torch.from_numpy(bank)
+    with `bank_doc` (the documents are the fit texts) a piece skips the bank pieces of its own text.
+    Compared on `device` (the model's: on a GPU this is its largest matmul)."""
+    bank_t = torch.from_numpy(bank).to(device)
+    owner = torch.from_numpy(bank_doc).to(device) if bank_doc is not None else None
     near = np.zeros(len(feats.pieces))
-    for start in range(0, len(feats.pieces), 1024):
-        sim = torch.from_numpy(feats.pieces[start : start + 1024].astype(np.float32)) @ bank_t.T  # (b, bank)
-        if bank_doc is not None:
-            own = torch.from_numpy(feats.piece_doc[start : start + 1024])[:, None] == torch.from_numpy(bank_doc)[None]
-            sim.masked_fill_(own, -1.0)
-        near[start : start + len(sim)] = sim.max(1).values.numpy()
+    for start in range(0, len(feats.pieces), QUERY_ROWS):
+        rows = slice(start, start + QUERY_ROWS)
+        sim = torch.from_numpy(feats.pieces[rows].astype(np.float32)).to(device) @ bank_t.T  # (rows, bank)
+        if owner is not None:
+            sim.masked_fill_(torch.from_numpy(feats.piece_doc[rows]).to(device)[:, None] == owner[None], -1.0)
+        near[rows] = sim.max(1).values.cpu().numpy()
     n = len(feats.nll)
     return np.bincount(feats.piece_doc, 1.0 - near, n) / np.maximum(np.bincount(feats.piece_doc, minlength=n), 1)
 
@@ -354,8 +367,8 @@ def _knn(bank: np.ndarray, queries: np.ndarray, k: int, leave_one_out: bool = Fa
     texts) a query's own copy in the bank, its nearest at distance 0, is skipped."""
     bank_t = torch.from_numpy(bank)
     out = np.zeros(len(queries))
-    for start in range(0, len(queries), 1024):
-        sim = torch.from_numpy(_unit(queries[start : start + 1024])) @ bank_t.T  # (b, N)
+    for start in range(0, len(queries), QUERY_ROWS):
+        sim = torch.from_numpy(_unit(queries[start : start + QUERY_ROWS])) @ bank_t.T  # (b, N)
         top = sim.topk(min(k + leave_one_out, bank_t.shape[0]), dim=1).values
         if leave_one_out:
             own = top[:, 0] > 1 - 1e-5
@@ -397,7 +410,7 @@ def _subset(feats: Features, keep: np.ndarray) -> Features:
     windows = np.isin(feats.window_doc, docs)
     renumber = np.full(len(keep), -1)
     renumber[docs] = np.arange(len(docs))
-    pieces = np.isin(feats.piece_doc, docs)
+    pieces = keep[feats.piece_doc]
     return Features(feats.nll[keep], feats.n_tokens[keep], feats.n_chars[keep], feats.kl[keep], feats.codes[keep],
                     renumber[feats.window_doc[windows]], feats.window_nll[windows], feats.window_tokens[windows],
                     feats.window_chars[windows], feats.window_kl[windows], feats.window_codes[windows],

@@ -32,7 +32,7 @@ class Features:
     window_kl: np.ndarray  # (W,)
     window_codes: np.ndarray  # (W, C)
     semantic: np.ndarray  # (N, L, E) sentence-encoder embeddings after L layers (L = 0 when not asked for)
-    pieces: np.ndarray  # (P, E) float16: the sentence encoder's unit-length word-piece states (P = 0 when not asked for)
+    pieces: np.ndarray  # (P, E) float16: the sentence encoder's unit-length word-piece states (P = 0: not asked for)
     piece_doc: np.ndarray  # (P,) document of each word piece
 
 

@@ -210,8 +210,9 @@ def _fingerprint(input_path: str, det: AnomalyDetector, cut: float | None, text_
     if input_path != "-":
         stat = Path(input_path).stat()
         src = {"input": str(Path(input_path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    return {**src, "model": str(Path(det.ae.path or "").resolve()), "scorer": det.scorer, "aggregate": det.aggregate,
-            "threshold": cut, "text_column": text_column, "id_column": id_column, "processes": world}
+    return {**src, "model": str(Path(det.ae.path or "").resolve()), "scorer": det.scorer, "members": list(det.members),
+            "aggregate": det.aggregate, "threshold": cut, "text_column": text_column, "id_column": id_column,
+            "processes": world}
 
 
 class Part:
