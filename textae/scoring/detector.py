@@ -21,10 +21,11 @@ unusual):
   "free" in "feel free" and in "free entry" differ). PatchCore's idea (Roth et al. 2022: a memory
   bank of the normal data's patches) for text: a few unusual words in an ordinary sentence show,
   where a mean embedding washes them out;
-- ``ensemble``: ``nll_char``, ``semantic``, ``semantic_knn`` and ``semantic_pieces`` together, by Fisher's method: each
-  score becomes its p-value among held-out scores of normal texts, and the ensemble scores
-  -2 Σ log p. A text is unusual when it is hard to rebuild *or* means something normal texts do
-  not; one member far in its tail is enough, and a member that sees nothing adds little noise;
+- ``ensemble``: ``nll_char``, ``semantic``, ``semantic_knn`` and ``semantic_pieces`` together, by
+  Fisher's method: each score becomes its p-value among held-out scores of normal texts, and the
+  ensemble scores -2 Σ log p. A text is unusual when it is hard to rebuild *or* means something
+  normal texts do not; one member far in its tail is enough, and a member that sees nothing adds
+  little noise;
 - ``fast_ensemble``: ``nll_char`` and ``mahalanobis``, each standardised on the fit texts, averaged:
   no sentence encoder, so faster, and enough when unusual texts differ in form (spam).
 `fit` keeps what the scorer needs and sets `threshold_` so that a `contamination` fraction of the
