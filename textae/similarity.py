@@ -101,12 +101,11 @@ class SentenceEncoder:
 
         rows = in_batches([len(x) for x in ids], embed, batch_size, "embedding")
         dim = self.model.config.hidden_size
-        if not rows:
-            return np.zeros((0, len(layers), dim), np.float32), np.zeros((0, dim), np.float16), np.zeros(0, np.int64)
-        if piece_layer is None:
-            return np.stack([p for p, _ in rows]), np.zeros((0, dim), np.float16), np.zeros(0, np.int64)
+        pooled = np.stack([p for p, _ in rows]) if rows else np.zeros((0, len(layers), dim), np.float32)
+        if piece_layer is None or not rows:
+            return pooled, np.zeros((0, dim), np.float16), np.zeros(0, np.int64)
         pieces = [x for _, x in rows]
-        return (np.stack([p for p, _ in rows]), np.concatenate(pieces),
+        return (pooled, np.concatenate(pieces),
                 np.repeat(np.arange(len(rows)), [len(x) for x in pieces]))
 
     @torch.no_grad()
