@@ -51,6 +51,19 @@ def distinct2(texts: list[str]) -> float:
     return len(set(grams)) / max(1, len(grams))
 
 
+def nearest_training_overlap(samples: list[str], train_texts: list[str]) -> dict:
+    """How much of its nearest training sentence (TF-IDF cosine) each sample keeps, as sentence BLEU / 100:
+    the mean, and the share keeping at least half (near copies that the exact copy rate does not count)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from textae.latent import _overlap
+
+    vectorizer = TfidfVectorizer(sublinear_tf=True).fit(train_texts)
+    nearest = (vectorizer.transform(samples) @ vectorizer.transform(train_texts).T).toarray().argmax(1)
+    overlaps = np.array([_overlap(s, train_texts[j]) for s, j in zip(samples, nearest)])
+    return {"mean": round(float(overlaps.mean()), 4), "share_at_least_half": round(float((overlaps >= 0.5).mean()), 4)}
+
+
 def code_size(model_dir: Path) -> dict:
     """A model's code per sentence: floats, or bits for integer codes."""
     config = json.loads((model_dir / "config.json").read_text())
@@ -116,8 +129,7 @@ def mauve_score(encoder, reference: list[str], generated: list[str]) -> float:
 
 def mixture_samples(ae, train_texts: list[str], n: int, seed: int) -> list[str]:
     """The `prior: gmm` mixture (16 full-covariance Gaussians) fitted on the same model's codes of training
-    sentences, sampled and decoded the same way: the ablation of a diffusion prior, or a second fit of the
-    default mixture."""
+    sentences, sampled and decoded as that prior is (the decoder told sample_level): the ablation of the kde."""
     import torch
     from sklearn.mixture import GaussianMixture
 
@@ -125,8 +137,26 @@ def mixture_samples(ae, train_texts: list[str], n: int, seed: int) -> list[str]:
     gmm = GaussianMixture(16, covariance_type="full", reg_covar=1e-3, max_iter=100, random_state=seed)
     gmm.fit(codes.reshape(len(codes), -1))
     drawn = gmm.sample(n)[0][np.random.default_rng(seed).permutation(n)].astype(np.float32).reshape(n, *codes.shape[1:])
-    with ae.model.bottleneck.told(ae.model.bottleneck.sample_level):
+    with ae.model.bottleneck.told(ae.model.bottleneck.cfg.sample_level):
         return ae.decode(drawn, do_sample=True, temperature=TEMPERATURE, generator=torch.Generator().manual_seed(seed))
+
+
+def bandwidth_sweep(ae, encoder, reference: list[str], train_texts: list[str], train_keys: set[str]) -> list[dict]:
+    """The kde prior's knob: samples at three bandwidths (the decoder told each), from closer to a training
+    sentence (higher MAUVE, more of its wording kept) to farther."""
+    from textae.latent import sample
+
+    cfg, rows = ae.model.bottleneck.cfg, []
+    for bandwidth in (0.15, 0.3, 0.6):
+        previous, cfg.prior_bandwidth = cfg.prior_bandwidth, bandwidth
+        try:
+            texts = sample(ae, 1000, seed=0, do_sample=True, temperature=TEMPERATURE)
+        finally:
+            cfg.prior_bandwidth = previous
+        rows.append({"bandwidth": bandwidth, "mauve": mauve_score(encoder, reference, texts),
+                     "copy_rate": round(sum(key(t) in train_keys for t in texts) / len(texts), 4),
+                     "nearest_training_overlap": nearest_training_overlap(texts, train_texts), "examples": texts[:5]})
+    return rows
 
 
 def decoder_noise_mauve(ae, encoder, reference: list[str], texts: list[str], seed: int = 0) -> dict:
@@ -279,6 +309,7 @@ def main() -> None:
         **code_size(rec_dir),
         "bleu": heldout_bleu(rec_dir, bleu_texts),
         "prior": ae.model.bottleneck.cfg.prior,
+        "prior_bandwidth": ae.model.bottleneck.cfg.prior_bandwidth,
         "train_minutes": round(rec_minutes, 2),
         "autoencoder_minutes": round(ae_minutes, 2),
         "prior_steps": prior_fit[-1]["prior_steps"] if prior_fit else 0,
@@ -290,9 +321,13 @@ def main() -> None:
         "mauve_prior_temperature_0.7": mauve_score(encoder, mauve_ref, sample(ae, 1000, seed=0, do_sample=True,
                                                                               temperature=TEMPERATURE, prior_temperature=0.7)),
         "decoder_noise_mauve": decoder_noise_mauve(ae, encoder, mauve_ref, heldout[:1000]),
+        "bandwidth_sweep": bandwidth_sweep(ae, encoder, mauve_ref, splits["train"]["text"], train_keys),
         "heldout_mauve": mauve_score(encoder, mauve_ref, heldout[:1000]),  # the ceiling: real sentences
         "copy_rate": round(sum(key(s) in train_keys for s in samples) / len(samples), 4),
         "peer_lm_copy_rate": round(sum(key(s) in train_keys for s in peer_samples) / len(peer_samples), 4),
+        "nearest_training_overlap": nearest_training_overlap(samples, splits["train"]["text"]),
+        "peer_lm_nearest_training_overlap": nearest_training_overlap(peer_samples, splits["train"]["text"]),
+        "heldout_nearest_training_overlap": nearest_training_overlap(heldout[:1000], splits["train"]["text"]),
         "distinct2": round(distinct2(samples), 4),
         "peer_lm_distinct2": round(distinct2(peer_samples), 4),
         "heldout_distinct2": round(distinct2(heldout[:1000]), 4),
@@ -377,10 +412,16 @@ def report(result: dict) -> None:
     print(f"{'MAUVE':24} {rec['mauve']:8.3f} {rec['peer_lm_mauve']:8.3f} {rec['heldout_mauve']:8.3f}"
           f"   (a mixture prior on the same codes: {rec['mixture_prior_mauve']:.3f})")
     print(f"{'copy rate':24} {rec['copy_rate']:8.3f} {rec['peer_lm_copy_rate']:8.3f}")
+    for name, label in (("mean", "nearest-train overlap"), ("share_at_least_half", "share overlapping >= half")):
+        print(f"{label:24} {rec['nearest_training_overlap'][name]:8.3f} {rec['peer_lm_nearest_training_overlap'][name]:8.3f}"
+              f" {rec['heldout_nearest_training_overlap'][name]:8.3f}")
     print(f"{'distinct-2':24} {rec['distinct2']:8.3f} {rec['peer_lm_distinct2']:8.3f} {rec['heldout_distinct2']:8.3f}")
     print(f"{'NLL under the peer':24} {rec['sample_nll']:8.3f} {rec['peer_lm_sample_nll_self_scored']:8.3f} {rec['heldout_nll']:8.3f}")
     print(f"MAUVE at prior temperature 0.7: {rec['mauve_prior_temperature_0.7']:.3f}; held-out codes + noise of "
           + ", ".join(f"{k} SD: {v:.3f}" for k, v in rec["decoder_noise_mauve"].items()))
+    for row in rec["bandwidth_sweep"]:
+        print(f"kde bandwidth {row['bandwidth']}: MAUVE {row['mauve']:.3f}, copy {row['copy_rate']:.3f}, "
+              f"nearest-train overlap {row['nearest_training_overlap']['mean']:.3f}")
     print(f"interpolation: novel {rec['interpolation_novel_share']:.3f}, NLL ratio {rec['interpolation_nll_ratio']:.3f}"
           f" (straight path: {rec.get('interpolation_nll_ratio_straight_path', float('nan')):.3f})")
     for prefix in ("paraphrase", "paraphrase_code_ranked"):

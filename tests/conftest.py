@@ -86,8 +86,9 @@ def tiny_overrides(corpus: Path, out: Path, **extra) -> dict:
 
 # A tiny rae: an 8-float slot code and a two-component mixture prior; and one with a one-layer
 # diffusion prior trained for 300 steps.
-TINY_RAE = {"latent_dim": 8, "prior_components": 2}
-TINY_LEVEL_RAE = {"latent_dim": 8, "prior_components": 2, "noise_max": 1.5, "sample_level": 1.0, "midpoint_level": 0.5}
+TINY_RAE = {"latent_dim": 8}  # the default prior: kde
+TINY_GMM_RAE = {"latent_dim": 8, "prior": "gmm", "prior_components": 2}
+TINY_LEVEL_RAE = {"latent_dim": 8, "noise_max": 1.5, "prior_bandwidth": 0.4, "midpoint_level": 0.5}
 TINY_DIFFUSION_RAE = {"latent_dim": 8, "prior": "diffusion", "prior_width": 32, "prior_layers": 1, "prior_max_steps": 300}
 
 

@@ -11,7 +11,7 @@ import textae
 from textae.cli import cli
 from textae.modeling.bottlenecks import RAEBottleneck, RAEConfig
 
-from .conftest import SENTENCES, TINY_DIFFUSION_RAE, TINY_LEVEL_RAE, TINY_RAE
+from .conftest import SENTENCES, TINY_DIFFUSION_RAE, TINY_GMM_RAE, TINY_LEVEL_RAE, TINY_RAE
 
 
 def _bottleneck(**options) -> RAEBottleneck:
@@ -69,7 +69,7 @@ def test_interpolation_keeps_the_codes_norm_along_the_path_and_its_ends_exact():
 
 def test_mixture_samples_have_the_code_shape_and_the_codes_statistics():
     codes = _two_modes()
-    rae = _bottleneck(prior_components=2)
+    rae = _bottleneck(prior="gmm", prior_components=2)
     rae.fit_prior(codes)
     drawn = rae.sample_prior(4000, generator=torch.Generator().manual_seed(1))
     assert drawn.shape == (4000, 4, 3)
@@ -112,7 +112,7 @@ def test_noise_levels_vary_by_sentence_in_training_and_the_decoder_reads_the_lev
         return float(shift.std() / shift.mean())
 
     def rae(**options) -> RAEBottleneck:
-        return RAEBottleneck(num_codes=16, dim=64, cfg=RAEConfig(latent_dim=16, momentum=1.0, **options))
+        return RAEBottleneck(num_codes=16, dim=64, cfg=RAEConfig(latent_dim=16, momentum=1.0, prior="gmm", **options))
 
     fixed, levels = rae(noise_max=0, noise=0.5), rae(noise_max=1.5)
     assert noise_spread(levels) > 5 * noise_spread(fixed)  # U(0,1)² · noise_max per sentence, not one level for all
@@ -144,7 +144,7 @@ def test_verbs_tell_the_decoder_how_far_their_codes_are_from_sentences(trained_m
 
     monkeypatch.setattr(ae, "decode", spy)
     sample(ae, 3)
-    assert told == [1.0]  # prior samples: sample_level
+    assert told == [0.4]  # kde prior samples: the kernel's bandwidth
     told.clear()
     path = interpolate(ae, SENTENCES[0], SENTENCES[1], steps=3)
     assert told == [0.0, 0.5, 0.0]  # the ends are the sentences' own codes, the middle is told midpoint_level
@@ -155,8 +155,27 @@ def test_verbs_tell_the_decoder_how_far_their_codes_are_from_sentences(trained_m
     assert ae.model.bottleneck.decode_level == 0.0
 
 
+def test_kde_samples_are_training_codes_plus_the_kernel_noise_the_decoder_is_told():
+    codes = _two_modes()  # each mode's spread is 0.5 per dimension
+    rae = _bottleneck(prior="kde", prior_sentences=5000, prior_bandwidth=0.4, noise_max=1.5)
+    assert rae.fit_prior(codes) == {"prior_sentences": 4000, "prior_bandwidth": 0.4}
+    assert rae.sample_level == pytest.approx(0.4)  # the decoder is told the kernel's noise
+    assert torch.equal(rae.prior_bank[:4000].float(), codes.half().float()) and not rae.prior_bank[4000:].any()
+    drawn = rae.sample_prior(4000, generator=torch.Generator().manual_seed(1))
+    assert drawn.shape == (4000, 4, 3)
+    flat = drawn.flatten(1)
+    assert 0.4 < (flat[:, 0] > 0).float().mean() < 0.6  # both modes, in their proportions
+    assert ((flat.abs() - 3).std(0) / (0.5**2 + 0.4**2) ** 0.5 - 1).abs().max() < 0.1  # a mode's spread plus the kernel's
+    nearest = torch.cdist(flat, codes.flatten(1)).min(1).values
+    assert nearest.mean() < 0.4 * 12**0.5  # each sample lies about a kernel's width from a training code
+    cold = rae.sample_prior(500, generator=torch.Generator().manual_seed(1), temperature=0.01).flatten(1)
+    assert torch.cdist(cold, codes.flatten(1)).min(1).values.max() < 0.05
+    # the density in the health figures: a training code is likelier than a point between the modes
+    assert rae._prior_log_density(codes[:1].flatten(1)) > rae._prior_log_density(torch.zeros(1, 12))
+
+
 def test_a_prior_with_more_components_than_codes_still_samples():
-    rae = _bottleneck(prior_components=16)
+    rae = _bottleneck(prior="gmm", prior_components=16)
     codes = torch.randn(5, 4, 3)
     assert rae.fit_prior(codes)["prior_components"] == 5
     assert rae.prior_weights[5:].sum() == 0
@@ -169,7 +188,7 @@ def test_without_a_fitted_prior_sample_refuses_and_says_why():
         _bottleneck().sample_prior(2)
 
 
-@pytest.mark.parametrize("options", [TINY_RAE, TINY_DIFFUSION_RAE], ids=["gmm", "diffusion"])
+@pytest.mark.parametrize("options", [TINY_RAE, TINY_GMM_RAE, TINY_DIFFUSION_RAE], ids=["kde", "gmm", "diffusion"])
 def test_trained_rae_saves_its_prior_and_samples_the_same_after_reloading(trained_model, tmp_path, options):
     final = trained_model("rae", 250, options)
     ae = textae.load(final)
@@ -180,7 +199,7 @@ def test_trained_rae_saves_its_prior_and_samples_the_same_after_reloading(traine
     assert (drawn.mean(0) - codes.mean(0)).abs().mean() < 0.5 * codes.std(0).mean()  # fitted on these codes
     ae.save_pretrained(tmp_path / "copy")
     again = textae.load(tmp_path / "copy")
-    for name, tensor in ae.model.bottleneck.state_dict().items():  # the mixture's buffers, or the denoiser's weights
+    for name, tensor in ae.model.bottleneck.state_dict().items():  # the mixture's buffers, the denoiser's weights or the bank
         assert torch.equal(again.model.bottleneck.state_dict()[name], tensor), name
     from textae.latent import sample
 
@@ -275,6 +294,7 @@ def test_paraphrase_moves_further_while_every_candidate_keeps_the_wording(traine
 def test_prior_options_are_checked_and_zero_sentences_means_no_prior():
     assert _bottleneck(prior_sentences=0).prior_sentences == 0  # the trainer then fits none: rate–distortion runs
     for bad, message in [({"prior": "flow"}, "prior must be one of"), ({"prior_sentences": 1}, "prior_sentences"),
-                         ({"prior_width": 30}, "multiple of 4"), ({"prior_minutes": 0}, "prior_minutes")]:
+                         ({"prior_width": 30}, "multiple of 4"), ({"prior_minutes": 0}, "prior_minutes"),
+                         ({"prior_bandwidth": 0}, "prior_bandwidth")]:
         with pytest.raises(ValueError, match=message):
             RAEConfig(**bad)

@@ -363,8 +363,8 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
                    "code greedily (or with --num-beams), which for a rae model writes far less varied, more repetitive "
                    "text (benchmarks/results/generative.json, mauve_greedy_decoding).")
 @click.option("--prior-temperature", type=float, default=1.0, show_default=True,
-              help="Scales the prior's spread (rae: the diffusion's starting noise): below 1 draws codes nearer the "
-                   "prior's modes (safer, less varied).")
+              help="Scales the prior's spread (rae: the kde's bandwidth, or the diffusion's starting noise): below 1 "
+                   "draws codes nearer the prior's modes (rae kde: nearer training sentences; safer, less varied).")
 @_beams_option
 @_repetition_option
 @click.option("--seed", type=int, default=0, help="Random seed: the same seed gives the same sentences.")
@@ -372,8 +372,10 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @_friendly
 def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repetition_penalty, seed, overwrite) -> None:
     """Decode codes drawn from the model's prior. For rae models (recommended: configs/rae.yaml) the prior
-    is a Gaussian mixture fitted on training codes (or a diffusion model, prior: diffusion), and its decoder is
-    told the codes lie about a standard deviation from any sentence's (sample_level), so it writes fluently; vae: z ~ N(0, I);
+    is a kernel density on 10,000 training codes: a training sentence's code moved prior_bandwidth (0.3) code
+    standard deviations in a random direction, its decoder told so; the samples are new sentences on the frames
+    of training sentences (prior: gmm, a Gaussian mixture, or diffusion, a denoiser, reach farther and write
+    worse); vae: z ~ N(0, I);
     gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution. A plain
     ae model has no prior."""
     _refuse_existing(output, overwrite=overwrite)
@@ -416,7 +418,8 @@ def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
 @click.option("--output", required=True, type=click.Path(),
               help="Output .jsonl/.csv/.parquet: id, text, rank, paraphrase, similarity, overlap.")
 @click.option("-n", "--num", "n", type=int, default=3, help="Paraphrases per input (fewer when the model finds fewer).")
-@click.option("--candidates", type=int, default=16, show_default=True, help="Perturbed codes decoded per input and round.")
+@click.option("--candidates", type=int, default=48, show_default=True, help="Perturbed codes decoded per input and round: more find a closer meaning within "
+                   "--max-overlap, at proportional cost.")
 @click.option("--scale", type=float, default=None,
               help="First perturbation (rae: code standard deviations, default 0.15; vae: prior standard deviations, "
                    "default 0.5; vq: chance to swap each code, default 0.1; ae: times the code's spread, default 0.25). "

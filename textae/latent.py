@@ -79,7 +79,7 @@ def paraphrase(
     ae: AutoEncoder,
     texts: Sequence[str],
     n: int = 3,
-    candidates: int = 16,
+    candidates: int = 48,
     scale: float | None = None,
     rounds: int = 3,
     seed: int = 0,

@@ -15,10 +15,13 @@ latent_dim floats (16 × 16 = 256 by default). Three things make that code gener
   the decoder must treat every code the same, and a code one standard deviation off a sentence's
   decodes to word salad;
 - an ex-post prior, fitted on the codes of training sentences once the autoencoder is trained
-  (Ghosh et al. 2020) and saved with the weights: by default a Gaussian mixture with full
-  covariances; or (`prior: diffusion`) a small diffusion model over the slots (diffusion_prior.py),
-  which also pulls paraphrases and interpolation midpoints toward sentences' codes. Within a CPU
-  budget the mixture samples better (benchmarks/results/generative.json, `mixture_prior_mauve`).
+  (Ghosh et al. 2020) and saved with the weights. By default a kernel density: a sample is a kept
+  training code plus Gaussian noise of `prior_bandwidth` code SDs, and the decoder is told that
+  level, so it reads exactly what it was trained on (a sentence's code plus told noise). A mixture
+  or a denoiser smooths the codes into regions no sentence's code reaches, where the decoder writes
+  word salad. `prior: gmm` is a Gaussian mixture with full covariances, told `sample_level`;
+  `prior: diffusion` a small diffusion model over the slots (diffusion_prior.py), which also pulls
+  paraphrases and interpolation midpoints toward sentences' codes.
 Initialised from a trained plain autoencoder, the per-slot projections start as the PCA of its
 codes on the first batch, so the decoder first reads the PCA reconstruction of what it knows.
 """
@@ -42,7 +45,7 @@ from .vae import gaussian_log_density, mutual_information, pca_initialise
 if TYPE_CHECKING:
     from ..model import TextAEModel
 
-PRIORS = ("gmm", "diffusion")
+PRIORS = ("kde", "gmm", "diffusion")
 ACTIVE_VARIANCE = 0.01  # a unit is active when its variance across sentences exceeds this (Burda et al. 2016)
 
 
@@ -54,13 +57,14 @@ class RAEConfig:
     midpoint_level: float = 0.5  # ... and for an interpolation's midpoint (sin-shaped along the path, 0 at the ends)
     noise: float = 0.3  # with noise_max 0: one training noise for every sentence, and the decoder is told nothing
     momentum: float = 0.01  # of the running mean and variance used at inference
-    prior: str = "gmm"  # the ex-post prior: "gmm" (a Gaussian mixture) or "diffusion" (a denoiser over the slots)
+    prior: str = "kde"  # the ex-post prior: "kde" (training codes plus kernel noise), "gmm" (a Gaussian mixture) or "diffusion"
     prior_sentences: int = 10000  # training sentences the prior is fitted on after training (0: none)
     prior_minutes: float = 8.0  # the diffusion prior's training budget, after the autoencoder's
     prior_max_steps: int = 20000  # ... and its step limit, whichever comes first
     prior_width: int = 128  # the denoiser Transformer's width
     prior_layers: int = 3  # ... and depth
     prior_components: int = 16  # Gaussians (full covariance) of the "gmm" prior
+    prior_bandwidth: float = 0.3  # the "kde" prior's kernel SD, in code SDs: smaller keeps more of a training sentence
     interpolation_scale: float = 0.5  # midpoints are pulled toward the data by noise of this many code SDs (diffusion)
     normalize: bool = True  # parameter-free LayerNorm on the decoder's code vectors, as the plain family
 
@@ -71,8 +75,8 @@ class RAEConfig:
             raise ValueError("latent_dim, prior_components, prior_width, prior_layers and prior_max_steps must be at least 1")
         if self.prior_width % 4:
             raise ValueError(f"prior_width must be a multiple of 4 (the denoiser's heads), got {self.prior_width}")
-        if self.prior_minutes <= 0 or self.interpolation_scale < 0:
-            raise ValueError("prior_minutes must be above 0 and interpolation_scale at least 0")
+        if self.prior_minutes <= 0 or self.prior_bandwidth <= 0 or self.interpolation_scale < 0:
+            raise ValueError("prior_minutes and prior_bandwidth must be above 0 and interpolation_scale at least 0")
         if self.prior_sentences == 1 or self.prior_sentences < 0:
             raise ValueError(f"prior_sentences must be 0 (no prior: the model cannot sample) or at least 2, "
                              f"got {self.prior_sentences}")
@@ -99,6 +103,9 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         self.register_buffer("prior_fitted", torch.tensor(False))
         if cfg.prior == "diffusion":
             self.diffusion = DiffusionPrior(num_codes, cfg.latent_dim, cfg.prior_width, cfg.prior_layers)
+        elif cfg.prior == "kde":
+            self.register_buffer("prior_bank", torch.zeros(cfg.prior_sentences, num_codes, cfg.latent_dim, dtype=torch.float16))
+            self.register_buffer("prior_count", torch.tensor(0))
         else:
             size, c = num_codes * cfg.latent_dim, cfg.prior_components
             self.register_buffer("prior_weights", torch.full((c,), 1.0 / c))
@@ -163,7 +170,10 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
 
     @property
     def sample_level(self) -> float:
-        return self.cfg.sample_level if self.cfg.noise_max > 0 else 0.0
+        """A kde sample is a training code plus the kernel's noise, what the decoder trained on: it is told the bandwidth."""
+        if self.cfg.noise_max == 0:
+            return 0.0
+        return self.cfg.prior_bandwidth if self.cfg.prior == "kde" else self.cfg.sample_level
 
     @property
     def interpolation_level(self) -> float:
@@ -184,7 +194,18 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
             result = self.diffusion.fit(codes, self.cfg.prior_minutes, self.cfg.prior_max_steps, seed=seed)
             self.prior_fitted.fill_(True)
             return result
+        if self.cfg.prior == "kde":
+            return self._fit_kde(codes)
         return self._fit_mixture(codes, seed)
+
+    @torch.no_grad()
+    def _fit_kde(self, codes: torch.Tensor) -> dict[str, float]:
+        """Keep the codes (float16) as the kernels' centres. The bandwidth is the config's, not the one under
+        which held-out codes are most likely: that one is about a code SD, where the decoder writes word salad."""
+        self.prior_bank[: len(codes)] = codes.to(self.prior_bank)
+        self.prior_count.fill_(len(codes))
+        self.prior_fitted.fill_(True)
+        return {"prior_sentences": len(codes), "prior_bandwidth": self.cfg.prior_bandwidth}
 
     @torch.no_grad()
     def _fit_mixture(self, codes: torch.Tensor, seed: int) -> dict[str, float]:
@@ -221,6 +242,10 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         self._require_prior()
         if self.cfg.prior == "diffusion":
             return self.diffusion.sample(n, self.code_shape, generator, temperature)
+        if self.cfg.prior == "kde":
+            rows = torch.randint(int(self.prior_count), (n,), generator=generator)
+            noise = torch.randn(n, *self.code_shape, generator=generator)
+            return (self.prior_bank.cpu()[rows].float() + temperature * self.cfg.prior_bandwidth * noise).to(self.prior_bank.device)
         component = torch.multinomial(self.prior_weights.double().cpu(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.prior_means.shape[1], 1, generator=generator, dtype=torch.float64)
         tril = self.prior_scale_tril.double().cpu()[component]
@@ -246,6 +271,13 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         scale = self.cfg.interpolation_scale * torch.sin(math.pi * weights.float()).clamp(min=0)
         noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(0)).to(a).expand_as(path)
         return self.diffusion.renoise(path, scale, noise)
+
+    def _prior_log_density(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) of flat codes (N, K·L) under the fitted mixture or kde."""
+        if self.cfg.prior == "kde":
+            bank = self.prior_bank[: int(self.prior_count)].flatten(1).float().to(x.device)
+            return _kde_log_density(x, bank, self.cfg.prior_bandwidth)
+        return self._mixture().log_prob(x.double())
 
     def _diffusion_ready(self) -> bool:
         return self.cfg.prior == "diffusion" and bool(self.prior_fitted)
@@ -282,8 +314,15 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
                 gen = torch.Generator().manual_seed(0)
                 draw = flat + sigma * torch.randn(flat.shape, generator=gen).to(flat)
                 log_q = gaussian_log_density(draw, flat, logvar)
-                out["kl"] = float((log_q.double() - self._mixture().log_prob(draw.double())).mean())
+                out["kl"] = float((log_q.double() - self._prior_log_density(draw)).mean())
         return out
+
+
+def _kde_log_density(x: torch.Tensor, centres: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """log densities (N,) of the rows of x under an isotropic Gaussian kernel density on `centres`."""
+    norm = math.log(len(centres)) + x.shape[1] * math.log(bandwidth * math.sqrt(2 * math.pi))
+    return torch.cat([torch.logsumexp(-torch.cdist(chunk.double(), centres.double()).pow(2) / (2 * bandwidth**2), 1) - norm
+                      for chunk in x.split(1024)])
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
