@@ -59,7 +59,7 @@ def nearest_training_overlap(samples: list[str], train_texts: list[str]) -> dict
     from textae.latent import _overlap
 
     vectorizer = TfidfVectorizer(sublinear_tf=True).fit(train_texts)
-    nearest = (vectorizer.transform(samples) @ vectorizer.transform(train_texts).T).toarray().argmax(1)
+    nearest = np.asarray((vectorizer.transform(samples) @ vectorizer.transform(train_texts).T).argmax(axis=1)).ravel()
     overlaps = np.array([_overlap(s, train_texts[j]) for s, j in zip(samples, nearest)])
     return {"mean": round(float(overlaps.mean()), 4), "share_at_least_half": round(float((overlaps >= 0.5).mean()), 4)}
 
@@ -321,7 +321,8 @@ def main() -> None:
         "mauve_prior_temperature_0.7": mauve_score(encoder, mauve_ref, sample(ae, 1000, seed=0, do_sample=True,
                                                                               temperature=TEMPERATURE, prior_temperature=0.7)),
         "decoder_noise_mauve": decoder_noise_mauve(ae, encoder, mauve_ref, heldout[:1000]),
-        "bandwidth_sweep": bandwidth_sweep(ae, encoder, mauve_ref, splits["train"]["text"], train_keys),
+        "bandwidth_sweep": bandwidth_sweep(ae, encoder, mauve_ref, splits["train"]["text"], train_keys)
+        if ae.model.bottleneck.cfg.prior == "kde" else [],
         "heldout_mauve": mauve_score(encoder, mauve_ref, heldout[:1000]),  # the ceiling: real sentences
         "copy_rate": round(sum(key(s) in train_keys for s in samples) / len(samples), 4),
         "peer_lm_copy_rate": round(sum(key(s) in train_keys for s in peer_samples) / len(peer_samples), 4),

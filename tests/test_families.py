@@ -36,7 +36,7 @@ def test_tiny_model_overfits_and_logs_its_latent_metrics(models, family):
     assert sum(a == b for a, b in zip(rebuilt, SENTENCES)) >= 6, rebuilt
     events = [json.loads(l) for l in (models[family].parent / "metrics.jsonl").read_text().splitlines()]
     logged = set().union(*events)
-    expected = {"rae": {"active_units", "active_share", "mi", "prior_log_likelihood"},
+    expected = {"rae": {"active_units", "active_share", "mi", "prior_bandwidth"},
                 "vae": {"kl", "beta", "kl_nats", "active_units", "mi", "nll", "ppl"},
                 "vq": {"commitment", "code_perplexity", "codebook_usage"}}[family]
     assert expected <= logged

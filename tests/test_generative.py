@@ -146,6 +146,9 @@ def test_verbs_tell_the_decoder_how_far_their_codes_are_from_sentences(trained_m
     sample(ae, 3)
     assert told == [0.4]  # kde prior samples: the kernel's bandwidth
     told.clear()
+    sample(ae, 3, prior_temperature=0.5)
+    assert told == [0.2]  # ... scaled with the prior's temperature, as the noise is
+    told.clear()
     path = interpolate(ae, SENTENCES[0], SENTENCES[1], steps=3)
     assert told == [0.0, 0.5, 0.0]  # the ends are the sentences' own codes, the middle is told midpoint_level
     assert [path[0], path[-1]] == decode(ae.code_tensor(ae.encode(SENTENCES[:2])))
@@ -170,8 +173,13 @@ def test_kde_samples_are_training_codes_plus_the_kernel_noise_the_decoder_is_tol
     assert nearest.mean() < 0.4 * 12**0.5  # each sample lies about a kernel's width from a training code
     cold = rae.sample_prior(500, generator=torch.Generator().manual_seed(1), temperature=0.01).flatten(1)
     assert torch.cdist(cold, codes.flatten(1)).min(1).values.max() < 0.05
-    # the density in the health figures: a training code is likelier than a point between the modes
-    assert rae._prior_log_density(codes[:1].flatten(1)) > rae._prior_log_density(torch.zeros(1, 12))
+    # the density in the health figures is the mixture of one Gaussian per kept code
+    dist = torch.distributions
+    reference = dist.MixtureSameFamily(dist.Categorical(torch.ones(4000, dtype=torch.float64)),
+                                       dist.Independent(dist.Normal(codes.flatten(1).half().double(), 0.4), 1))
+    probe = torch.cat([codes[:3].flatten(1), torch.zeros(1, 12)])
+    assert torch.allclose(rae._prior_log_density(probe), reference.log_prob(probe.double()))
+    assert _bottleneck(prior="kde", noise_max=0.0).sample_level == 0.0  # a decoder trained without levels is told none
 
 
 def test_a_prior_with_more_components_than_codes_still_samples():
@@ -205,6 +213,22 @@ def test_trained_rae_saves_its_prior_and_samples_the_same_after_reloading(traine
 
     assert sample(ae, 5, seed=3, do_sample=True) == sample(again, 5, seed=3, do_sample=True)
     assert sample(ae, 5, seed=3) != sample(ae, 5, seed=4)
+
+
+def test_a_model_saved_when_the_mixture_was_the_default_loads_as_a_mixture(trained_model, tmp_path):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(trained_model("rae", 250, TINY_GMM_RAE), old)
+    config = json.loads((old / "config.json").read_text())
+    del config["bottleneck"]["prior"]  # `--family rae` saved only the options it was given
+    (old / "config.json").write_text(json.dumps(config))
+    ae = textae.load(old)
+    assert ae.model.bottleneck.cfg.prior == "gmm" and bool(ae.model.bottleneck.prior_fitted)
+    from textae.latent import sample
+
+    assert len(sample(ae, 2)) == 2
 
 
 def test_paraphrase_moves_codes_along_the_prior_and_never_returns_the_input(trained_model):
@@ -295,6 +319,6 @@ def test_prior_options_are_checked_and_zero_sentences_means_no_prior():
     assert _bottleneck(prior_sentences=0).prior_sentences == 0  # the trainer then fits none: rate–distortion runs
     for bad, message in [({"prior": "flow"}, "prior must be one of"), ({"prior_sentences": 1}, "prior_sentences"),
                          ({"prior_width": 30}, "multiple of 4"), ({"prior_minutes": 0}, "prior_minutes"),
-                         ({"prior_bandwidth": 0}, "prior_bandwidth")]:
+                         ({"prior_bandwidth": 0}, "prior_bandwidth"), ({"prior_bandwidth": 2.0}, "at most noise_max")]:
         with pytest.raises(ValueError, match=message):
             RAEConfig(**bad)

@@ -6,6 +6,7 @@ codes are vectors or integers.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -14,12 +15,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from .errors import TextAEError, first_line
-from .modeling import TextAEConfig, TextAEPreTrainedModel, model_class
+from .modeling import TextAEConfig, TextAEPreTrainedModel, get_family, model_class
 from .tokenizer import load_tokenizer
 
 log = logging.getLogger("textae")
@@ -57,9 +58,14 @@ def load_model(path: str | Path) -> TextAEPreTrainedModel:
             "pass the `final/` folder of a training run, e.g. runs/default/final"
         )
     try:
-        cls = model_class(TextAEConfig.from_pretrained(path).family)
-        model, info = cls.from_pretrained(path, use_safetensors=True, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # damaged files, an unknown family
+        config = json.loads((path / "config.json").read_text())
+        with safe_open(path / "model.safetensors", framework="pt") as weights:
+            config["bottleneck"] = get_family(config.get("family", "ae")).saved_options(config.get("bottleneck") or {},
+                                                                                         set(weights.keys()))
+        config = TextAEConfig.from_dict(config)
+        model, info = model_class(config.family).from_pretrained(path, config=config, use_safetensors=True,
+                                                                 output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, AttributeError, SafetensorError) as err:  # damaged files, an unknown family
         raise TextAEError(f"cannot load the model in {path} ({first_line(err)}); it is damaged or incomplete: "
                           "copy it again or retrain it") from None
     if info["missing_keys"]:  # Hugging Face would fill them with random values and say nothing

@@ -39,7 +39,7 @@ def sample(ae: AutoEncoder, n: int, seed: int = 0, prior_temperature: float = 1.
     if generate.get("do_sample"):  # the same seed gives the same sentences, on the model's device
         generate.setdefault("generator", torch.Generator(ae.device).manual_seed(seed))
     bottleneck = ae.model.bottleneck
-    with bottleneck.told(bottleneck.sample_level):
+    with bottleneck.told(bottleneck.sample_level_at(prior_temperature)):
         return ae.decode(codes, **generate)
 
 

@@ -52,6 +52,10 @@ class Family:
         """Whether some weights get no gradient in some steps (DDP must be told before the model exists)."""
         return self.implementation.find_unused_parameters
 
+    def saved_options(self, options: dict[str, Any], weights: set[str]) -> dict[str, Any]:
+        """A saved model's options (config.json), completed for one saved by an older textae (Bottleneck.saved_options)."""
+        return options if self.bottleneck is None else self.bottleneck.saved_options(options, weights)
+
     def make_options(self, values: dict[str, Any] | None = None) -> Any:
         """The options dataclass filled from `values`; unknown keys fail loudly."""
         names = {f.name for f in dataclasses.fields(self.options)}

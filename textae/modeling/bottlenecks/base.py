@@ -105,6 +105,16 @@ class Bottleneck(nn.Module):
         """Stored codes (B, *code_shape) → what the decoder reads (B, K, D)."""
         return code
 
+    def sample_level_at(self, temperature: float) -> float:
+        """The level `told` for prior samples drawn at `temperature` (a rae's kde scales its noise with it)."""
+        return self.sample_level
+
+    @classmethod
+    def saved_options(cls, options: dict, weights: set[str]) -> dict:
+        """The options of a model saved by an older textae (config.json, weight names), completed with
+        what was then a default: a changed default must not change what a saved model means."""
+        return options
+
     def told(self, level: float) -> contextlib.AbstractContextManager:
         """Decode inside this block as from codes `level` standard deviations off a sentence's code,
         for a decoder trained to be told that (a rae with noise_max > 0); the others ignore it."""

@@ -11,7 +11,7 @@ latent_dim floats (16 × 16 = 256 by default). Three things make that code gener
 - a decoder told how noisy its code is: σ is drawn per sentence (noise_max · u², most of them small)
   and added to what the decoder reads, so one decoder learns to rebuild a sentence from its exact
   code (told 0) and to write fluent text from a code far from any sentence's, leaning on its
-  language model (told ~1, as prior samples and interpolation midpoints are). Without the level
+  language model (told up to noise_max, as paraphrases and interpolation midpoints are). Without the level
   the decoder must treat every code the same, and a code one standard deviation off a sentence's
   decodes to word salad;
 - an ex-post prior, fitted on the codes of training sentences once the autoencoder is trained
@@ -53,7 +53,7 @@ ACTIVE_VARIANCE = 0.01  # a unit is active when its variance across sentences ex
 class RAEConfig:
     latent_dim: int = 16  # floats per code slot: a sentence is num_codes × latent_dim floats
     noise_max: float = 1.5  # each sentence's training noise is noise_max · u², u ~ U(0, 1), in code SDs; the decoder is told it
-    sample_level: float = 1.0  # ... the level it is told for prior samples (reconstructions: 0, paraphrases: their scale)
+    sample_level: float = 1.0  # ... the level told for gmm / diffusion samples (kde: its bandwidth; reconstructions: 0)
     midpoint_level: float = 0.5  # ... and for an interpolation's midpoint (sin-shaped along the path, 0 at the ends)
     noise: float = 0.3  # with noise_max 0: one training noise for every sentence, and the decoder is told nothing
     momentum: float = 0.01  # of the running mean and variance used at inference
@@ -76,10 +76,14 @@ class RAEConfig:
         if self.prior_width % 4:
             raise ValueError(f"prior_width must be a multiple of 4 (the denoiser's heads), got {self.prior_width}")
         if self.prior_minutes <= 0 or self.prior_bandwidth <= 0 or self.interpolation_scale < 0:
-            raise ValueError("prior_minutes and prior_bandwidth must be above 0 and interpolation_scale at least 0")
+            raise ValueError(f"prior_minutes and prior_bandwidth must be above 0 and interpolation_scale at least 0, got "
+                             f"{self.prior_minutes}, {self.prior_bandwidth} and {self.interpolation_scale}")
         if self.prior_sentences == 1 or self.prior_sentences < 0:
             raise ValueError(f"prior_sentences must be 0 (no prior: the model cannot sample) or at least 2, "
                              f"got {self.prior_sentences}")
+        if self.prior == "kde" and 0 < self.noise_max < self.prior_bandwidth:
+            raise ValueError(f"prior_bandwidth ({self.prior_bandwidth}) must be at most noise_max ({self.noise_max}): "
+                             "the decoder is told the kernel's noise, and was trained up to noise_max")
         if min(self.noise, self.noise_max, self.sample_level, self.midpoint_level) < 0:
             raise ValueError("noise, noise_max, sample_level and midpoint_level must be at least 0")
 
@@ -170,10 +174,19 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
 
     @property
     def sample_level(self) -> float:
-        """A kde sample is a training code plus the kernel's noise, what the decoder trained on: it is told the bandwidth."""
+        return self.sample_level_at(1.0)
+
+    def sample_level_at(self, temperature: float) -> float:
+        """A kde sample is a training code plus the kernel's noise, what the decoder trained on: it is told that noise."""
         if self.cfg.noise_max == 0:
             return 0.0
-        return self.cfg.prior_bandwidth if self.cfg.prior == "kde" else self.cfg.sample_level
+        return temperature * self.cfg.prior_bandwidth if self.cfg.prior == "kde" else self.cfg.sample_level
+
+    @classmethod
+    def saved_options(cls, options: dict, weights: set[str]) -> dict:
+        if "prior" not in options and "bottleneck.prior_weights" in weights:  # saved when the mixture was the default
+            return {**options, "prior": "gmm"}
+        return options
 
     @property
     def interpolation_level(self) -> float:
@@ -200,8 +213,11 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
 
     @torch.no_grad()
     def _fit_kde(self, codes: torch.Tensor) -> dict[str, float]:
-        """Keep the codes (float16) as the kernels' centres. The bandwidth is the config's, not the one under
-        which held-out codes are most likely: that one is about a code SD, where the decoder writes word salad."""
+        """Keep the codes (float16) as the kernels' centres, at the config's bandwidth (not the one under which
+        held-out codes are most likely: that is near a code SD, where the decoder writes word salad, see the README)."""
+        if not 1 <= len(codes) <= len(self.prior_bank):
+            raise ValueError(f"the kde prior keeps 1 to prior_sentences={len(self.prior_bank)} codes, got {len(codes)}")
+        self.prior_bank.zero_()  # a refit on fewer codes leaves none of the old ones behind
         self.prior_bank[: len(codes)] = codes.to(self.prior_bank)
         self.prior_count.fill_(len(codes))
         self.prior_fitted.fill_(True)
@@ -237,15 +253,15 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         )
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """n codes from the prior; `temperature` scales the diffusion's starting noise, or each
-        mixture component's spread."""
+        """n codes from the prior; `temperature` scales the kde's bandwidth, the diffusion's starting
+        noise, or each mixture component's spread."""
         self._require_prior()
         if self.cfg.prior == "diffusion":
             return self.diffusion.sample(n, self.code_shape, generator, temperature)
         if self.cfg.prior == "kde":
-            rows = torch.randint(int(self.prior_count), (n,), generator=generator)
-            noise = torch.randn(n, *self.code_shape, generator=generator)
-            return (self.prior_bank.cpu()[rows].float() + temperature * self.cfg.prior_bandwidth * noise).to(self.prior_bank.device)
+            rows = torch.randint(int(self.prior_count), (n,), generator=generator).to(self.prior_bank.device)
+            noise = torch.randn(n, *self.code_shape, generator=generator).to(self.prior_bank.device)
+            return self.prior_bank[rows].float() + temperature * self.cfg.prior_bandwidth * noise
         component = torch.multinomial(self.prior_weights.double().cpu(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.prior_means.shape[1], 1, generator=generator, dtype=torch.float64)
         tril = self.prior_scale_tril.double().cpu()[component]
@@ -290,8 +306,9 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
         """Active share: of the (slot, dimension) units whose slot holds words in at least 1 % of
         the sentences, those whose variance across sentences exceeds 0.01 (Burda et al.'s criterion;
         the code is standardised, as their prior). MI: I(x; z) of the Gaussian encoder the training
-        noise defines, at most log N. KL: E[log q(z|x) - log p(z)] against the fitted mixture; for a
-        diffusion prior, whose density has no closed form, against N(0, I), the standardised code's scale."""
+        noise defines, at most log N. KL: E[log q(z|x) - log p(z)] against the fitted kde or mixture
+        (for a kde, mostly how far a code lies from its nearest kept code); for a diffusion prior, whose
+        density has no closed form, against N(0, I), the standardised code's scale."""
         codes, masks = [], []
         for batch in batches:
             h, mask = model.chunk_summaries(batch["input_ids"], batch["attention_mask"])
