@@ -372,10 +372,10 @@ def _write_or_print(output: str | None, columns: dict[str, list]) -> None:
 @_friendly
 def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repetition_penalty, seed, overwrite) -> None:
     """Decode codes drawn from the model's prior. For rae models (recommended: configs/rae.yaml) the prior
-    is a kernel density on 10,000 training codes: a training sentence's code moved prior_bandwidth (0.3) code
-    standard deviations in a random direction, its decoder told so; the samples are new sentences on the frames
-    of training sentences (prior: gmm, a Gaussian mixture, or diffusion, a denoiser, reach farther and write
-    worse); vae: z ~ N(0, I);
+    is a kernel density on 10,000 training codes: a training sentence's code plus Gaussian noise of prior_bandwidth
+    (0.3) code standard deviations per dimension, its decoder told that level; the samples are new sentences on
+    the frames of training sentences (prior: gmm, a Gaussian mixture, samples worse; prior: diffusion is a
+    denoiser); vae: z ~ N(0, I);
     gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution. A plain
     ae model has no prior."""
     _refuse_existing(output, overwrite=overwrite)
