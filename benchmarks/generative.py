@@ -11,8 +11,9 @@ not counted). In order, one at a time:
 3. rate–distortion: ae (code_dim), vq (heads) and rae (latent_dim) at four code sizes each, --rd-steps
    steps each, plus PCA of the foundation AE's codes at each size, decoded by its unchanged decoder.
 Then, on news validation sentences no run trains on: MAUVE of 1,000 samples of each model against 1,000
-held-out sentences (MiniLM features, mean of 3 seeds), copy rate, distinct-2, interpolation and
-paraphrase figures (fluency judged by the peer LM), and the latent's health. Writes
+held-out sentences (MiniLM features, mean of 3 seeds), copy rate, how much of its nearest training
+sentence a sample keeps (rae, peer and held-out alike), distinct-2, the kde prior's bandwidth sweep,
+interpolation and paraphrase figures (fluency judged by the peer LM), and the latent's health. Writes
 benchmarks/results/generative.json and generative_rate_distortion.png.
 """
 
