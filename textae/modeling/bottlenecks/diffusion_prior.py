@@ -1,6 +1,6 @@
 """A latent diffusion prior over a sentence's code slots (LD4LG, Lovelace et al. 2023, in miniature).
 
-The opt-in alternative to the rae's Gaussian mixture (`prior: diffusion`): a small Transformer over
+An opt-in rae prior (`prior: diffusion`; the default is the kde, the other option a mixture): a small Transformer over
 the K slot vectors is trained, after the autoencoder, to denoise stored codes (v-prediction on a
 cosine schedule, Salimans & Ho 2022), and sampling runs its deterministic DDIM reverse process
 (Song et al. 2021). The same denoiser pulls any code back toward the codes it learnt (SDEdit, Meng
