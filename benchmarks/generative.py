@@ -24,6 +24,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,17 +53,28 @@ def distinct2(texts: list[str]) -> float:
     return len(set(grams)) / max(1, len(grams))
 
 
-def nearest_training_overlap(samples: list[str], train_texts: list[str]) -> dict:
-    """How much of its nearest training sentence (TF-IDF cosine) each sample keeps, as sentence BLEU / 100:
-    the mean, and the share keeping at least half (near copies that the exact copy rate does not count)."""
+def copy_rate(texts: list[str], train_keys: set[str]) -> float:
+    """The share of texts equal to a training sentence (case and spacing aside)."""
+    return round(sum(key(t) in train_keys for t in texts) / len(texts), 4)
+
+
+def nearest_training_overlap(train_texts: list[str]) -> Callable[[list[str]], dict]:
+    """A measure, fitted once on the training sentences: how much of its nearest training sentence (TF-IDF
+    cosine) each text keeps, as sentence BLEU / 100; the mean, and the share keeping at least half (near
+    copies that the exact copy rate does not count)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     from textae.latent import _overlap
 
     vectorizer = TfidfVectorizer(sublinear_tf=True).fit(train_texts)
-    nearest = np.asarray((vectorizer.transform(samples) @ vectorizer.transform(train_texts).T).argmax(axis=1)).ravel()
-    overlaps = np.array([_overlap(s, train_texts[j]) for s, j in zip(samples, nearest)])
-    return {"mean": round(float(overlaps.mean()), 4), "share_at_least_half": round(float((overlaps >= 0.5).mean()), 4)}
+    train = vectorizer.transform(train_texts)
+
+    def measure(texts: list[str]) -> dict:
+        nearest = np.asarray((vectorizer.transform(texts) @ train.T).argmax(axis=1)).ravel()
+        overlaps = np.array([_overlap(t, train_texts[j]) for t, j in zip(texts, nearest)])
+        return {"mean": round(float(overlaps.mean()), 4), "share_at_least_half": round(float((overlaps >= 0.5).mean()), 4)}
+
+    return measure
 
 
 def code_size(model_dir: Path) -> dict:
@@ -142,7 +154,7 @@ def mixture_samples(ae, train_texts: list[str], n: int, seed: int) -> list[str]:
         return ae.decode(drawn, do_sample=True, temperature=TEMPERATURE, generator=torch.Generator().manual_seed(seed))
 
 
-def bandwidth_sweep(ae, encoder, reference: list[str], train_texts: list[str], train_keys: set[str]) -> list[dict]:
+def bandwidth_sweep(ae, encoder, reference: list[str], overlap: Callable[[list[str]], dict], train_keys: set[str]) -> list[dict]:
     """The kde prior's knob: samples at three bandwidths (the decoder told each), from closer to a training
     sentence (higher MAUVE, more of its wording kept) to farther."""
     from textae.latent import sample
@@ -155,8 +167,8 @@ def bandwidth_sweep(ae, encoder, reference: list[str], train_texts: list[str], t
         finally:
             cfg.prior_bandwidth = previous
         rows.append({"bandwidth": bandwidth, "mauve": mauve_score(encoder, reference, texts),
-                     "copy_rate": round(sum(key(t) in train_keys for t in texts) / len(texts), 4),
-                     "nearest_training_overlap": nearest_training_overlap(texts, train_texts), "examples": texts[:5]})
+                     "copy_rate": copy_rate(texts, train_keys), "nearest_training_overlap": overlap(texts),
+                     "examples": texts[:5]})
     return rows
 
 
@@ -304,6 +316,7 @@ def main() -> None:
     samples = sample(ae, 1000, seed=0, do_sample=True, temperature=TEMPERATURE)
     sample_seconds = time.perf_counter() - started
     greedy_samples = sample(ae, 1000, seed=0)
+    overlap = nearest_training_overlap(splits["train"]["text"])
     peer_samples = peer.sample(1000, temperature=TEMPERATURE, seed=0)
     rec = {
         "family": "rae",
@@ -322,14 +335,14 @@ def main() -> None:
         "mauve_prior_temperature_0.7": mauve_score(encoder, mauve_ref, sample(ae, 1000, seed=0, do_sample=True,
                                                                               temperature=TEMPERATURE, prior_temperature=0.7)),
         "decoder_noise_mauve": decoder_noise_mauve(ae, encoder, mauve_ref, heldout[:1000]),
-        "bandwidth_sweep": bandwidth_sweep(ae, encoder, mauve_ref, splits["train"]["text"], train_keys)
+        "bandwidth_sweep": bandwidth_sweep(ae, encoder, mauve_ref, overlap, train_keys)
         if ae.model.bottleneck.cfg.prior == "kde" else [],
         "heldout_mauve": mauve_score(encoder, mauve_ref, heldout[:1000]),  # the ceiling: real sentences
-        "copy_rate": round(sum(key(s) in train_keys for s in samples) / len(samples), 4),
-        "peer_lm_copy_rate": round(sum(key(s) in train_keys for s in peer_samples) / len(peer_samples), 4),
-        "nearest_training_overlap": nearest_training_overlap(samples, splits["train"]["text"]),
-        "peer_lm_nearest_training_overlap": nearest_training_overlap(peer_samples, splits["train"]["text"]),
-        "heldout_nearest_training_overlap": nearest_training_overlap(heldout[:1000], splits["train"]["text"]),
+        "copy_rate": copy_rate(samples, train_keys),
+        "peer_lm_copy_rate": copy_rate(peer_samples, train_keys),
+        "nearest_training_overlap": overlap(samples),
+        "peer_lm_nearest_training_overlap": overlap(peer_samples),
+        "heldout_nearest_training_overlap": overlap(heldout[:1000]),
         "distinct2": round(distinct2(samples), 4),
         "peer_lm_distinct2": round(distinct2(peer_samples), 4),
         "heldout_distinct2": round(distinct2(heldout[:1000]), 4),
