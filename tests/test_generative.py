@@ -124,10 +124,10 @@ def test_noise_levels_vary_by_sentence_in_training_and_the_decoder_reads_the_lev
         with pytest.raises(RuntimeError), levels.told(0.5):
             raise RuntimeError
         assert levels.decode_level == 1.0  # an inner block gives the level back, even when it fails
-    assert torch.equal(levels.to_decoder(code), plain) and levels.sample_level == 1.0
+    assert torch.equal(levels.to_decoder(code), plain) and levels.sample_level_at(1.0) == 1.0
     untold = fixed.to_decoder(code)
     with fixed.told(1.0):  # a decoder trained without levels reads the same code at every level
-        assert torch.equal(fixed.to_decoder(code), untold) and fixed.sample_level == 0.0
+        assert torch.equal(fixed.to_decoder(code), untold) and fixed.sample_level_at(1.0) == 0.0
     with pytest.raises(ValueError, match="noise_max"):
         RAEConfig(noise_max=-1)
 
@@ -162,7 +162,7 @@ def test_kde_samples_are_training_codes_plus_the_kernel_noise_the_decoder_is_tol
     codes = _two_modes()  # each mode's spread is 0.5 per dimension
     rae = _bottleneck(prior="kde", prior_sentences=5000, prior_bandwidth=0.4, noise_max=1.5)
     assert rae.fit_prior(codes) == {"prior_sentences": 4000, "prior_bandwidth": 0.4}
-    assert rae.sample_level == pytest.approx(0.4)  # the decoder is told the kernel's noise
+    assert rae.sample_level_at(1.0) == pytest.approx(0.4)  # the decoder is told the kernel's noise
     assert torch.equal(rae.prior_bank[:4000].float(), codes.half().float()) and not rae.prior_bank[4000:].any()
     drawn = rae.sample_prior(4000, generator=torch.Generator().manual_seed(1))
     assert drawn.shape == (4000, 4, 3)
@@ -179,7 +179,7 @@ def test_kde_samples_are_training_codes_plus_the_kernel_noise_the_decoder_is_tol
                                        dist.Independent(dist.Normal(codes.flatten(1).half().double(), 0.4), 1))
     probe = torch.cat([codes[:3].flatten(1), torch.zeros(1, 12)])
     assert torch.allclose(rae._prior_log_density(probe), reference.log_prob(probe.double()))
-    assert _bottleneck(prior="kde", noise_max=0.0).sample_level == 0.0  # a decoder trained without levels is told none
+    assert _bottleneck(prior="kde", noise_max=0.0).sample_level_at(1.0) == 0.0  # a decoder trained without levels is told none
 
 
 def test_a_prior_with_more_components_than_codes_still_samples():

@@ -61,8 +61,7 @@ class Bottleneck(nn.Module):
     infills: ClassVar[bool] = False  # transfer copies the content its encoder read and decodes only what it hid (cae)
     code_dtype: ClassVar[torch.dtype] = torch.float32
     paraphrase_scale: ClassVar[float] = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
-    sample_level: float = 0.0  # the noise level `told` gives the decoder for prior samples
-    interpolation_level: float = 0.0  # ... and for an interpolation's midpoint (sin-shaped along the path)
+    interpolation_level: float = 0.0  # the noise level `told` gives the decoder for an interpolation's midpoint
 
     def __init_subclass__(cls, family: str | None = None, options: type | None = None, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -106,8 +105,9 @@ class Bottleneck(nn.Module):
         return code
 
     def sample_level_at(self, temperature: float) -> float:
-        """The level `told` for prior samples drawn at `temperature` (a rae's kde scales its noise with it)."""
-        return self.sample_level
+        """The noise level `told` gives the decoder for prior samples drawn at `temperature` (a rae's kde
+        scales its noise with it); 0 for a decoder trained without levels."""
+        return 0.0
 
     @classmethod
     def saved_options(cls, options: dict, weights: set[str]) -> dict:

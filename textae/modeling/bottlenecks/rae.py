@@ -172,10 +172,6 @@ class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
             out = out + self.level(out.new_full((1, 1, 1), self.decode_level) if level is None else level)
         return out
 
-    @property
-    def sample_level(self) -> float:
-        return self.sample_level_at(1.0)
-
     def sample_level_at(self, temperature: float) -> float:
         """A kde sample is a training code plus the kernel's noise, what the decoder trained on: it is told that noise."""
         if self.cfg.noise_max == 0:
