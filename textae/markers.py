@@ -7,10 +7,17 @@ Deleting every marker of every label from a sentence leaves what no label marks,
 decoder told a label writes that label's markers back, which is style transfer when the label is
 another one. Markers are token n-grams that start and end
 on word boundaries, so a deletion never leaves half a word.
+
+Some labels are a whole message's content rather than a few words (spam): one marker edited in
+does not make a text read as one. For those, training also keeps *exemplars*, sentences of the
+label's own rows that its markers mark, and each label's *typical lead* (how many more of its
+markers than of any other label's its rows hold, the median), which `textae.exemplars` uses.
 """
 
 from __future__ import annotations
 
+import random
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -84,6 +91,11 @@ class MarkerTable:
     def __len__(self) -> int:
         return len(self.label_of)
 
+    def lead(self, ids: Sequence[int], label: int) -> int:
+        """How many more of `label`'s markers `ids` holds than of any other label's (negative: fewer)."""
+        votes = self.delete(ids, -1)[1]
+        return votes[label] - max(v for w, v in enumerate(votes) if w != label)
+
     def delete(self, ids: Sequence[int], mask_id: int) -> tuple[list[int], list[int]]:
         """(ids with each run of markers replaced by one mask_id, how many markers of each label it held).
         Longest match first, at word starts only."""
@@ -108,3 +120,38 @@ class MarkerTable:
                 out.append(ids[i])
                 i += 1
         return out, votes
+
+
+def find_exemplars(
+    rows: Sequence[Sequence[int]], labels: Sequence[int], table: MarkerTable, sentence_end: Sequence[bool],
+    per_label: int, seed: int = 0,
+) -> tuple[list[list[int]], list[float]]:
+    """([[label id, token ids...], ...], each label's typical lead): up to `per_label` distinct sentences
+    of each label's rows that lead for it (a random sample, seeded), and the median lead of its rows.
+    `sentence_end[t]`: token t ends a sentence when a word or the row starts after it."""
+    sentences: list[set[tuple[int, ...]]] = [set() for _ in range(table.num_labels)]
+    leads: list[list[int]] = [[] for _ in range(table.num_labels)]
+    for ids, label in zip(rows, labels):
+        if label < 0:
+            continue
+        leads[label].append(table.lead(ids, label))
+        for sentence in _sentences(ids, sentence_end, table.word_start):
+            if table.lead(sentence, label) > 0:
+                sentences[label].add(tuple(sentence))
+    rng, out = random.Random(seed), []
+    for label, found in enumerate(sentences):
+        ordered = sorted(found)
+        out += [[label, *s] for s in rng.sample(ordered, min(per_label, len(ordered)))]
+    return out, [float(statistics.median(v)) if v else 0.0 for v in leads]
+
+
+def _sentences(ids: Sequence[int], sentence_end: Sequence[bool], word_start: Sequence[bool]) -> list[list[int]]:
+    """A row cut after each sentence-ending token that a word start (or the row's end) follows."""
+    out, start = [], 0
+    for i, t in enumerate(ids):
+        if sentence_end[t] and (i + 1 == len(ids) or word_start[ids[i + 1]]):
+            out.append(list(ids[start : i + 1]))
+            start = i + 1
+    if start < len(ids):
+        out.append(list(ids[start:]))
+    return out

@@ -306,3 +306,9 @@ def word_starts(tokenizer: PreTrainedTokenizerFast) -> list[bool]:
     """Per token id: does the token begin a word (a SentencePiece piece starting with ▁)? Special tokens count as boundaries."""
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     return [i < NUM_SPECIAL or p.startswith("\u2581") for i, p in enumerate(pieces)]
+
+
+def sentence_ends(tokenizer: PreTrainedTokenizerFast) -> list[bool]:
+    """Per token id: does the piece end with a sentence's closing mark (. ! ?)? Special tokens do not."""
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return [i >= NUM_SPECIAL and p.rstrip().endswith((".", "!", "?")) for i, p in enumerate(pieces)]

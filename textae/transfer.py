@@ -3,7 +3,8 @@
 A cvae decodes the whole sentence from its small latent. A cae keeps the content it read: its
 decoder, told the new label, writes only where the label's markers were deleted (`textae.infill`),
 and that text competes with edits that put one of the new label's markers into the sentence
-(`textae.edits`); the decoder picks."""
+(`textae.edits`); the decoder picks. Toward a label a whole message carries (spam), a cae keeps the
+text and appends one of that label's own sentences instead (`textae.exemplars`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 from .autoencoder import AutoEncoder, in_batches
 from .edits import LABEL_WEIGHT, choose_edits
 from .errors import TextAEError
+from .exemplars import append_exemplars, carried_by_message
 from .infill import infill
 
 GUIDANCE = 4.0  # a cae's default: how much more the new label's pull counts than the copied words' (textae.infill)
@@ -83,6 +85,9 @@ def _rewrite_cae(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: s
     Past the model's positions a text is copied unchanged."""
     bottleneck, eos = ae.model.bottleneck, ae.model.config.eos_token_id
     target = label_index(ae, to)
+    if carried_by_message(bottleneck, target):
+        ids = ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return append_exemplars(ae, texts, ids, codes, target, label_weight, batch_size)
     markers = [gram for v, *gram in bottleneck.cfg.markers if v == target]
     cut = [_cut(row, ae.model.config.max_positions - 1, bottleneck.table.word_start)
            for row in ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]

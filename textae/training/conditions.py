@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import datasets
 
 from ..errors import TextAEError
 from ..modeling import get_family
-from ..markers import find_markers
+from ..markers import MarkerTable, find_exemplars, find_markers
 from ..modeling.bottlenecks.cvae import UNKNOWN, label_ids
-from ..tokenizer import word_starts
+from ..tokenizer import sentence_ends, word_starts
 
 MARKER_ROWS = 200_000  # training rows the label markers are counted on
 
@@ -51,9 +51,10 @@ def conditions(
     return {**model, "bottleneck": {**(model.get("bottleneck") or {}), "labels": labels}}, split_ids
 
 
-def with_markers(model: dict[str, Any], tokenizer, rows: Iterable[Sequence[int]], labels: Sequence[int]) -> dict[str, Any]:
-    """The model section with its label markers found on the training rows (token ids), for families
-    that delete them from their input (cae); unchanged for the others, or when the markers are given."""
+def with_markers(model: dict[str, Any], tokenizer, rows: Sequence[Sequence[int]], labels: Sequence[int]) -> dict[str, Any]:
+    """The model section with its label markers found on the training rows (token ids), and the
+    exemplars and typical leads they give (`textae.markers.find_exemplars`), for families that
+    delete them from their input (cae); unchanged for the others, or when the markers are given."""
     family = get_family(model["family"])
     if not family.infills:
         return model
@@ -61,9 +62,12 @@ def with_markers(model: dict[str, Any], tokenizer, rows: Iterable[Sequence[int]]
     section = {**model["bottleneck"], "vocab_size": len(tokenizer)}
     if options.markers:
         return {**model, "bottleneck": section}
-    markers = find_markers(rows, labels, len(options.labels), word_starts(tokenizer),
+    starts = word_starts(tokenizer)
+    markers = find_markers(rows, labels, len(options.labels), starts,
                            options.marker_max_words, options.marker_ratio, options.marker_min_count)
     if not markers:
         raise TextAEError(f"no word marks any label of column '{options.label_column}' (marker_ratio {options.marker_ratio}, "
                           f"marker_min_count {options.marker_min_count}); lower them with --set model.bottleneck=...")
-    return {**model, "bottleneck": {**section, "markers": markers}}
+    table = MarkerTable(markers, len(options.labels), starts)
+    exemplars, leads = find_exemplars(rows, labels, table, sentence_ends(tokenizer), options.exemplars_per_label)
+    return {**model, "bottleneck": {**section, "markers": markers, "exemplars": exemplars, "typical_leads": leads}}

@@ -42,11 +42,16 @@ class CAEConfig:
     marker_max_words: int = 3  # the longest marker, in words
     markers: list[list[int]] = field(default_factory=list)  # [label id, token ids...]; training fills them
     vocab_size: int = 0  # training fills it: the size of the word-boundary table the markers are matched with
+    exemplars_per_label: int = 512  # sentences kept per label for labels a whole message carries (textae.exemplars)
+    exemplars: list[list[int]] = field(default_factory=list)  # [label id, token ids...]; training fills them
+    typical_leads: list[float] = field(default_factory=list)  # per label, the median lead of its rows; training fills them
     normalize: bool = True  # parameter-free LayerNorm per code vector, as the plain family
 
     def __post_init__(self):
         if self.marker_ratio <= 1 or self.marker_min_count < 1 or self.marker_max_words < 1:
             raise ValueError("marker_ratio must be above 1, marker_min_count and marker_max_words at least 1")
+        if self.exemplars_per_label < 0:
+            raise ValueError(f"exemplars_per_label must be 0 or more, got {self.exemplars_per_label}")
 
 
 class CAEBottleneck(LabelledCode, Bottleneck, family="cae", options=CAEConfig):

@@ -1,0 +1,60 @@
+"""Transfer for labels a whole message carries: keep the text, add one of the new label's own sentences.
+
+Question type is marked by a word or two ("Who", "How many"), and an edit (`textae.edits`) changes
+it. Spam is not: a message reads as spam only when most of what it says is spam, so one marker
+edited in leaves a ham message ham. For such a label (its rows' typical lead, `textae.markers`,
+is at least INSERT_LEAD markers) transfer keeps the whole text and appends one exemplar, a sentence
+of the label's training rows that its markers mark: the "retrieve" step of "Delete, Retrieve,
+Generate" (Li et al. 2018) with the retrieved sentence kept whole. The exemplar is the one nearest
+the text by the model's own content code among those that make the text lead for the new label by
+at least its typical lead × weight / LABEL_WEIGHT; if none does, the one that makes it lead most.
+`weight` is transfer's label weight: 0 appends the nearest exemplar, higher asks for more of the
+new label's markers (usually a longer, more typical sentence, further from the source).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .edits import LABEL_WEIGHT
+
+INSERT_LEAD = 2.0  # a label whose rows typically lead by this many markers is carried by a whole message
+NEAREST = 64  # exemplars considered per text, nearest first
+
+
+def carried_by_message(bottleneck, label: int) -> bool:
+    """Whether transfer toward `label` appends an exemplar (else it edits): the model kept exemplars
+    of it and its rows typically hold INSERT_LEAD more of its markers than of any other label's."""
+    leads = bottleneck.cfg.typical_leads
+    return bool(leads) and leads[label] >= INSERT_LEAD and any(e[0] == label for e in bottleneck.cfg.exemplars)
+
+
+def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], codes: np.ndarray, label: int,
+                     weight: float = LABEL_WEIGHT, batch_size: int = 128) -> list[str]:
+    """Each text (its token ids `ids`, its stored codes `codes`) with one exemplar of `label` appended."""
+    bottleneck = ae.model.bottleneck
+    exemplars = [e[1:] for e in bottleneck.cfg.exemplars if e[0] == label]
+    words = ae.detokenize(ae.pad([e + [ae.model.config.eos_token_id] for e in exemplars]))
+    near = _nearest(_content(bottleneck, codes), _content(bottleneck, ae.encode(words, batch_size=batch_size)))
+    needed = bottleneck.cfg.typical_leads[label] * weight / LABEL_WEIGHT
+    out = []
+    for text, row, order in zip(texts, ids, near):
+        leads = np.asarray([bottleneck.table.lead([*row, *exemplars[j]], label) for j in order])
+        enough = np.flatnonzero(leads >= needed)
+        chosen = order[enough[0]] if len(enough) else order[int(np.argmax(leads))]
+        out.append(f"{text.rstrip()} {words[chosen]}")
+    return out
+
+
+def _content(bottleneck, codes: np.ndarray) -> torch.Tensor:
+    """The content part of stored codes, each scaled to unit length."""
+    content = bottleneck.split(torch.as_tensor(np.asarray(codes), dtype=torch.float32))[0]
+    return torch.nn.functional.normalize(content, dim=-1)
+
+
+def _nearest(queries: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
+    """(len(queries), min(NEAREST, len(bank))): bank indices by cosine to each query, nearest first."""
+    return (queries @ bank.T).topk(min(NEAREST, len(bank)), dim=-1).indices.numpy()
