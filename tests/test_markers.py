@@ -8,7 +8,8 @@ import torch
 import textae
 from textae.edits import choose_edits
 from textae.infill import infill
-from textae.markers import MarkerTable, find_markers
+from textae.exemplars import choose
+from textae.markers import MarkerTable, _sentences, find_exemplars, find_markers
 from textae.transfer import _cut, predict_labels, transfer
 
 from .conftest import STYLED
@@ -154,3 +155,39 @@ def test_a_long_text_is_cut_for_rewriting_where_a_word_starts():
     assert _cut([5, 6, 7, 8, 9], 4, STARTS) == ([5, 6, 7, 8], [9])
     assert _cut([5, 7, 8, 10], 2, STARTS) == ([5], [7, 8, 10])  # never between the pieces of "7 8"
     assert _cut([5, 6], 4, STARTS) == ([5, 6], [])
+
+
+def test_exemplars_are_sentences_that_lead_for_their_label_and_the_typical_lead_is_the_median():
+    table = MarkerTable([[0, 6], [1, 7]], 2, STARTS)
+    ends = [False] * 10 + [True]  # token 10 closes a sentence
+    rows = [[5, 6, 10, 5, 7, 10], [6, 6, 10, 9], [9, 10], [7, 9, 10]]  # labels 0, 0, 0, 1
+    exemplars, leads = find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=10)
+    assert sorted(map(tuple, exemplars)) == [(0, 5, 6, 10), (0, 6, 6, 10), (1, 7, 9, 10)]  # [5 7 10] leads for 1, [9] for none
+    assert leads == [0.0, 1.0]  # label 0's rows lead by 0, 2, 0
+    assert len(find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=1)[0]) == 2  # at most one a label
+    assert _sentences([5, 10, 8, 10, 9], ends, STARTS) == [[5, 10, 8, 10], [9]]  # no cut before a word's second piece
+
+
+def test_an_exemplar_is_the_nearest_that_makes_the_text_lead_enough_else_the_one_that_leads_most():
+    assert choose([0, 2, 3], needed=2) == 1  # nearest first: 2 is enough
+    assert choose([0, 1, 3], needed=4) == 2  # none is: the largest lead
+    assert choose([1, 3, 3], needed=9) == 1  # a tie: the nearer
+    assert choose([-1, 2], needed=0) == 1 and choose([0, 2], needed=0) == 0  # weight 0 asks only for no lead of another label
+
+
+def test_toward_a_label_a_whole_message_carries_transfer_keeps_the_text_and_appends_its_exemplar(cae):
+    ae = textae.load(cae)
+    bottleneck = ae.model.bottleneck
+    assert bottleneck.cfg.typical_leads == [1.0, 1.0]  # one marker a row: "." or "!"
+    assert {e[0] for e in bottleneck.cfg.exemplars} == {0, 1}
+    calm = [t for t, y in STYLED if y == "calm"][:4]
+    loud = [t for t, y in STYLED if y == "loud"][:4]
+    cheers = ["hooray ! hooray ! hooray !", "what a day ! great !"]
+    bottleneck.cfg.exemplars = [[v, *ae.tokenizer(c, add_special_tokens=False)["input_ids"]]
+                                 for v, c in [(1, cheers[1]), (1, cheers[0]), (0, "so quiet .")]]
+    bottleneck.cfg.typical_leads = [1.0, 2.0]  # loud is carried by a whole message now; calm by a marker
+    moved = transfer(ae, calm, "loud")
+    assert moved == [f"{c} {cheers[0]}" for c in calm]  # only three "!" outvote the text's "." by two
+    assert transfer(ae, calm, "loud", label_weight=0.0)[0] in {f"{calm[0]} {c}" for c in cheers}
+    back = transfer(ae, loud, "calm")
+    assert all(m.endswith(" .") and "quiet" not in m for m in back), back  # calm still edits

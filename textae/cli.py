@@ -480,8 +480,9 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, rank_by, max
 @click.option("--label-weight", type=click.FloatRange(min=0), default=None,
               help="cae models: the knob between content and label. How much a rewrite's fit to the new label, against "
                    "the old one, counts beside its fluency when the decoder picks among candidates (0 = the most fluent; "
-                   "higher changes the label more often and keeps less). Default 2; benchmarks/results/conditional_knob.png "
-                   "draws the trade-off.")
+                   "higher changes the label more often and keeps less). Toward a label a whole message carries (spam), "
+                   "how many of its markers the appended sentence must add: its rows' typical lead x weight / 2. "
+                   "Default 2; benchmarks/results/conditional_knob.png draws the trade-off.")
 @click.option("--guidance", type=click.FloatRange(min=0), default=None,
               help="cae models: how much more the new label counts than the kept words' own label when the decoder "
                    "writes words where the old label's stood (one of the candidates). Default 4.")
@@ -493,8 +494,11 @@ def transfer(model_dir, input_path, to_label, output, text_column, id_column, ba
     recommended) its decoder, told the new label, picks the best of (a) the text with every word that marks
     no label kept and the new label's words written where the old label's stood, and (b) the text with one
     of the new label's markers put in at a word boundary, or in place of the next one or two words (greedy;
-    --num-beams and --repetition-penalty do not apply). A cvae model decodes the whole text from its
-    content latent with the new label."""
+    --num-beams and --repetition-penalty do not apply). Toward a label that a whole message carries rather
+    than a word (its training rows typically hold 2 or more of its markers beyond any other label's: spam),
+    the text is kept whole and one of that label's training sentences is appended, the nearest by the
+    model's content code among those that make the text read as the new label. A cvae model decodes the
+    whole text from its content latent with the new label."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
     from .io import read_texts, write_rows

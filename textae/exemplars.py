@@ -42,11 +42,15 @@ def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], cod
     needed = bottleneck.cfg.typical_leads[label] * weight / LABEL_WEIGHT
     out = []
     for text, row, order in zip(texts, ids, near):
-        leads = np.asarray([bottleneck.table.lead([*row, *exemplars[j]], label) for j in order])
-        enough = np.flatnonzero(leads >= needed)
-        chosen = order[enough[0]] if len(enough) else order[int(np.argmax(leads))]
-        out.append(f"{text.rstrip()} {words[chosen]}")
+        leads = [bottleneck.table.lead([*row, *exemplars[j]], label) for j in order]
+        out.append(f"{text.rstrip()} {words[order[choose(leads, needed)]]}")
     return out
+
+
+def choose(leads: Sequence[int], needed: float) -> int:
+    """Of candidates nearest first, with the lead each gives the text: the first that leads by `needed`,
+    else the first of those that lead most."""
+    return next((i for i, lead in enumerate(leads) if lead >= needed), int(np.argmax(leads)))
 
 
 def _content(bottleneck, codes: np.ndarray) -> torch.Tensor:
