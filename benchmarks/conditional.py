@@ -11,7 +11,8 @@ held out (its validation split), which no model trained on:
 
 transfer: each held-out row rewritten toward another label (SMS: ham → spam and spam → ham; TREC: a
   random other type, seed 0). accuracy = how often a TF-IDF logistic regression trained on the
-  training rows' real labels assigns the target label; similarity = all-MiniLM-L6-v2 cosine to the
+  training rows' real labels assigns the target label (`accuracy_by_target`: per target label);
+  similarity = all-MiniLM-L6-v2 cosine to the
   source; bleu = corpus BLEU against the source; nll_ratio = per-token NLL of the outputs over that of
   the sources under an evaluation LM (benchmarks/peer_lm.py, trained only for this, 3 minutes on the
   set's training rows). Peer rows, same keys: `copy` (the source), `retrieve` (the training text of
@@ -123,8 +124,10 @@ class Judges:
     def row(self, outputs: list[str], wanted: list[str]) -> dict:
         from textae.training.metrics import bleu
 
+        right = self.judge.predict(outputs) == np.asarray(wanted)
         out = {
-            "accuracy": round(float(np.mean(self.judge.predict(outputs) == np.asarray(wanted))), 4),
+            "accuracy": round(float(np.mean(right)), 4),
+            "accuracy_by_target": {t: round(float(np.mean(right[np.asarray(wanted) == t])), 4) for t in sorted(set(wanted))},
             "bleu": round(bleu(outputs, self.texts), 2),
             "similarity": round(float((self.source_embeddings * self.encoder.encode(outputs)).sum(1).mean()), 4),
         }
@@ -383,8 +386,9 @@ def report(result: dict) -> None:
               "similarity >= 0.5 together, NLL ratio <= 1.15)")
         for d, t in result["transfer"].items():
             for name, row in (("cae", t), ("copy", t["copy"]), ("retrieve", t["retrieve"]), ("arithmetic", t["arithmetic"])):
+                by_target = ", ".join(f"to {k} {v:.3f}" for k, v in row.get("accuracy_by_target", {}).items())
                 print(f"{d + ' ' + name:18} {row['accuracy']:9.3f} {row['similarity']:11.3f} {row.get('nll_ratio', float('nan')):10.3f} "
-                      f"{row['bleu']:6.1f}")
+                      f"{row['bleu']:6.1f}   {by_target}")
         for d, t in result["transfer"].items():
             print(f"\n{d} examples:")
             for e in t["examples"][:8]:

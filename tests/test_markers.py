@@ -165,6 +165,8 @@ def test_exemplars_are_sentences_that_lead_for_their_label_and_the_typical_lead_
     assert sorted(map(tuple, exemplars)) == [(0, 5, 6, 10), (0, 6, 6, 10), (1, 7, 9, 10)]  # [5 7 10] leads for 1, [9] for none
     assert leads == [0.0, 1.0]  # label 0's rows lead by 0, 2, 0
     assert len(find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=1)[0]) == 2  # at most one a label
+    cut = find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=10, cut_length=3)[0]
+    assert sorted(map(tuple, cut)) == [(0, 5, 6, 10), (0, 6, 6, 10)]  # [7 9 10] fills a row of the cut length: maybe part
     assert _sentences([5, 10, 8, 10, 9], ends, STARTS) == [[5, 10, 8, 10], [9]]  # no cut before a word's second piece
 
 

@@ -124,18 +124,22 @@ class MarkerTable:
 
 def find_exemplars(
     rows: Sequence[Sequence[int]], labels: Sequence[int], table: MarkerTable, sentence_end: Sequence[bool],
-    per_label: int, seed: int = 0,
+    per_label: int, cut_length: int | None = None, seed: int = 0,
 ) -> tuple[list[list[int]], list[float]]:
     """([[label id, token ids...], ...], each label's typical lead): up to `per_label` distinct sentences
     of each label's rows that lead for it (a random sample, seeded), and the median lead of its rows.
-    `sentence_end[t]`: token t ends a sentence when a word or the row starts after it."""
+    `sentence_end[t]`: token t ends a sentence when a word or the row starts after it. A row of
+    `cut_length` tokens or more was cut to fit the model, so its last sentence is not whole: not kept."""
     sentences: list[set[tuple[int, ...]]] = [set() for _ in range(table.num_labels)]
     leads: list[list[int]] = [[] for _ in range(table.num_labels)]
     for ids, label in zip(rows, labels):
         if label < 0:
             continue
         leads[label].append(table.lead(ids, label))
-        for sentence in _sentences(ids, sentence_end, table.word_start):
+        whole = _sentences(ids, sentence_end, table.word_start)
+        if cut_length is not None and len(ids) >= cut_length:
+            whole = whole[:-1]
+        for sentence in whole:
             if table.lead(sentence, label) > 0:
                 sentences[label].add(tuple(sentence))
     rng, out = random.Random(seed), []

@@ -69,5 +69,6 @@ def with_markers(model: dict[str, Any], tokenizer, rows: Sequence[Sequence[int]]
         raise TextAEError(f"no word marks any label of column '{options.label_column}' (marker_ratio {options.marker_ratio}, "
                           f"marker_min_count {options.marker_min_count}); lower them with --set model.bottleneck=...")
     table = MarkerTable(markers, len(options.labels), starts)
-    exemplars, leads = find_exemplars(rows, labels, table, sentence_ends(tokenizer), options.exemplars_per_label)
+    exemplars, leads = find_exemplars(rows, labels, table, sentence_ends(tokenizer), options.exemplars_per_label,
+                                      cut_length=model["max_positions"] - 1)  # the rows' cut, leaving room for EOS
     return {**model, "bottleneck": {**section, "markers": markers, "exemplars": exemplars, "typical_leads": leads}}
