@@ -12,9 +12,9 @@ held out (its validation split), which no model trained on:
 transfer: each held-out row rewritten toward another label (SMS: ham → spam and spam → ham; TREC: a
   random other type, seed 0). accuracy = how often a TF-IDF logistic regression trained on the
   training rows' real labels assigns the target label (`accuracy_by_target`: per target label);
-  similarity = all-MiniLM-L6-v2 cosine to the source; bleu = corpus BLEU against the source; nll_ratio = per-token NLL of the outputs over that of
-  the sources under an evaluation LM (benchmarks/peer_lm.py, trained only for this, 3 minutes on the
-  set's training rows). Peer rows, same keys: `copy` (the source), `retrieve` (the training text of
+  similarity = all-MiniLM-L6-v2 cosine to the source; bleu = corpus BLEU against the source;
+  nll_ratio = per-token NLL of the outputs over that of the sources under an evaluation LM
+  (benchmarks/peer_lm.py, trained only for this, 3 minutes on the set's training rows). Peer rows, same keys: `copy` (the source), `retrieve` (the training text of
   the target label nearest the source by MiniLM), `arithmetic` (the cae's content code plus the mean
   difference between the target's and the source's label centroids of training codes, decoded with
   its own label part: latent vector arithmetic, Shen et al. 2020).
