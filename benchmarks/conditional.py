@@ -14,8 +14,9 @@ transfer: each held-out row rewritten toward another label (SMS: ham → spam an
   training rows' real labels assigns the target label (`accuracy_by_target`: per target label);
   similarity = all-MiniLM-L6-v2 cosine to the source; bleu = corpus BLEU against the source;
   nll_ratio = per-token NLL of the outputs over that of the sources under an evaluation LM
-  (benchmarks/peer_lm.py, trained only for this, 3 minutes on the set's training rows). Peer rows, same keys: `copy` (the source), `retrieve` (the training text of
-  the target label nearest the source by MiniLM), `arithmetic` (the cae's content code plus the mean
+  (benchmarks/peer_lm.py, trained only for this, 3 minutes on the set's training rows). Peer rows,
+  same keys: `copy` (the source), `retrieve` (the training text of the target label nearest the
+  source by MiniLM), `arithmetic` (the cae's content code plus the mean
   difference between the target's and the source's label centroids of training codes, decoded with
   its own label part: latent vector arithmetic, Shen et al. 2020).
 cluster: each held-out row's mixture component against its label (TREC coarse type; news: the
@@ -123,10 +124,11 @@ class Judges:
     def row(self, outputs: list[str], wanted: list[str]) -> dict:
         from textae.training.metrics import bleu
 
-        right = self.judge.predict(outputs) == np.asarray(wanted)
+        wanted = np.asarray(wanted)
+        right = self.judge.predict(outputs) == wanted
         out = {
             "accuracy": round(float(np.mean(right)), 4),
-            "accuracy_by_target": {t: round(float(np.mean(right[np.asarray(wanted) == t])), 4) for t in sorted(set(wanted))},
+            "accuracy_by_target": {t: round(float(np.mean(right[wanted == t])), 4) for t in sorted(set(wanted))},
             "bleu": round(bleu(outputs, self.texts), 2),
             "similarity": round(float((self.source_embeddings * self.encoder.encode(outputs)).sum(1).mean()), 4),
         }

@@ -8,7 +8,7 @@ import torch
 import textae
 from textae.edits import choose_edits
 from textae.infill import infill
-from textae.exemplars import choose
+from textae.exemplars import choose, nearest
 from textae.markers import MarkerTable, _sentences, find_exemplars, find_markers
 from textae.transfer import _cut, predict_labels, transfer
 
@@ -161,16 +161,19 @@ def test_exemplars_are_sentences_that_lead_for_their_label_and_the_typical_lead_
     table = MarkerTable([[0, 6], [1, 7]], 2, STARTS)
     ends = [False] * 10 + [True]  # token 10 closes a sentence
     rows = [[5, 6, 10, 5, 7, 10], [6, 6, 10, 9], [9, 10], [7, 9, 10]]  # labels 0, 0, 0, 1
-    exemplars, leads = find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=10)
+    exemplars, leads = find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=10, min_lead=0)
     assert sorted(map(tuple, exemplars)) == [(0, 5, 6, 10), (0, 6, 6, 10), (1, 7, 9, 10)]  # [5 7 10] leads for 1, [9] for none
     assert leads == [0.0, 1.0]  # label 0's rows lead by 0, 2, 0
-    assert len(find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=1)[0]) == 2  # at most one a label
-    cut = find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=10, cut_length=3)[0]
+    assert len(find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=1, min_lead=0)[0]) == 2  # at most one a label
+    assert find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=10, min_lead=1)[0] == [[1, 7, 9, 10]]  # kept only where used
+    cut = find_exemplars(rows, [0, 0, 0, 1], table, ends, per_label=10, min_lead=0, cut_length=3)[0]
     assert sorted(map(tuple, cut)) == [(0, 5, 6, 10), (0, 6, 6, 10)]  # [7 9 10] fills a row of the cut length: maybe part
     assert _sentences([5, 10, 8, 10, 9], ends, STARTS) == [[5, 10, 8, 10], [9]]  # no cut before a word's second piece
 
 
 def test_an_exemplar_is_the_nearest_that_makes_the_text_lead_enough_else_the_one_that_leads_most():
+    bank = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, 0.6]])
+    assert nearest(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), bank).tolist() == [[2, 1, 3, 0], [0, 3, 1, 2]]  # by cosine
     assert choose([0, 2, 3], needed=2) == 1  # nearest first: 2 is enough
     assert choose([0, 1, 3], needed=4) == 2  # none is: the largest lead
     assert choose([1, 3, 3], needed=9) == 1  # a tie: the nearer
@@ -181,7 +184,7 @@ def test_toward_a_label_a_whole_message_carries_transfer_keeps_the_text_and_appe
     ae = textae.load(cae)
     bottleneck = ae.model.bottleneck
     assert bottleneck.cfg.typical_leads == [1.0, 1.0]  # one marker a row: "." or "!"
-    assert {e[0] for e in bottleneck.cfg.exemplars} == {0, 1}
+    assert bottleneck.cfg.exemplars == []  # neither label needs them: a marker carries each
     calm = [t for t, y in STYLED if y == "calm"][:4]
     loud = [t for t, y in STYLED if y == "loud"][:4]
     cheers = ["hooray ! hooray ! hooray !", "what a day ! great !"]
@@ -190,6 +193,10 @@ def test_toward_a_label_a_whole_message_carries_transfer_keeps_the_text_and_appe
     bottleneck.cfg.typical_leads = [1.0, 2.0]  # loud is carried by a whole message now; calm by a marker
     moved = transfer(ae, calm, "loud")
     assert moved == [f"{c} {cheers[0]}" for c in calm]  # only three "!" outvote the text's "." by two
-    assert transfer(ae, calm, "loud", label_weight=0.0)[0] in {f"{calm[0]} {c}" for c in cheers}
+    def content(texts: list[str]) -> torch.Tensor:
+        return torch.nn.functional.normalize(bottleneck.split(torch.as_tensor(ae.encode(texts)))[0], dim=-1)
+
+    nearer = cheers[int((content(calm[:1]) @ content(cheers).T).argmax())]
+    assert transfer(ae, calm[:1], "loud", label_weight=0.0) == [f"{calm[0]} {nearer}"]  # both lead enough: the nearer
     back = transfer(ae, loud, "calm")
     assert all(m.endswith(" .") and "quiet" not in m for m in back), back  # calm still edits

@@ -481,11 +481,12 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, rank_by, max
               help="cae models: the knob between content and label. How much a rewrite's fit to the new label, against "
                    "the old one, counts beside its fluency when the decoder picks among candidates (0 = the most fluent; "
                    "higher changes the label more often and keeps less). Toward a label a whole message carries (spam), "
-                   "how many of its markers the appended sentence must add: its rows' typical lead x weight / 2. "
+                   "the lead for it that the text with the appended sentence must reach: the label's typical lead x weight / 2. "
                    "Default 2; benchmarks/results/conditional_knob.png draws the trade-off.")
 @click.option("--guidance", type=click.FloatRange(min=0), default=None,
               help="cae models: how much more the new label counts than the kept words' own label when the decoder "
-                   "writes words where the old label's stood (one of the candidates). Default 4.")
+                   "writes words where the old label's stood (one of the candidates). Default 4. Does not apply where "
+                   "an exemplar is appended.")
 @_overwrite_option
 @_friendly
 def transfer(model_dir, input_path, to_label, output, text_column, id_column, batch_size, num_beams, repetition_penalty,

@@ -8,8 +8,9 @@ of the label's training rows that its markers mark: the "retrieve" step of "Dele
 Generate" (Li et al. 2018) with the retrieved sentence kept whole. The exemplar is the one nearest
 the text by the model's own content code among those that make the text lead for the new label by
 at least its typical lead × weight / LABEL_WEIGHT; if none does, the one that makes it lead most.
-`weight` is transfer's label weight: 0 appends the nearest exemplar, higher asks for more of the
-new label's markers (usually a longer, more typical sentence, further from the source).
+`weight` is transfer's label weight: 0 appends the nearest exemplar that leaves no other label
+ahead, higher asks for a larger lead (usually a longer, more typical sentence, further from the
+source).
 """
 
 from __future__ import annotations
@@ -32,33 +33,38 @@ def carried_by_message(bottleneck, label: int) -> bool:
     return bool(leads) and leads[label] >= INSERT_LEAD and any(e[0] == label for e in bottleneck.cfg.exemplars)
 
 
-def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], codes: np.ndarray, label: int,
+def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], codes: torch.Tensor, label: int,
                      weight: float = LABEL_WEIGHT, batch_size: int = 128) -> list[str]:
-    """Each text (its token ids `ids`, its stored codes `codes`) with one exemplar of `label` appended."""
+    """Each text (its token ids `ids`, its checked stored codes `codes`) with one exemplar of `label` appended."""
     bottleneck = ae.model.bottleneck
     exemplars = [e[1:] for e in bottleneck.cfg.exemplars if e[0] == label]
     words = ae.detokenize(ae.pad([e + [ae.model.config.eos_token_id] for e in exemplars]))
-    near = _nearest(_content(bottleneck, codes), _content(bottleneck, ae.encode(words, batch_size=batch_size)))
+    near = nearest(_content(bottleneck, codes), _content(bottleneck, ae.encode(words, batch_size=batch_size)))
     needed = bottleneck.cfg.typical_leads[label] * weight / LABEL_WEIGHT
     out = []
     for text, row, order in zip(texts, ids, near):
         leads = [bottleneck.table.lead([*row, *exemplars[j]], label) for j in order]
-        out.append(f"{text.rstrip()} {words[order[choose(leads, needed)]]}")
+        out.append(" ".join(filter(None, (text.rstrip(), words[order[choose(leads, needed)]]))))
     return out
 
 
 def choose(leads: Sequence[int], needed: float) -> int:
-    """Of candidates nearest first, with the lead each gives the text: the first that leads by `needed`,
-    else the first of those that lead most."""
-    return next((i for i, lead in enumerate(leads) if lead >= needed), int(np.argmax(leads)))
+    """Of candidates nearest first (at least one), with the lead each gives the text: the first that leads
+    by `needed`, else the first of those that lead most."""
+    for i, lead in enumerate(leads):
+        if lead >= needed:
+            return i
+    return int(np.argmax(leads))
 
 
-def _content(bottleneck, codes: np.ndarray) -> torch.Tensor:
-    """The content part of stored codes, each scaled to unit length."""
-    content = bottleneck.split(torch.as_tensor(np.asarray(codes), dtype=torch.float32))[0]
+def _content(bottleneck, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """The content part of stored codes, each scaled to unit length, on the CPU."""
+    content = bottleneck.split(torch.as_tensor(codes, dtype=torch.float32).cpu())[0]
     return torch.nn.functional.normalize(content, dim=-1)
 
 
-def _nearest(queries: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
-    """(len(queries), min(NEAREST, len(bank))): bank indices by cosine to each query, nearest first."""
-    return (queries @ bank.T).topk(min(NEAREST, len(bank)), dim=-1).indices.numpy()
+def nearest(queries: torch.Tensor, bank: torch.Tensor) -> np.ndarray:
+    """(len(queries), min(NEAREST, len(bank))): bank indices by cosine to each query, nearest first
+    (ties: the lower index first)."""
+    order = np.argsort(-(queries @ bank.T).numpy(), axis=1, kind="stable")
+    return order[:, :NEAREST]

@@ -124,10 +124,11 @@ class MarkerTable:
 
 def find_exemplars(
     rows: Sequence[Sequence[int]], labels: Sequence[int], table: MarkerTable, sentence_end: Sequence[bool],
-    per_label: int, cut_length: int | None = None, seed: int = 0,
+    per_label: int, min_lead: float, cut_length: int | None = None, seed: int = 0,
 ) -> tuple[list[list[int]], list[float]]:
-    """([[label id, token ids...], ...], each label's typical lead): up to `per_label` distinct sentences
-    of each label's rows that lead for it (a random sample, seeded), and the median lead of its rows.
+    """([[label id, token ids...], ...], each label's typical lead): the median lead of each label's rows,
+    and, for labels whose typical lead is at least `min_lead`, up to `per_label` distinct sentences of
+    their rows that lead for them (a random sample, seeded).
     `sentence_end[t]`: token t ends a sentence when a word or the row starts after it. A row of
     `cut_length` tokens or more was cut to fit the model, so its last sentence is not whole: not kept."""
     sentences: list[set[tuple[int, ...]]] = [set() for _ in range(table.num_labels)]
@@ -142,11 +143,13 @@ def find_exemplars(
         for sentence in whole:
             if table.lead(sentence, label) > 0:
                 sentences[label].add(tuple(sentence))
+    typical = [float(statistics.median(v)) if v else 0.0 for v in leads]
     rng, out = random.Random(seed), []
     for label, found in enumerate(sentences):
         ordered = sorted(found)
-        out += [[label, *s] for s in rng.sample(ordered, min(per_label, len(ordered)))]
-    return out, [float(statistics.median(v)) if v else 0.0 for v in leads]
+        chosen = rng.sample(ordered, min(per_label, len(ordered)))  # every label draws, so the seed gives the same samples
+        out += [[label, *s] for s in chosen] if typical[label] >= min_lead else []
+    return out, typical
 
 
 def _sentences(ids: Sequence[int], sentence_end: Sequence[bool], word_start: Sequence[bool]) -> list[list[int]]:

@@ -69,7 +69,8 @@ def transfer(
     """Each text rewritten toward label `to`: its content code decoded with that label, in input order.
     `codes`: the texts' codes, if already encoded. A cae decodes greedily (`generate` does not apply),
     `guidance` times away from the label its markers vote for (`textae.infill`), and chooses between
-    that and marker edits by `label_weight` (`textae.edits`)."""
+    that and marker edits by `label_weight` (`textae.edits`); toward a label a whole message carries it
+    appends an exemplar instead, `label_weight` setting the lead it must give (`textae.exemplars`)."""
     label_index(ae, to)  # a bad label fails before any encoding
     if codes is None:
         codes = ae.encode(texts, batch_size=batch_size, progress=progress)
@@ -82,18 +83,19 @@ def _rewrite_cae(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: s
                  progress: bool, guidance: float, label_weight: float) -> list[str]:
     """The texts' content copied, their deleted markers written anew by the decoder told label `to` (steered
     away from the codes' own label, their markers' vote), or one of `to`'s markers edited in: the decoder's choice.
-    Past the model's positions a text is copied unchanged."""
+    Past the model's positions a text is copied unchanged. Toward a label a whole message carries, the text
+    kept whole with one of `to`'s exemplars appended."""
     bottleneck, eos = ae.model.bottleneck, ae.model.config.eos_token_id
     target = label_index(ae, to)
+    own = ae.code_tensor(codes)
     if carried_by_message(bottleneck, target):
         ids = ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return append_exemplars(ae, texts, ids, codes, target, label_weight, batch_size)
+        return append_exemplars(ae, texts, ids, own, target, label_weight, batch_size)
     markers = [gram for v, *gram in bottleneck.cfg.markers if v == target]
     cut = [_cut(row, ae.model.config.max_positions - 1, bottleneck.table.word_start)
            for row in ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
     ids, tails = [head for head, _ in cut], [tail for _, tail in cut]
     content = [bottleneck.table.delete(row, bottleneck.mask_id)[0] for row in ids]
-    own = ae.code_tensor(codes)
     moved = bottleneck.with_label(own, target)
 
     def rewrite(batch: list[int]) -> list[str]:

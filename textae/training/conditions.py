@@ -8,12 +8,13 @@ from typing import Any
 import datasets
 
 from ..errors import TextAEError
+from ..exemplars import INSERT_LEAD
 from ..modeling import get_family
 from ..markers import MarkerTable, find_exemplars, find_markers
 from ..modeling.bottlenecks.cvae import UNKNOWN, label_ids
 from ..tokenizer import sentence_ends, word_starts
 
-MARKER_ROWS = 200_000  # training rows the label markers are counted on
+MARKER_ROWS = 200_000  # training rows the label markers, exemplars and typical leads are found on
 
 MAX_LABELS = 100  # more distinct values than this (or than half the rows) is free text, not a label
 
@@ -70,5 +71,5 @@ def with_markers(model: dict[str, Any], tokenizer, rows: Sequence[Sequence[int]]
                           f"marker_min_count {options.marker_min_count}); lower them with --set model.bottleneck=...")
     table = MarkerTable(markers, len(options.labels), starts)
     exemplars, leads = find_exemplars(rows, labels, table, sentence_ends(tokenizer), options.exemplars_per_label,
-                                      cut_length=model["max_positions"] - 1)  # the rows' cut, leaving room for EOS
+                                      INSERT_LEAD, cut_length=model["max_positions"] - 1)  # the rows' cut, leaving room for EOS
     return {**model, "bottleneck": {**section, "markers": markers, "exemplars": exemplars, "typical_leads": leads}}

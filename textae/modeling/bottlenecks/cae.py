@@ -42,7 +42,7 @@ class CAEConfig:
     marker_max_words: int = 3  # the longest marker, in words
     markers: list[list[int]] = field(default_factory=list)  # [label id, token ids...]; training fills them
     vocab_size: int = 0  # training fills it: the size of the word-boundary table the markers are matched with
-    exemplars_per_label: int = 512  # sentences kept per label for labels a whole message carries (textae.exemplars)
+    exemplars_per_label: int = 512  # sentences kept per label a whole message carries (typical lead >= textae.exemplars.INSERT_LEAD)
     exemplars: list[list[int]] = field(default_factory=list)  # [label id, token ids...]; training fills them
     typical_leads: list[float] = field(default_factory=list)  # per label, the median lead of its rows; training fills them
     normalize: bool = True  # parameter-free LayerNorm per code vector, as the plain family
