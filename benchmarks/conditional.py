@@ -128,7 +128,7 @@ class Judges:
         right = self.judge.predict(outputs) == wanted
         out = {
             "accuracy": round(float(np.mean(right)), 4),
-            "accuracy_by_target": {t: round(float(np.mean(right[wanted == t])), 4) for t in sorted(set(wanted))},
+            "accuracy_by_target": {str(t): round(float(np.mean(right[wanted == t])), 4) for t in sorted(set(wanted))},
             "bleu": round(bleu(outputs, self.texts), 2),
             "similarity": round(float((self.source_embeddings * self.encoder.encode(outputs)).sum(1).mean()), 4),
         }
