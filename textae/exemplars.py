@@ -38,8 +38,9 @@ def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], cod
     """Each text (its token ids `ids`, its checked stored codes `codes`) with one exemplar of `label` appended."""
     bottleneck = ae.model.bottleneck
     exemplars = [e[1:] for e in bottleneck.cfg.exemplars if e[0] == label]
-    words = ae.detokenize(ae.pad([e + [ae.model.config.eos_token_id] for e in exemplars]))
-    near = nearest(_content(bottleneck, codes), _content(bottleneck, ae.encode(words, batch_size=batch_size)))
+    rows = [e + [ae.model.config.eos_token_id] for e in exemplars]
+    words = ae.detokenize(ae.pad(rows))
+    near = nearest(_content(bottleneck, codes), _content(bottleneck, ae.encode_ids(rows, batch_size)))
     needed = bottleneck.cfg.typical_leads[label] * weight / LABEL_WEIGHT
     out = []
     for text, row, order in zip(texts, ids, near):
