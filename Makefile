@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-latent bench-generative bench-speed bench-summarization bench-anomaly bench-conditional bench-faults bench-scale clean
+.PHONY: install demo test bench bench-latent bench-generative bench-speed bench-summarization bench-anomaly bench-conditional bench-label-weight bench-faults bench-scale clean
 
 install: $(STAMP)
 
@@ -58,6 +58,11 @@ bench-anomaly: install
 # 2 CPU cores; starts from the foundation AE that `make bench` trains).
 bench-conditional: install
 	$(PY) benchmarks/conditional.py --init-from runs/bench-default/final
+
+# How transfer's default label weight was chosen: dev splits of bench-conditional's training rows only (about
+# 30 minutes on 2 CPU cores; needs the cae runs of bench-conditional).
+bench-label-weight: install
+	$(PY) benchmarks/label_weight_dev.py --init-from runs/bench-default/final
 
 # Fault matrix: every bad input and race against the installed CLI gets one error: line and status 2, nothing left
 # behind (about 3 minutes on 2 idle CPU cores, most of it each process's imports; trains its own tiny model).

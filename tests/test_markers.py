@@ -8,7 +8,7 @@ import torch
 import textae
 from textae.edits import choose_edits
 from textae.infill import infill
-from textae.exemplars import choose, nearest
+from textae.exemplars import choose, join, nearest
 from textae.markers import MarkerTable, _sentences, find_exemplars, find_markers
 from textae.transfer import _cut, predict_labels, transfer
 
@@ -180,6 +180,14 @@ def test_an_exemplar_is_the_nearest_that_makes_the_text_lead_enough_else_the_one
     assert choose([-1, 2], needed=0) == 1 and choose([0, 2], needed=0) == 0  # weight 0 asks only for no lead of another label
 
 
+def test_an_exemplar_follows_the_text_as_a_sentence_of_its_own():
+    assert join("Cant wait", "Call now!") == "Cant wait. Call now!"  # no run-on
+    assert join("See you at 5 ", "Call now!") == "See you at 5. Call now!"
+    assert join("Ok lor...", "Call now!") == "Ok lor... Call now!"  # closed already: kept as written
+    assert join("Coming :)", "Call now!") == "Coming :) Call now!"
+    assert join("", "Call now!") == "Call now!" and join("Cant wait", "") == "Cant wait"
+
+
 def test_toward_a_label_a_whole_message_carries_transfer_keeps_the_text_and_appends_its_exemplar(cae):
     ae = textae.load(cae)
     bottleneck = ae.model.bottleneck
@@ -191,7 +199,7 @@ def test_toward_a_label_a_whole_message_carries_transfer_keeps_the_text_and_appe
     bottleneck.cfg.exemplars = [[v, *ae.tokenizer(c, add_special_tokens=False)["input_ids"]]
                                  for v, c in [(1, cheers[1]), (1, cheers[0]), (0, "so quiet .")]]
     bottleneck.cfg.typical_leads = [1.0, 2.0]  # loud is carried by a whole message now; calm by a marker
-    moved = transfer(ae, calm, "loud")
+    moved = transfer(ae, calm, "loud", label_weight=2.0)  # asks for the typical lead, 2
     assert moved == [f"{c} {cheers[0]}" for c in calm]  # only three "!" outvote the text's "." by two
     def content(texts: list[str]) -> torch.Tensor:
         return torch.nn.functional.normalize(bottleneck.split(torch.as_tensor(ae.encode(texts)))[0], dim=-1)

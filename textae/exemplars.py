@@ -7,7 +7,7 @@ is at least INSERT_LEAD markers) transfer keeps the whole text and appends one e
 of the label's training rows that its markers mark: the "retrieve" step of "Delete, Retrieve,
 Generate" (Li et al. 2018) with the retrieved sentence kept whole. The exemplar is the one nearest
 the text by the model's own content code among those that make the text lead for the new label by
-at least its typical lead × weight / LABEL_WEIGHT; if none does, the one that makes it lead most.
+at least its typical lead × weight / TYPICAL_AT; if none does, the one that makes it lead most.
 `weight` is transfer's label weight: 0 appends the nearest exemplar that leaves no other label
 ahead, higher asks for a larger lead (usually a longer, more typical sentence, further from the
 source).
@@ -19,10 +19,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .edits import LABEL_WEIGHT
 
 INSERT_LEAD = 2.0  # a label whose rows typically lead by this many markers is carried by a whole message
+TYPICAL_AT = 2.0  # the label weight at which an exemplar must give the label's typical lead
 NEAREST = 64  # exemplars considered per text, nearest first
 
 
@@ -34,19 +36,29 @@ def carried_by_message(bottleneck, label: int) -> bool:
 
 
 def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], codes: torch.Tensor, label: int,
-                     weight: float = LABEL_WEIGHT, batch_size: int = 128) -> list[str]:
+                     weight: float = LABEL_WEIGHT, batch_size: int = 128, progress: bool = False) -> list[str]:
     """Each text (its token ids `ids`, its checked stored codes `codes`) with one exemplar of `label` appended."""
     bottleneck = ae.model.bottleneck
     exemplars = [e[1:] for e in bottleneck.cfg.exemplars if e[0] == label]
     rows = [e + [ae.model.config.eos_token_id] for e in exemplars]
     words = ae.detokenize(ae.pad(rows))
     near = nearest(_content(bottleneck, codes), _content(bottleneck, ae.encode_ids(rows, batch_size)))
-    needed = bottleneck.cfg.typical_leads[label] * weight / LABEL_WEIGHT
+    needed = bottleneck.cfg.typical_leads[label] * weight / TYPICAL_AT
     out = []
-    for text, row, order in zip(texts, ids, near):
+    for text, row, order in tqdm(zip(texts, ids, near), desc="appending exemplars", total=len(texts), unit="text",
+                                 disable=not progress):
         leads = [bottleneck.table.lead([*row, *exemplars[j]], label) for j in order]
-        out.append(" ".join(filter(None, (text.rstrip(), words[order[choose(leads, needed)]]))))
+        out.append(join(text, words[order[choose(leads, needed)]]))
     return out
+
+
+def join(text: str, exemplar: str) -> str:
+    """The text, then the exemplar; a text that ends in a word or number gets a full stop first, so the
+    two do not run together as one sentence."""
+    text = text.rstrip()
+    if text and exemplar and text[-1].isalnum():
+        text += "."
+    return " ".join(filter(None, (text, exemplar)))
 
 
 def choose(leads: Sequence[int], needed: float) -> int:
