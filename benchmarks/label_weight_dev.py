@@ -21,36 +21,33 @@ import sys
 from pathlib import Path
 
 from common import device_name, train_run
-from conditional import DATASETS, STEPS, WHOLE_ROWS, Judges, eval_lm, rewrite_all, splits
+from conditional import DATASETS, STEPS, Judges, eval_lm, rewrite_all, splits
 
 RESULTS = Path(__file__).parent / "results"
 WEIGHTS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
-DEV_SHARE = "data.validation_size=0.15"
 
 
 def worst_accuracy(row: dict) -> float:
-    """The accuracy the rule reads: overall, and each direction of a two-label set."""
+    """The accuracy the rule reads: each direction's on a two-label set (the lower is below the overall), else the overall."""
     by_target = list(row["accuracy_by_target"].values())
-    return min([row["accuracy"], *by_target]) if len(by_target) == 2 else row["accuracy"]
+    return min(by_target) if len(by_target) == 2 else row["accuracy"]
 
 
 def choose(sets: dict[str, list[dict]]) -> float:
     """The rule of the module docstring, over rows of {label_weight, accuracy, ...} per set."""
-    def holds(w: float) -> bool:
-        rows = [next(r for r in rows if r["label_weight"] == w) for rows in sets.values()]
-        return all(worst_accuracy(r) >= 0.7 and r["similarity"] >= 0.5 and r["nll_ratio"] <= 1.15 for r in rows)
+    def at(w: float) -> list[dict]:
+        return [next(r for r in rows if r["label_weight"] == w) for rows in sets.values()]
 
-    met = [w for w in WEIGHTS if holds(w)]
-    if met:
-        return met[0]
-    return max(WEIGHTS, key=lambda w: min(worst_accuracy(next(r for r in rows if r["label_weight"] == w))
-                                          for rows in sets.values()))
+    met = [w for w in WEIGHTS
+           if all(worst_accuracy(r) >= 0.7 and r["similarity"] >= 0.5 and r["nll_ratio"] <= 1.15 for r in at(w))]
+    return met[0] if met else max(WEIGHTS, key=lambda w: min(worst_accuracy(r) for r in at(w)))
 
 
-def dev_figures(root: Path, dataset: str, init: str, encoder, limit: int) -> dict:
+def dev_figures(root: Path, dataset: str, init: str, encoder, limit: int, fresh: bool) -> dict:
+    """One set: its dev cae trained (or reused), then its dev rows rewritten at every weight of WEIGHTS."""
     import textae
 
-    source, label, _ = DATASETS[dataset]
+    _, label, data = DATASETS[dataset]
     bench_run = Path("runs/bench-conditional") / f"cae-{dataset}"
     if not (bench_run / "config.yaml").is_file():
         sys.exit(f"error: {bench_run} is missing; run `make bench-conditional` first (its training split is the source)")
@@ -60,10 +57,10 @@ def dev_figures(root: Path, dataset: str, init: str, encoder, limit: int) -> dic
     with rows_file.open("w") as f:
         for text, y in zip(train_rows["texts"], train_rows["labels"]):
             f.write(json.dumps({"text": text, label: y}) + "\n")
-    data = [DEV_SHARE if o == "data.validation_size=0.1" else o for o in WHOLE_ROWS]
     args = ["--data", str(rows_file), "--family", "cae", "--max-steps", str(STEPS), "--init-from", init,
-            "--set", "train.eval_every=600", *data, "--set", f"model.bottleneck={{label_column: {label}}}"]
-    command, minutes = train_run(root, f"cae-{dataset}", args, False)
+            "--set", "train.eval_every=600", *data, "--set", "data.validation_size=0.15",  # the dev share
+            "--set", f"model.bottleneck={{label_column: {label}}}"]
+    command, minutes = train_run(root, f"cae-{dataset}", args, fresh)
     run = root / f"cae-{dataset}"
     lm = eval_lm(root, dataset, run, 3.0)
     rest, dev = splits(run, label, limit)
@@ -86,16 +83,17 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("runs/bench-label-weight"))
     parser.add_argument("--init-from", default="runs/bench-default/final", help="the foundation AE every run starts from")
     parser.add_argument("--dev-rows", type=int, default=500, help="dev rows rewritten per set, at most")
+    parser.add_argument("--fresh", action="store_true", help="retrain the dev caes (else finished runs are reused)")
     args = parser.parse_args()
     from textae.similarity import SentenceEncoder
 
     encoder = SentenceEncoder()
-    sets = {d: dev_figures(args.root, d, args.init_from, encoder, args.dev_rows) for d in ("sms", "trec")}
+    sets = {d: dev_figures(args.root, d, args.init_from, encoder, args.dev_rows, args.fresh) for d in ("sms", "trec")}
     chosen = choose({d: s["rows"] for d, s in sets.items()})
     result = {"sets": sets, "chosen_label_weight": chosen, "weights": list(WEIGHTS), "device": device_name(),
               "command": " ".join(["python", *sys.argv])}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "label_weight_dev.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / "label_weight_dev.json").write_text(json.dumps(result, indent=2) + "\n")
     print("\nlabel weight: " + "  ".join(f"{w:g}" for w in WEIGHTS))
     for d, s in sets.items():
         print(f"  {d}: " + "  ".join(f"{r['accuracy']:.3f}/{r['similarity']:.3f}/{r['nll_ratio']:.2f}" for r in s["rows"]))

@@ -8,7 +8,7 @@ import torch
 import textae
 from textae.edits import choose_edits
 from textae.infill import infill
-from textae.exemplars import choose, join, nearest
+from textae.exemplars import choose, close, nearest
 from textae.markers import MarkerTable, _sentences, find_exemplars, find_markers
 from textae.transfer import _cut, predict_labels, transfer
 
@@ -181,11 +181,11 @@ def test_an_exemplar_is_the_nearest_that_makes_the_text_lead_enough_else_the_one
 
 
 def test_an_exemplar_follows_the_text_as_a_sentence_of_its_own():
-    assert join("Cant wait", "Call now!") == "Cant wait. Call now!"  # no run-on
-    assert join("See you at 5 ", "Call now!") == "See you at 5. Call now!"
-    assert join("Ok lor...", "Call now!") == "Ok lor... Call now!"  # closed already: kept as written
-    assert join("Coming :)", "Call now!") == "Coming :) Call now!"
-    assert join("", "Call now!") == "Call now!" and join("Cant wait", "") == "Cant wait"
+    assert close("Cant wait") == "Cant wait."  # else "Cant wait Call now!" runs on
+    assert close("See you at 5 ") == "See you at 5." and close("Ça va") == "Ça va."
+    assert close('He said "go"') == 'He said "go".' and close("(see you)") == "(see you)."
+    assert close("Ok lor...") == "Ok lor..." and close("Coming :)") == "Coming :)"  # closed already: as written
+    assert close("") == ""
 
 
 def test_toward_a_label_a_whole_message_carries_transfer_keeps_the_text_and_appends_its_exemplar(cae):

@@ -26,6 +26,7 @@ from .edits import LABEL_WEIGHT
 INSERT_LEAD = 2.0  # a label whose rows typically lead by this many markers is carried by a whole message
 TYPICAL_AT = 2.0  # the label weight at which an exemplar must give the label's typical lead
 NEAREST = 64  # exemplars considered per text, nearest first
+CLOSERS = "\"')]}»”’"  # what may follow a sentence's last word
 
 
 def carried_by_message(bottleneck, label: int) -> bool:
@@ -44,21 +45,25 @@ def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], cod
     words = ae.detokenize(ae.pad(rows))
     near = nearest(_content(bottleneck, codes), _content(bottleneck, ae.encode_ids(rows, batch_size)))
     needed = bottleneck.cfg.typical_leads[label] * weight / TYPICAL_AT
+    closed = [close(t) for t in texts]
+    stopped = [i for i, (c, t) in enumerate(zip(closed, texts)) if c != t.rstrip()]
+    ids = list(ids)
+    if stopped:  # the lead is counted on the text as written, full stop included
+        for i, row in zip(stopped, ae.tokenizer([closed[i] for i in stopped], add_special_tokens=False)["input_ids"]):
+            ids[i] = row
     out = []
-    for text, row, order in tqdm(zip(texts, ids, near), desc="appending exemplars", total=len(texts), unit="text",
+    for text, row, order in tqdm(zip(closed, ids, near), desc="appending exemplars", total=len(texts), unit="text",
                                  disable=not progress):
         leads = [bottleneck.table.lead([*row, *exemplars[j]], label) for j in order]
-        out.append(join(text, words[order[choose(leads, needed)]]))
+        out.append(" ".join(filter(None, (text, words[order[choose(leads, needed)]]))))
     return out
 
 
-def join(text: str, exemplar: str) -> str:
-    """The text, then the exemplar; a text that ends in a word or number gets a full stop first, so the
-    two do not run together as one sentence."""
+def close(text: str) -> str:
+    """The text as an exemplar follows it: one that ends in a word or number (before any closing quotes or
+    brackets) gets a full stop, so the two do not run together as one sentence."""
     text = text.rstrip()
-    if text and exemplar and text[-1].isalnum():
-        text += "."
-    return " ".join(filter(None, (text, exemplar)))
+    return text + "." if text.rstrip(CLOSERS)[-1:].isalnum() else text
 
 
 def choose(leads: Sequence[int], needed: float) -> int:
