@@ -14,7 +14,9 @@ transfer: each held-out row rewritten toward another label (SMS: ham → spam an
   training rows' real labels assigns the target label (`accuracy_by_target`: per target label);
   similarity = all-MiniLM-L6-v2 cosine to the source; bleu = corpus BLEU against the source;
   nll_ratio = per-token NLL of the outputs over that of the sources under an evaluation LM
-  (benchmarks/peer_lm.py, trained only for this, 3 minutes on the set's training rows). Peer rows,
+  (benchmarks/peer_lm.py, trained only for this, 3 minutes on the set's training rows);
+  appended_by_target = where outputs keep the source whole and add to it (exemplars), how varied the
+  additions are (rows, distinct, top_share: the commonest one's share of rows). Peer rows,
   same keys: `copy` (the source), `retrieve` (the training text of the target label nearest the
   source by MiniLM), `arithmetic` (the cae's content code plus the mean
   difference between the target's and the source's label centroids of training codes, decoded with
@@ -134,6 +136,24 @@ class Judges:
         }
         if self.lm is not None:
             out["nll_ratio"] = round(float(self.lm.token_nll(outputs).mean()) / self.source_nll, 4)
+        appended = self.appended(outputs, wanted)
+        if appended:
+            out["appended_by_target"] = appended
+        return out
+
+    def appended(self, outputs: list[str], wanted: np.ndarray) -> dict:
+        """Per target label, for the outputs that keep their source whole and add to it (the cae's exemplars):
+        how many rows, how many distinct additions, and the share of rows given the commonest one."""
+        from collections import Counter
+
+        out = {}
+        for t in sorted(set(wanted)):
+            tails = [o[len(s.rstrip()):].lstrip(". ") for s, o, w in zip(self.texts, outputs, wanted)
+                     if w == t and o.startswith(s.rstrip()) and len(o) > len(s.rstrip())]
+            if tails:
+                counts = Counter(tails)
+                out[str(t)] = {"rows": len(tails), "distinct": len(counts),
+                               "top_share": round(counts.most_common(1)[0][1] / len(tails), 4)}
         return out
 
 
