@@ -38,7 +38,8 @@ def carried_by_message(bottleneck, label: int) -> bool:
 
 def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], codes: torch.Tensor, label: int,
                      weight: float = LABEL_WEIGHT, batch_size: int = 128, progress: bool = False) -> list[str]:
-    """Each text (its token ids `ids`, its checked stored codes `codes`) with one exemplar of `label` appended."""
+    """Each text (its token ids `ids`, its checked stored codes `codes`) with one exemplar of `label` appended,
+    after a full stop where the text ends in a word (`close`)."""
     bottleneck = ae.model.bottleneck
     exemplars = [e[1:] for e in bottleneck.cfg.exemplars if e[0] == label]
     rows = [e + [ae.model.config.eos_token_id] for e in exemplars]
