@@ -36,10 +36,10 @@ def carried_by_message(bottleneck, label: int) -> bool:
     return bool(leads) and leads[label] >= INSERT_LEAD and any(e[0] == label for e in bottleneck.cfg.exemplars)
 
 
-def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], codes: torch.Tensor, label: int,
-                     weight: float = LABEL_WEIGHT, batch_size: int = 128, progress: bool = False) -> list[str]:
-    """Each text (its token ids `ids`, its checked stored codes `codes`) with one exemplar of `label` appended,
-    after a full stop where the text ends in a word (`close`)."""
+def append_exemplars(ae, texts: Sequence[str], codes: torch.Tensor, label: int, weight: float = LABEL_WEIGHT,
+                     batch_size: int = 128, progress: bool = False) -> list[str]:
+    """Each text (with its checked stored codes `codes`) with one exemplar of `label` appended, after a full
+    stop where the text ends in a word (`close`)."""
     bottleneck = ae.model.bottleneck
     exemplars = [e[1:] for e in bottleneck.cfg.exemplars if e[0] == label]
     rows = [e + [ae.model.config.eos_token_id] for e in exemplars]
@@ -47,11 +47,7 @@ def append_exemplars(ae, texts: Sequence[str], ids: Sequence[Sequence[int]], cod
     near = nearest(_content(bottleneck, codes), _content(bottleneck, ae.encode_ids(rows, batch_size)))
     needed = bottleneck.cfg.typical_leads[label] * weight / TYPICAL_AT
     closed = [close(t) for t in texts]
-    stopped = [i for i, (c, t) in enumerate(zip(closed, texts)) if c != t.rstrip()]
-    ids = list(ids)
-    if stopped:  # the lead is counted on the text as written, full stop included
-        for i, row in zip(stopped, ae.tokenizer([closed[i] for i in stopped], add_special_tokens=False)["input_ids"]):
-            ids[i] = row
+    ids = ae.tokenizer(closed, add_special_tokens=False)["input_ids"]  # the lead is counted on the text as written
     out = []
     for text, row, order in tqdm(zip(closed, ids, near), desc="appending exemplars", total=len(texts), unit="text",
                                  disable=not progress):

@@ -88,11 +88,11 @@ def _rewrite_cae(ae: AutoEncoder, texts: Sequence[str], codes: np.ndarray, to: s
     bottleneck, eos = ae.model.bottleneck, ae.model.config.eos_token_id
     target = label_index(ae, to)
     own = ae.code_tensor(codes)
-    rows = ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     if carried_by_message(bottleneck, target):
-        return append_exemplars(ae, texts, rows, own, target, label_weight, batch_size, progress)
+        return append_exemplars(ae, texts, own, target, label_weight, batch_size, progress)
     markers = [gram for v, *gram in bottleneck.cfg.markers if v == target]
-    cut = [_cut(row, ae.model.config.max_positions - 1, bottleneck.table.word_start) for row in rows]
+    cut = [_cut(row, ae.model.config.max_positions - 1, bottleneck.table.word_start)
+           for row in ae.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
     ids, tails = [head for head, _ in cut], [tail for _, tail in cut]
     content = [bottleneck.table.delete(row, bottleneck.mask_id)[0] for row in ids]
     moved = bottleneck.with_label(own, target)
