@@ -208,9 +208,7 @@ def transfer_figures(run: Path, label: str, encoder, limit: int, lm=None, peers:
     train_rows, test = splits(run, label, limit)
     judges = Judges(train_rows, test, encoder, lm)
     ae = textae.load(run / "final")
-    known = model_labels(ae)
-    rng = random.Random(0)
-    targets = [rng.choice([k for k in known if k != y]) for y in test["labels"]]
+    targets = random_targets(model_labels(ae), test["labels"])
     texts = test["texts"]
     moved, seconds = rewrite_all(ae, texts, targets, **generate)
     rebuilt = ae.reconstruct(texts, **generate)
@@ -295,17 +293,32 @@ def cluster_figures(gmvae_run: Path, vae_run: Path, label: str, limit: int, fit_
     }
 
 
+def random_targets(known: list[str], labels: list[str]) -> list[str]:
+    """Each row's target: a random other label of the model's (seed 0), so every run rewrites toward the same."""
+    rng = random.Random(0)
+    return [rng.choice([k for k in known if k != y]) for y in labels]
+
+
+def weight_rows(ae, judges: Judges, texts: list[str], targets: list[str], weights, examples: int = 0) -> list[dict]:
+    """The judges' row of the cae's transfer at each label weight; with its first `examples` rewrites if asked."""
+    rows = []
+    for w in weights:
+        moved = rewrite_all(ae, texts, targets, label_weight=w)[0]
+        rows.append({"label_weight": w, **judges.row(moved, targets)})
+        if examples:
+            rows[-1]["examples"] = [{"source": s, "to": t, "transferred": m}
+                                    for s, t, m in list(zip(texts, targets, moved))[:examples]]
+    return rows
+
+
 def knob_figures(run: Path, label: str, encoder, limit: int) -> list[dict]:
     """Accuracy, similarity and BLEU of the cae's transfer at each label weight of KNOB_WEIGHTS."""
     import textae
 
     train_rows, test = splits(run, label, limit)
-    judges = Judges(train_rows, test, encoder)
     ae = textae.load(run / "final")
-    rng = random.Random(0)
-    targets = [rng.choice([k for k in ae.model.bottleneck.cfg.labels if k != y]) for y in test["labels"]]
-    return [{"label_weight": w, **judges.row(rewrite_all(ae, test["texts"], targets, label_weight=w)[0], targets)}
-            for w in KNOB_WEIGHTS]
+    targets = random_targets(ae.model.bottleneck.cfg.labels, test["labels"])
+    return weight_rows(ae, Judges(train_rows, test, encoder), test["texts"], targets, KNOB_WEIGHTS)
 
 
 def knob_plot(knob: dict, path: Path) -> None:

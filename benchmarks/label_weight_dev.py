@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
 from common import device_name, train_run
-from conditional import DATASETS, STEPS, Judges, eval_lm, rewrite_all, splits
+from conditional import DATASETS, STEPS, Judges, eval_lm, random_targets, splits, weight_rows
 
 RESULTS = Path(__file__).parent / "results"
+BENCH_RUNS = Path("runs/bench-conditional")  # whose cae runs' training rows are split again
 WEIGHTS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
@@ -48,10 +48,7 @@ def dev_figures(root: Path, dataset: str, init: str, encoder, limit: int, fresh:
     import textae
 
     _, label, data = DATASETS[dataset]
-    bench_run = Path("runs/bench-conditional") / f"cae-{dataset}"
-    if not (bench_run / "config.yaml").is_file():
-        sys.exit(f"error: {bench_run} is missing; run `make bench-conditional` first (its training split is the source)")
-    train_rows, _ = splits(bench_run, label, None)
+    train_rows, _ = splits(BENCH_RUNS / f"cae-{dataset}", label, None)
     root.mkdir(parents=True, exist_ok=True)
     rows_file = root / f"{dataset}-train.jsonl"
     with rows_file.open("w") as f:
@@ -66,14 +63,8 @@ def dev_figures(root: Path, dataset: str, init: str, encoder, limit: int, fresh:
     rest, dev = splits(run, label, limit)
     judges = Judges(rest, dev, encoder, lm)
     ae = textae.load(run / "final")
-    rng = random.Random(0)
-    targets = [rng.choice([k for k in ae.model.bottleneck.cfg.labels if k != y]) for y in dev["labels"]]
-    rows = []
-    for w in WEIGHTS:
-        moved, _ = rewrite_all(ae, dev["texts"], targets, label_weight=w)
-        examples = [{"source": s, "to": t, "transferred": m} for s, t, m in list(zip(dev["texts"], targets, moved))[:10]]
-        rows.append({"label_weight": w, **judges.row(moved, targets), "examples": examples})
-        print(dataset, {k: v for k, v in rows[-1].items() if k != "examples"}, flush=True)
+    rows = weight_rows(ae, judges, dev["texts"], random_targets(ae.model.bottleneck.cfg.labels, dev["labels"]), WEIGHTS,
+                       examples=10)
     return {"train_command": " ".join(command), "train_minutes": minutes, "dev_rows": len(dev["texts"]),
             "rest_rows": len(rest["texts"]), "rows": rows}
 
@@ -85,6 +76,11 @@ def main() -> None:
     parser.add_argument("--dev-rows", type=int, default=500, help="dev rows rewritten per set, at most")
     parser.add_argument("--fresh", action="store_true", help="retrain the dev caes (else finished runs are reused)")
     args = parser.parse_args()
+    missing = [str(BENCH_RUNS / f"cae-{d}") for d in ("sms", "trec") if not (BENCH_RUNS / f"cae-{d}" / "config.yaml").is_file()]
+    if missing:
+        print(f"error: {', '.join(missing)} missing; run `make bench-conditional` first (its training split is the source)",
+              file=sys.stderr)
+        sys.exit(2)
     from textae.similarity import SentenceEncoder
 
     encoder = SentenceEncoder()
