@@ -54,7 +54,7 @@ bench-summarization: install
 bench-anomaly: install
 	$(PY) benchmarks/anomaly.py --minutes 2 --throughput-rows 1000000
 
-# Conditional and mixture VAEs: style transfer on SMS and TREC, clustering TREC and news (about 55 minutes on
+# Conditional and mixture VAEs: style transfer on SMS and TREC, clustering TREC and news (about 65 minutes on
 # 2 CPU cores; starts from the foundation AE that `make bench` trains).
 bench-conditional: install
 	$(PY) benchmarks/conditional.py --init-from runs/bench-default/final

@@ -118,6 +118,55 @@ def test_gmvae_responsibilities_sum_to_one_and_separate_two_blobs():
     assert torch.allclose(b.means.sort(0).values, torch.tensor([[-3.0] * 3, [5.0] * 3]), atol=0.1)
 
 
+class _Words:
+    """A stand-in tokenizer for the semantic term: ids are word indices of a fixed vocabulary (0 = padding)."""
+
+    vocab = ["<pad>", "cat", "dog", "market", "dollars", "sat", "ran", "closed", "paid"]
+
+    def batch_decode(self, ids, skip_special_tokens=True):
+        return [" ".join(self.vocab[i] for i in row.tolist() if i) for row in ids]
+
+
+class _Topic:
+    """A stand-in sentence encoder: animals and money point two orthogonal ways."""
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), 384), np.float32)
+        for i, t in enumerate(texts):
+            out[i, 0 if ("cat" in t or "dog" in t) else 1] = 1.0
+        return out
+
+
+def test_gmvae_semantic_term_teaches_mu_the_sentence_encoders_geometry_in_training_only():
+    torch.manual_seed(0)
+    plain = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 2}).train()
+    assert plain.semantic_head is None and "semantic" not in plain(torch.randn(4, K, D), torch.ones(4, K, dtype=torch.bool)).losses
+    b = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 2, "semantic_weight": 2.0}).train()
+    b.set_vocabulary(_Words())
+    b.sentence_encoder = _Topic()
+    ids = torch.tensor([[1, 5], [2, 6], [3, 7], [4, 8]] * 4)  # animals, animals, money, money, ...
+    h = torch.randn(16, K, D) + torch.tensor([1.0, 1.0, -1.0, -1.0] * 4)[:, None, None]  # the encoder tells them apart
+    h.requires_grad_(True)
+    mask = torch.ones(16, K, dtype=torch.bool)
+    b.content_input(ids, mask)
+    out = b(h, mask)
+    target = torch.as_tensor(_Topic().encode(_Words().batch_decode(ids)))
+    expected = 2.0 * (1 - torch.cosine_similarity(b.semantic_head(out.latent["mu"]), target, dim=-1)).mean()
+    assert torch.allclose(out.losses["semantic"], expected) and "semantic" not in out.per_sentence
+    out.losses["semantic"].backward()
+    assert h.grad.abs().sum() > 0 and b.semantic_head.weight.grad.abs().sum() > 0  # the encoder learns, not just the head
+    optimiser = torch.optim.Adam(b.parameters(), 0.05)
+    for _ in range(100):
+        b.content_input(ids, mask)
+        loss = b(h.detach(), mask).losses["semantic"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert loss < 0.2  # mu now carries the encoder's geometry
+    with torch.no_grad():
+        assert "semantic" not in b.eval()(h, mask).losses  # encoding never reads the sentence encoder
+
+
 def test_gmvae_kl_term_matches_closed_form_and_restarts_dead_components():
     mu, logvar = torch.tensor([[0.5, -1.0]]), torch.tensor([[-1.0, 0.2]])
     means, logvars = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.3, -0.4]])

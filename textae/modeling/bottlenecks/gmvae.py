@@ -16,6 +16,13 @@ encoder moves and cannot stall under the free-bits floor. What keeps every clust
   question);
 - a component whose EMA share falls below `dead_share` of the uniform share is moved onto a
   random posterior mean of the batch.
+
+An autoencoder's codes group sentences by wording, not by kind. With `semantic_weight` > 0 the
+posterior means also learn a sentence encoder's geometry (all-MiniLM-L6-v2, `textae.similarity`): a
+linear head from mu predicts the embedding of the text the encoder read, and the loss adds
+semantic_weight × (1 − cosine). The encoder is a student that reads words, so the mixture clusters
+by meaning (benchmarks/cluster_ceiling.py measures what such a student keeps of MiniLM's clusters).
+Only training reads MiniLM; encoding and clustering do not.
 """
 
 from __future__ import annotations
@@ -25,9 +32,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
+from .base import BottleneckOutput
 from .vae import VAEBottleneck, VAEConfig, free_bits_kl, gaussian_log_density
 from .vq import code_perplexity, kmeans
+
+SEMANTIC_DIM = 384  # all-MiniLM-L6-v2's embedding size (the pinned wheel of textae.similarity)
 
 
 @dataclass
@@ -37,6 +48,12 @@ class GMVAEConfig(VAEConfig):
     decay: float = 0.99  # EMA decay of the mixture statistics
     kmeans_iters: int = 20
     dead_share: float = 0.05  # restart a component holding less than this fraction of 1/C of the data
+    semantic_weight: float = 0.0  # > 0: mu also learns MiniLM's sentence geometry, so clusters follow meaning
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.semantic_weight < 0:
+            raise ValueError(f"semantic_weight must be >= 0, got {self.semantic_weight}")
 
 
 def gaussian_pair_kl(mu: torch.Tensor, logvar: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
@@ -59,6 +76,43 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         self.register_buffer("ema_sum", self.means / c)
         self.register_buffer("ema_spread", torch.ones(z))
         self.register_buffer("mixture_initialised", torch.tensor(False))
+        self.semantic_head = nn.Linear(z, SEMANTIC_DIM) if cfg.semantic_weight > 0 else None
+        # The semantic term reads text: the tokenizer comes from set_vocabulary, the encoder is loaded on first
+        # use (anything with encode(texts) -> unit vectors; tests pass a small one), and content_input keeps the
+        # ids the encoder reads in training.
+        self.tokenizer = None
+        self.sentence_encoder = None
+        self._read: torch.Tensor | None = None
+
+    def set_vocabulary(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def content_input(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.semantic_head is not None and self.training:
+            self._read = input_ids
+        return input_ids, attention_mask
+
+    def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None) -> BottleneckOutput:
+        out = super().forward(h, slot_mask, condition)
+        if self.semantic_head is not None and self.training:
+            out.losses["semantic"] = self.cfg.semantic_weight * self._semantic_loss(out.latent["mu"])
+        return out
+
+    def _semantic_loss(self, mu: torch.Tensor) -> torch.Tensor:
+        """1 − cosine between the head's prediction from mu and the sentence encoder's embedding of what the
+        encoder read (batch mean)."""
+        if self.tokenizer is None or self._read is None:
+            raise RuntimeError("the semantic term reads text: call set_vocabulary(tokenizer) and encode through the model")
+        if self.sentence_encoder is None:
+            from ...similarity import SentenceEncoder
+
+            self.sentence_encoder = SentenceEncoder(str(mu.device), advice="check the connection, or train without "
+                                                    "it: --set model.bottleneck.semantic_weight=0")
+        texts = self.tokenizer.batch_decode(self._read, skip_special_tokens=True)
+        self._read = None
+        with torch.no_grad():
+            target = torch.as_tensor(self.sentence_encoder.encode(texts), device=mu.device, dtype=torch.float32)
+        return (1 - torch.cosine_similarity(self.semantic_head(mu.float()), target, dim=-1)).mean()
 
     @property
     def logvars(self) -> torch.Tensor:
