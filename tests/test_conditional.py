@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import textae
 from textae.cli import cli
-from textae.clustering import top_words
+from textae.clustering import cluster, top_words
 from textae.errors import TextAEError
 from textae.latent import sample
 from textae.modeling.bottlenecks import build_bottleneck
@@ -142,8 +142,8 @@ def test_gmvae_semantic_term_teaches_mu_the_sentence_encoders_geometry_in_traini
     plain = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 2}).train()
     assert plain.semantic_head is None and "semantic" not in plain(torch.randn(4, K, D), torch.ones(4, K, dtype=torch.bool)).losses
     b = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 2, "semantic_weight": 2.0}).train()
-    b.set_vocabulary(_Words())
     b.sentence_encoder = _Topic()
+    b.set_vocabulary(_Words())
     ids = torch.tensor([[1, 5], [2, 6], [3, 7], [4, 8]] * 4)  # animals, animals, money, money, ...
     h = torch.randn(16, K, D) + torch.tensor([1.0, 1.0, -1.0, -1.0] * 4)[:, None, None]  # the encoder tells them apart
     h.requires_grad_(True)
@@ -165,6 +165,34 @@ def test_gmvae_semantic_term_teaches_mu_the_sentence_encoders_geometry_in_traini
     assert loss < 0.2  # mu now carries the encoder's geometry
     with torch.no_grad():
         assert "semantic" not in b.eval()(h, mask).losses  # encoding never reads the sentence encoder
+
+
+def test_a_semantic_gmvae_trains_through_the_model_and_clusters_without_the_sentence_encoder(tmp_path, monkeypatch):
+    import textae.similarity as similarity
+
+    class Topic(_Topic):
+        def __init__(self, *args, **kwargs):
+            pass
+
+    def unavailable(*args, **kwargs):
+        raise AssertionError("the sentence encoder was asked for")
+
+    monkeypatch.setattr(similarity, "minilm_dir", lambda advice="": tmp_path)
+    monkeypatch.setattr(similarity, "SentenceEncoder", Topic)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n")
+    values = {**tiny_overrides(corpus, tmp_path / "run", **{"train.max_steps": 40, "train.log_every": 10}),
+              "model.family": "gmvae", "model.bottleneck": {"latent_dim": 8, "components": 2, "semantic_weight": 1.0}}
+    final = textae.train(textae.load_config(overrides=values), progress=False)
+    events = [json.loads(l) for l in (final.parent / "metrics.jsonl").read_text().splitlines()]
+    semantic = [e["semantic"] for e in events if "semantic" in e]
+    assert len(semantic) >= 3 and semantic[-1] < 0.2 < semantic[0]  # the term reaches the training loss and is learned
+    monkeypatch.setattr(similarity, "minilm_dir", unavailable)
+    monkeypatch.setattr(similarity, "SentenceEncoder", unavailable)
+    ae = textae.load(final)
+    assert ae.model.bottleneck.semantic_head is not None  # saved and loaded with the model
+    probs = cluster(ae, SENTENCES)
+    assert probs.shape == (len(SENTENCES), 2)
 
 
 def test_gmvae_kl_term_matches_closed_form_and_restarts_dead_components():

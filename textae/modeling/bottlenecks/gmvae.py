@@ -39,6 +39,7 @@ from .vae import VAEBottleneck, VAEConfig, free_bits_kl, gaussian_log_density
 from .vq import code_perplexity, kmeans
 
 SEMANTIC_DIM = 384  # all-MiniLM-L6-v2's embedding size (the pinned wheel of textae.similarity)
+SEMANTIC_ADVICE = "check the connection, or train without it: --set model.bottleneck.semantic_weight=0"
 
 
 @dataclass
@@ -85,34 +86,44 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         self._read: torch.Tensor | None = None
 
     def set_vocabulary(self, tokenizer) -> None:
+        """Keep the tokenizer the semantic term decodes with; the trainer calls this before the first step, so a
+        sentence encoder that cannot be fetched fails the run here rather than after data and model are built."""
         self.tokenizer = tokenizer
+        if self.semantic_head is not None and self.sentence_encoder is None:
+            from ...similarity import minilm_dir
+
+            minilm_dir(SEMANTIC_ADVICE)
 
     def content_input(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All of it; in training with the semantic term, the ids are kept for the sentence encoder, which embeds
+        the text the encoder read (noise included, so teacher and student see the same text)."""
         if self.semantic_head is not None and self.training:
             self._read = input_ids
         return input_ids, attention_mask
 
     def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None) -> BottleneckOutput:
+        """The VAE's pass with the mixture's KL; in training, the semantic term too."""
         out = super().forward(h, slot_mask, condition)
         if self.semantic_head is not None and self.training:
-            out.losses["semantic"] = self.cfg.semantic_weight * self._semantic_loss(out.latent["mu"])
+            read, self._read = self._read, None
+            out.losses["semantic"] = self.cfg.semantic_weight * self._semantic_loss(out.latent["mu"], read)
         return out
 
-    def _semantic_loss(self, mu: torch.Tensor) -> torch.Tensor:
-        """1 − cosine between the head's prediction from mu and the sentence encoder's embedding of what the
-        encoder read (batch mean)."""
-        if self.tokenizer is None or self._read is None:
-            raise RuntimeError("the semantic term reads text: call set_vocabulary(tokenizer) and encode through the model")
+    def _semantic_loss(self, mu: torch.Tensor, read: torch.Tensor | None) -> torch.Tensor:
+        """1 − cosine between the head's prediction from mu and the sentence encoder's embedding of the texts
+        the encoder read (`read`, their ids), batch mean."""
+        if self.tokenizer is None or read is None or len(read) != len(mu):
+            raise RuntimeError("the semantic term reads text: call set_vocabulary(tokenizer), and run the batch "
+                               "through the model (content_input, then forward)")
         if self.sentence_encoder is None:
             from ...similarity import SentenceEncoder
 
-            self.sentence_encoder = SentenceEncoder(str(mu.device), advice="check the connection, or train without "
-                                                    "it: --set model.bottleneck.semantic_weight=0")
-        texts = self.tokenizer.batch_decode(self._read, skip_special_tokens=True)
-        self._read = None
-        with torch.no_grad():
-            target = torch.as_tensor(self.sentence_encoder.encode(texts), device=mu.device, dtype=torch.float32)
-        return (1 - torch.cosine_similarity(self.semantic_head(mu.float()), target, dim=-1)).mean()
+            self.sentence_encoder = SentenceEncoder(str(mu.device), advice=SEMANTIC_ADVICE)
+        texts = self.tokenizer.batch_decode(read, skip_special_tokens=True)
+        target = torch.as_tensor(self.sentence_encoder.encode(texts), device=mu.device, dtype=torch.float32)
+        with torch.autocast(mu.device.type, enabled=False):  # a cosine of unit-scale vectors, in full precision
+            predicted = self.semantic_head(mu.float())
+        return (1 - torch.cosine_similarity(predicted, target, dim=-1)).mean()
 
     @property
     def logvars(self) -> torch.Tensor:
