@@ -65,7 +65,7 @@ bench-label-weight: install
 	$(PY) benchmarks/label_weight_dev.py --init-from runs/bench-default/final
 
 # Whether any mixture over MiniLM's own geometry clusters TREC and news better than k-means on MiniLM (issue 24,
-# target 2; about 7 minutes on 2 CPU cores; trains nothing with textae).
+# target 2; about 8 minutes on 2 CPU cores; trains nothing with textae).
 bench-cluster-ceiling: install
 	$(PY) benchmarks/cluster_ceiling.py
 
