@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from common import device_name
-from conditional import DATASETS, TFIDF
+from conditional import DATASETS, TFIDF, split_rows
 
 if TYPE_CHECKING:
     from scipy.sparse import spmatrix
@@ -59,16 +59,11 @@ SELF_TRAINING_ROUNDS = 8
 def rows(dataset: str) -> tuple[dict, dict]:
     """(fit, held-out) texts and labels, split as bench-conditional's gmvae run of this set splits them."""
     from textae.config import build_config, parse_overrides
-    from textae.data import prepare
 
     source, label, options = DATASETS[dataset]
     overrides = parse_overrides(options[i + 1] for i in range(0, len(options), 2))
-    data = prepare(build_config({"data": {"source": source}}, overrides).data)
-    out = []
-    for split, cap in (("train", FIT_ROWS), ("validation", HELDOUT_ROWS)):
-        part = data[split].select(range(min(cap, len(data[split]))))
-        out.append({"texts": list(part["text"]), "labels": [str(v) for v in part[label]]})
-    return out[0], out[1]
+    train, held = split_rows(build_config({"data": {"source": source}}, overrides).data, label, HELDOUT_ROWS)
+    return {k: v[:FIT_ROWS] for k, v in train.items()}, held
 
 
 def vade(fit: np.ndarray, heldout: np.ndarray, k: int, seed: int, dim: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -88,9 +88,15 @@ def runs(init: str, parts: set[str]) -> dict[str, tuple[str, list[str]]]:
 def splits(run: Path, label: str, limit: int) -> tuple[dict, dict]:
     """(train, held-out) texts and labels exactly as the run split them (its saved data config)."""
     from textae.config import load_config
+
+    return split_rows(load_config(run / "config.yaml").data, label, limit)
+
+
+def split_rows(data_config, label: str, limit: int | None) -> tuple[dict, dict]:
+    """(train, held-out) texts and labels of a data config's split, at most `limit` held-out rows."""
     from textae.data import prepare
 
-    data = prepare(load_config(run / "config.yaml").data)
+    data = prepare(data_config)
     out = []
     for name, cap in (("train", None), ("validation", limit)):
         rows = data[name].select(range(min(cap or len(data[name]), len(data[name]))))
