@@ -376,7 +376,7 @@ def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repe
     (0.3) code standard deviations per dimension, its decoder told that level; the samples are new sentences on
     the frames of training sentences (prior: gmm, a Gaussian mixture, samples worse; prior: diffusion is a
     denoiser); vae: z ~ N(0, I);
-    gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution. A plain
+    gmvae: a random component (z outside the mixture's cluster_dims: N(0, I)); cvae: a random label; vq: each slot's empirical code distribution. A plain
     ae model has no prior."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load
@@ -421,8 +421,9 @@ def interpolate(model_dir, sentence_a, sentence_b, steps, num_beams) -> None:
 @click.option("--candidates", type=int, default=48, show_default=True, help="Perturbed codes decoded per input and round: more find a closer meaning within "
                    "--max-overlap, at proportional cost.")
 @click.option("--scale", type=float, default=None,
-              help="First perturbation (rae: code standard deviations, default 0.15; vae: prior standard deviations, "
-                   "default 0.5; vq: chance to swap each code, default 0.1; ae: times the code's spread, default 0.25). "
+              help="First perturbation (rae: code standard deviations, default 0.15; vae: prior standard deviations, a "
+                   "component's for gmvae, default 0.5; vq: chance to swap each code, default 0.1; ae: times the code's "
+                   "spread, default 0.25). "
                    "Doubles each round for inputs that still have no candidate within --max-overlap.")
 @click.option("--rank-by", type=click.Choice(["meaning", "code"]), default="meaning", show_default=True,
               help="meaning: cosine of MiniLM sentence embeddings (fetched once); code: of the model's own codes, "
