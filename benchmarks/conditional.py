@@ -7,7 +7,6 @@ Every model is trained with the `textae train` CLI, each started from the founda
   cvae-sms, cvae-trec    --family cvae; cvae-sms-no-adversary (adversary_weight 0); cvae-sms-z128 (--parts ablation)
   gmvae-trec, vae-trec   6 components; gmvae-news, vae-news: 9, one per outlet (--parts cluster); the gmvaes
                          learn MiniLM's geometry too (semantic_weight SEMANTIC_WEIGHT, set before any figure)
-                         in the first CLUSTER_DIMS of z, which alone the mixture covers
 A finished run is reused (pass --fresh to retrain). Every figure is measured on the rows the run
 held out (its validation split), which no model trained on:
 
@@ -58,7 +57,6 @@ DATASETS = {  # name: (source, label column, data options)
 TFIDF = {"sublinear_tf": True, "ngram_range": (1, 2), "min_df": 2}
 PARTS = ("transfer", "knob", "ablation", "cluster")
 SEMANTIC_WEIGHT = 1.0  # the gmvae's semantic term: as much as the per-token reconstruction loss, not tuned
-CLUSTER_DIMS = 16  # the gmvae's mixture and semantic head cover half of z, the rest reconstruction; not tuned
 
 
 def runs(init: str, parts: set[str]) -> dict[str, tuple[str, list[str]]]:
@@ -82,7 +80,7 @@ def runs(init: str, parts: set[str]) -> dict[str, tuple[str, list[str]]]:
         add("cvae-sms-z128", "sms", "cvae", ", latent_dim: 128")  # a 4x larger content code
     if "cluster" in parts:
         for dataset, components in (("trec", 6), ("news", 9)):
-            add(f"gmvae-{dataset}", dataset, "gmvae", f"components: {components}, semantic_weight: {SEMANTIC_WEIGHT}, cluster_dims: {CLUSTER_DIMS}")
+            add(f"gmvae-{dataset}", dataset, "gmvae", f"components: {components}, semantic_weight: {SEMANTIC_WEIGHT}")
             add(f"vae-{dataset}", dataset, "vae")
     return out
 

@@ -210,39 +210,27 @@ def test_gmvae_kl_term_matches_closed_form_and_restarts_dead_components():
     assert b.means.abs().max() < 10 and (b.responsibilities(data).argmax(-1).bincount(minlength=4) > 0).sum() >= 3
 
 
-def test_gmvae_cluster_dims_put_the_mixture_on_leading_dimensions_and_the_rest_under_the_plain_prior():
+def test_gmvae_perturbs_in_component_spreads_scores_its_own_kl_and_places_a_mixture_of_other_sizes_afresh():
     torch.manual_seed(0)
-    with pytest.raises(ValueError, match="cluster_dims"):
-        build_bottleneck("gmvae", K, D, {"latent_dim": 3, "cluster_dims": 4})
-    b = build_bottleneck("gmvae", K, D, {"latent_dim": 5, "components": 2, "cluster_dims": 2, "free_bits": 0.0,
-                                         "semantic_weight": 1.0}).train()
-    assert b.means.shape == (2, 2) and b.semantic_head.in_features == 2
-    blobs = torch.cat([torch.randn(50, 2) * 0.1 + 4, torch.randn(50, 2) * 0.1 - 4])
-    b._initialise_mixture(torch.cat([blobs, 100 * torch.randn(100, 3)], -1))  # the wide dims do not place it
-    noise = torch.cat([blobs, torch.zeros(100, 3)], -1), torch.cat([blobs, 100 * torch.randn(100, 3)], -1)
-    picks = [b.responsibilities(x).argmax(-1) for x in noise]
-    assert torch.equal(picks[0], picks[1]) and picks[0][:50].unique().numel() == 1 and picks[0][0] != picks[0][-1]
-    b.eval()  # in training each call also moves the mixture (online EM)
-    mu, logvar = torch.randn(4, 5), torch.randn(4, 5) * 0.3
-    kl = b.kl_terms(mu, logvar, mu, beta=1.0)[0]["kl"]
-    head = b.kl_terms(torch.cat([mu[:, :2], torch.zeros(4, 3)], -1), torch.cat([logvar[:, :2], torch.zeros(4, 3)], -1),
-                      mu, beta=1.0)[0]["kl"]
-    tail = 0.5 * (mu[:, 2:].pow(2) + logvar[:, 2:].exp() - 1 - logvar[:, 2:]).sum(-1).mean()
-    assert torch.allclose(kl, head + tail, atol=1e-5)  # outside the mixture: KL to N(0, I)
-    draws = b.sample_prior(4000, torch.Generator().manual_seed(0))
-    assert draws.shape == (4000, 5) and (draws[:, :2].abs().mean() > 3) and abs(float(draws[:, 2:].std()) - 1) < 0.05
-    moved = b.perturb(torch.zeros(4000, 5), 1.0, torch.Generator().manual_seed(0)).std(0)
-    assert torch.allclose(moved, torch.cat([(0.5 * b.logvar_shared).exp(), torch.ones(3)]), rtol=0.06)
-    b.train().sentence_encoder = _Topic()  # a training pass: online EM and the semantic head on the first 2 dims
-    b.set_vocabulary(_Words())
-    mask = torch.ones(16, K, dtype=torch.bool)
-    b.content_input(torch.tensor([[1, 5], [3, 7]] * 8), mask)
-    out = b(torch.randn(16, K, D), mask)
-    assert out.losses["semantic"] > 0 and torch.isfinite(out.losses["kl"]) and b.means.shape == (2, 2)
-    other = build_bottleneck("gmvae", K, D, {"latent_dim": 5, "components": 2, "cluster_dims": 3})
-    shared = {k: v for k, v in b.state_dict().items() if k in other.state_dict() and other.state_dict()[k].shape == v.shape}
+    b = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 2}).train()
+    blobs = torch.cat([torch.randn(50, 3) * 0.1 + 4, torch.randn(50, 3) * 0.1 - 4])
+    b._initialise_mixture(blobs)
+    moved = b.perturb(torch.zeros(4000, 3), 1.0, torch.Generator().manual_seed(0)).std(0)
+    assert torch.allclose(moved, (0.5 * b.logvar_shared).exp(), rtol=0.06)  # about 0.1 here, not the N(0, I) prior's 1
+    b.eval()
+    h = torch.randn(4, K, D)
+    mu, logvar = b.posterior(h)
+    r = b.responsibilities(mu)
+    expected = (r[..., None] * gaussian_pair_kl(mu, logvar, b.means, b.logvars)).sum((1, 2)) \
+        + (r * (r.clamp(min=1e-12).log() + math.log(2))).sum(-1)
+    assert torch.allclose(b.prior_kl(h), expected, atol=1e-5)  # the scorers' `kl`: to the mixture, not to N(0, I)
+    other = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 4})
+    shared = {k: v for k, v in b.state_dict().items() if other.state_dict()[k].shape == v.shape}
     other.load_state_dict(shared, strict=False)  # as --init-from copies: the flag matches, the components do not
     assert bool(b.mixture_initialised) and not bool(other.mixture_initialised)
+    same = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 2})
+    same.load_state_dict(b.state_dict())
+    assert bool(same.mixture_initialised) and torch.equal(same.means, b.means)
 
 
 def test_cluster_through_the_cli_writes_rows_in_order_and_top_words(gmvae, tmp_path):

@@ -376,7 +376,7 @@ def sample(model_dir, n, output, temperature, prior_temperature, num_beams, repe
     (0.3) code standard deviations per dimension, its decoder told that level; the samples are new sentences on
     the frames of training sentences (prior: gmm, a Gaussian mixture, samples worse; prior: diffusion is a
     denoiser); vae: z ~ N(0, I);
-    gmvae: a random component (z outside the mixture's cluster_dims: N(0, I)); cvae: a random label; vq: each slot's empirical code distribution. A plain
+    gmvae: a random component; cvae: a random label; vq: each slot's empirical code distribution. A plain
     ae model has no prior."""
     _refuse_existing(output, overwrite=overwrite)
     from .loading import load

@@ -1,7 +1,7 @@
 """Gaussian-mixture VAE: the prior is C diagonal Gaussians, so training also clusters the data.
 
-p(z) = Σ_c π_c N(z; m_c, diag(s²)) with uniform π and one spread s shared by the components (with
-`cluster_dims` = d: the mixture on z's first d dimensions, N(0, I) on the rest). A sentence's cluster is the component most responsible for its posterior mean,
+p(z) = Σ_c π_c N(z; m_c, diag(s²)) with uniform π and one spread s shared by the components. A
+sentence's cluster is the component most responsible for its posterior mean,
 q(c|x) ∝ N(mu; m_c, s²): one encoder pass, no separate clustering step (`textae cluster`).
 
 The KL to a mixture has no closed form; the usual bound (VaDE, Jiang et al. 2017) is
@@ -23,11 +23,6 @@ linear head from mu predicts the embedding of the text the encoder read, and the
 semantic_weight × (1 − cosine). The encoder is a student that reads words, so the mixture clusters
 by meaning (benchmarks/cluster_ceiling.py measures what such a student keeps of MiniLM's clusters).
 Only training reads MiniLM; encoding and clustering do not.
-
-With `cluster_dims` = d > 0 the mixture (and the semantic head) cover only the first d dimensions of
-z; the rest have the plain VAE's N(0, I) prior and carry what reconstruction needs beyond the
-cluster (wording, order). The cluster then depends on those d dimensions alone, which k-means on
-the whole code, run afterwards, cannot know.
 """
 
 from __future__ import annotations
@@ -40,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .base import BottleneckOutput
-from .vae import VAEBottleneck, VAEConfig, free_bits_kl, gaussian_kl, gaussian_log_density
+from .vae import VAEBottleneck, VAEConfig, free_bits_kl, gaussian_log_density
 from .vq import code_perplexity, kmeans
 
 SEMANTIC_DIM = 384  # all-MiniLM-L6-v2's embedding size (the pinned wheel of textae.similarity)
@@ -55,19 +50,11 @@ class GMVAEConfig(VAEConfig):
     kmeans_iters: int = 20
     dead_share: float = 0.05  # restart a component holding less than this fraction of 1/C of the data
     semantic_weight: float = 0.0  # > 0: mu also learns MiniLM's sentence geometry, so clusters follow meaning
-    cluster_dims: int = 0  # the mixture covers the first cluster_dims dimensions of z (0 = all); the rest are N(0, I)
 
     def __post_init__(self):
         super().__post_init__()
         if self.semantic_weight < 0:
             raise ValueError(f"semantic_weight must be >= 0, got {self.semantic_weight}")
-        if not 0 <= self.cluster_dims <= self.latent_dim:
-            raise ValueError(f"cluster_dims must be between 0 (all) and latent_dim ({self.latent_dim}), got {self.cluster_dims}")
-
-    @property
-    def mixture_dims(self) -> int:
-        """How many leading dimensions of z the mixture covers."""
-        return self.cluster_dims or self.latent_dim
 
 
 def gaussian_pair_kl(mu: torch.Tensor, logvar: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
@@ -83,7 +70,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         super().__init__(num_codes, dim, cfg)
         if cfg.components < 2:
             raise ValueError(f"a gmvae needs at least 2 components, got {cfg.components}")
-        c, z = cfg.components, cfg.mixture_dims
+        c, z = cfg.components, cfg.latent_dim
         self.register_buffer("means", torch.randn(c, z))
         self.register_buffer("logvar_shared", torch.zeros(z))
         self.register_buffer("ema_count", torch.full((c,), 1.0 / c))  # shares of the data, summing to 1
@@ -119,12 +106,11 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         out = super().forward(h, slot_mask, condition)
         if self.semantic_head is not None and self.training:
             read, self._read = self._read, None
-            mu = out.latent["mu"][:, : self.cfg.mixture_dims]
-            out.losses["semantic"] = self.cfg.semantic_weight * self._semantic_loss(mu, read)
+            out.losses["semantic"] = self.cfg.semantic_weight * self._semantic_loss(out.latent["mu"], read)
         return out
 
     def _semantic_loss(self, mu: torch.Tensor, read: torch.Tensor | None) -> torch.Tensor:
-        """1 − cosine between the head's prediction from mu (its mixture dimensions) and the sentence encoder's embedding of the texts
+        """1 − cosine between the head's prediction from mu and the sentence encoder's embedding of the texts
         the encoder read (`read`, their ids), batch mean."""
         if self.tokenizer is None or read is None or len(read) != len(mu):
             raise RuntimeError("the semantic term reads text: call set_vocabulary(tokenizer), and run the batch "
@@ -152,7 +138,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
 
     @torch.no_grad()
     def _initialise_mixture(self, mu: torch.Tensor) -> None:
-        x = mu[:, : self.cfg.mixture_dims].float()
+        x = mu.float()
         centres, counts = kmeans(x, self.cfg.components, self.cfg.kmeans_iters, torch.Generator().manual_seed(0))
         shares = counts / counts.sum()
         spread = (x - centres[torch.cdist(x, centres).argmin(-1)]).pow(2).mean(0).clamp(min=1e-3)
@@ -169,8 +155,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
     @torch.no_grad()
     def _update_mixture(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
         """One online EM step: the components follow the batch's posterior means, weighted by r."""
-        d = self.cfg.mixture_dims
-        x, logvar = mu[:, :d].float(), logvar[:, :d]
+        x = mu.float()
         r = self.responsibilities(x)  # (B, C)
         n = torch.tensor(float(len(x)), device=x.device)
         counts, sums = r.sum(0), r.T @ x
@@ -178,10 +163,10 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         if dist.is_available() and dist.is_initialized():
             for t in (n, counts, sums, spread):
                 dist.all_reduce(t)
-        a = self.cfg.decay
-        self.ema_count.mul_(a).add_(counts / n, alpha=1 - a)
-        self.ema_sum.mul_(a).add_(sums / n, alpha=1 - a)
-        self.ema_spread.mul_(a).add_(spread / n, alpha=1 - a)
+        d = self.cfg.decay
+        self.ema_count.mul_(d).add_(counts / n, alpha=1 - d)
+        self.ema_sum.mul_(d).add_(sums / n, alpha=1 - d)
+        self.ema_spread.mul_(d).add_(spread / n, alpha=1 - d)
         self.means.copy_(self.ema_sum / self.ema_count.clamp(min=1e-6)[:, None])
         self.logvar_shared.copy_(self.ema_spread.clamp(min=1e-3).log())
         dead = self.ema_count < self.cfg.dead_share / self.cfg.components
@@ -193,8 +178,8 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
             self.ema_count[dead] = share
 
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
-        """log π_c + log N(z; m_c, s²) per sentence and component (B, C), over the mixture's dimensions."""
-        return gaussian_log_density(z[:, None, : self.cfg.mixture_dims].float(), self.means, self.logvars) - math.log(self.cfg.components)
+        """log π_c + log N(z; m_c, s²) per sentence and component (B, C)."""
+        return gaussian_log_density(z[:, None].float(), self.means, self.logvars) - math.log(self.cfg.components)
 
     def responsibilities(self, code: torch.Tensor) -> torch.Tensor:
         """q(c|x) (B, C) for stored codes (posterior means): each row sums to one."""
@@ -220,12 +205,9 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         )
 
     def _kl_bound(self, mu: torch.Tensor, logvar: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The VaDE bound's parts at responsibilities r: per sentence and dimension (B, Z; dimensions outside the
-        mixture against N(0, I)), and the components' KL(r || π) per sentence (B,)."""
-        d = self.cfg.mixture_dims
-        mu, logvar = mu.float(), logvar.float()
-        per_dim = (r[..., None] * gaussian_pair_kl(mu[:, :d], logvar[:, :d], self.means, self.logvars)).sum(1)
-        per_dim = torch.cat([per_dim, gaussian_kl(mu[:, d:], logvar[:, d:])], -1)
+        """The VaDE bound's parts at responsibilities r: per sentence and dimension (B, Z), and KL(r || π) per
+        sentence (B,)."""
+        per_dim = (r[..., None] * gaussian_pair_kl(mu.float(), logvar.float(), self.means, self.logvars)).sum(1)
         return per_dim, (r * (r.clamp(min=1e-12).log() + math.log(self.cfg.components))).sum(-1)
 
     def prior_kl(self, h: torch.Tensor) -> torch.Tensor:
@@ -234,21 +216,14 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         per_dim, kl_c = self._kl_bound(mu, logvar, self.responsibilities(mu))
         return per_dim.sum(-1) + kl_c
 
-    def _prior_scale(self) -> torch.Tensor:
-        """The prior's spread per dimension of z: the mixture's shared one, then 1 outside it (CPU)."""
-        d = self.cfg.mixture_dims
-        return torch.cat([(0.5 * self.logvar_shared.cpu()).exp(), torch.ones(self.cfg.latent_dim - d)])
-
     def perturb(self, code: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z + scale·σ·ε, σ the prior's spread per dimension, so `scale` reads in prior standard deviations (a
-        component's inside the mixture)."""
-        noise = torch.randn(code.shape, generator=generator) * self._prior_scale()
+        """z + scale·s·ε, s the components' spread per dimension, so `scale` reads in a component's standard
+        deviations: the same scale moves a sentence alike whatever the mixture's size."""
+        noise = torch.randn(code.shape, generator=generator) * (0.5 * self.logvar_shared.cpu()).exp()
         return code + scale * noise.to(code)
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """Pick a component uniformly, then draw from it (`temperature` scales its spread); dimensions outside
-        the mixture come from N(0, I)."""
+        """Pick a component uniformly, then draw from it (`temperature` scales its spread)."""
         c = torch.randint(self.cfg.components, (n,), generator=generator)
         noise = torch.randn(n, self.cfg.latent_dim, generator=generator)
-        centre = torch.cat([self.means.cpu()[c], torch.zeros(n, self.cfg.latent_dim - self.cfg.mixture_dims)], -1)
-        return centre + temperature * noise * self._prior_scale()
+        return self.means.cpu()[c] + temperature * noise * (0.5 * self.logvar_shared.cpu()).exp()
