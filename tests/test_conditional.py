@@ -124,13 +124,17 @@ class _Words:
     vocab = ["<pad>", "cat", "dog", "market", "dollars", "sat", "ran", "closed", "paid"]
 
     def batch_decode(self, ids, skip_special_tokens=True):
-        return [" ".join(self.vocab[i] for i in row.tolist() if i) for row in ids]
+        return [" ".join(self.vocab[i] for i in list(row) if i) for row in ids]
 
 
 class _Topic:
     """A stand-in sentence encoder: animals and money point two orthogonal ways."""
 
+    def __init__(self):
+        self.seen: list[str] = []
+
     def encode(self, texts):
+        self.seen += texts
         out = np.zeros((len(texts), 384), np.float32)
         for i, t in enumerate(texts):
             out[i, 0 if ("cat" in t or "dog" in t) else 1] = 1.0
@@ -142,13 +146,14 @@ def test_gmvae_semantic_term_teaches_mu_the_sentence_encoders_geometry_in_traini
     plain = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 2}).train()
     assert plain.semantic_head is None and "semantic" not in plain(torch.randn(4, K, D), torch.ones(4, K, dtype=torch.bool)).losses
     b = build_bottleneck("gmvae", K, D, {"latent_dim": 3, "components": 2, "semantic_weight": 2.0}).train()
-    b.sentence_encoder = _Topic()
+    b.sentence_encoder = teacher = _Topic()
     b.set_vocabulary(_Words())
     ids = torch.tensor([[1, 5], [2, 6], [3, 7], [4, 8]] * 4)  # animals, animals, money, money, ...
     h = torch.randn(16, K, D) + torch.tensor([1.0, 1.0, -1.0, -1.0] * 4)[:, None, None]  # the encoder tells them apart
     h.requires_grad_(True)
     mask = torch.ones(16, K, dtype=torch.bool)
-    b.content_input(ids, mask)
+    b.content_input(torch.full_like(ids, 3), mask)  # the encoder reads noised text: only the clean targets count
+    b.read_targets(torch.cat([ids, torch.full((16, 1), -100)], 1))
     out = b(h, mask)
     target = torch.as_tensor(_Topic().encode(_Words().batch_decode(ids)))
     expected = 2.0 * (1 - torch.cosine_similarity(b.semantic_head(out.latent["mu"]), target, dim=-1)).mean()
@@ -157,12 +162,13 @@ def test_gmvae_semantic_term_teaches_mu_the_sentence_encoders_geometry_in_traini
     assert h.grad.abs().sum() > 0 and b.semantic_head.weight.grad.abs().sum() > 0  # the encoder learns, not just the head
     optimiser = torch.optim.Adam(b.parameters(), 0.05)
     for _ in range(100):
-        b.content_input(ids, mask)
+        b.read_targets(ids)
         loss = b(h.detach(), mask).losses["semantic"]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     assert loss < 0.2  # mu now carries the encoder's geometry
+    assert sorted(teacher.seen) == ["cat sat", "dog ran", "dollars paid", "market closed"]  # each embedded once
     with torch.no_grad():
         assert "semantic" not in b.eval()(h, mask).losses  # encoding never reads the sentence encoder
 
@@ -172,7 +178,7 @@ def test_a_semantic_gmvae_trains_through_the_model_and_clusters_without_the_sent
 
     class Topic(_Topic):
         def __init__(self, *args, **kwargs):
-            pass
+            super().__init__()
 
     def unavailable(*args, **kwargs):
         raise AssertionError("the sentence encoder was asked for")

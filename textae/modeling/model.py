@@ -168,6 +168,8 @@ class TextAEModel(TextAEPreTrainedModel):
         then fused with the output projection (loss.py, which computes its gradients in the forward
         pass) and the (B, T, V) logits are never built; True elsewhere.
         """
+        if labels is not None and self.training:
+            self.bottleneck.read_targets(labels)
         bottleneck = self.bottleneck(*self.chunk_summaries(input_ids, attention_mask), condition)
         if decoder_input_ids is None:
             if labels is None:

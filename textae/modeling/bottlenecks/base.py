@@ -84,6 +84,10 @@ class Bottleneck(nn.Module):
         """What the encoder reads of a batch (ids, mask): all of it, except for families that hide some words (cae)."""
         return input_ids, attention_mask
 
+    def read_targets(self, labels: torch.Tensor) -> None:
+        """In training, the clean ids the batch about to pass must rebuild (B, T; -100 = padding), for families
+        that learn from the text itself (nothing, by default)."""
+
     def set_vocabulary(self, tokenizer) -> None:
         """Learn what the family needs from the tokenizer beyond its ids (nothing, by default)."""
 

@@ -19,9 +19,11 @@ encoder moves and cannot stall under the free-bits floor. What keeps every clust
 
 An autoencoder's codes group sentences by wording, not by kind. With `semantic_weight` > 0 the
 posterior means also learn a sentence encoder's geometry (all-MiniLM-L6-v2, `textae.similarity`): a
-linear head from mu predicts the embedding of the text the encoder read, and the loss adds
-semantic_weight × (1 − cosine). The encoder is a student that reads words, so the mixture clusters
-by meaning (benchmarks/cluster_ceiling.py measures what such a student keeps of MiniLM's clusters).
+linear head from mu predicts the embedding of the clean sentence (the reconstruction target, so noised
+input learns the clean meaning), and the loss adds semantic_weight × (1 − cosine). The encoder is a
+student that reads words, so the mixture clusters by meaning (benchmarks/cluster_ceiling.py measures
+what such a student keeps of MiniLM's clusters). Each distinct sentence is embedded once (up to
+TEACHER_CACHE of them are kept), so epochs after the first cost little more than a plain VAE's.
 Only training reads MiniLM; encoding and clustering do not.
 """
 
@@ -39,6 +41,7 @@ from .vae import VAEBottleneck, VAEConfig, free_bits_kl, gaussian_log_density
 from .vq import code_perplexity, kmeans
 
 SEMANTIC_DIM = 384  # all-MiniLM-L6-v2's embedding size (the pinned wheel of textae.similarity)
+TEACHER_CACHE = 100_000  # sentences whose embeddings are kept (float16, about 80 MB)
 SEMANTIC_ADVICE = "check the connection, or train without it: --set model.bottleneck.semantic_weight=0"
 
 
@@ -79,11 +82,12 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         self.register_buffer("mixture_initialised", torch.tensor(False))
         self.semantic_head = nn.Linear(z, SEMANTIC_DIM) if cfg.semantic_weight > 0 else None
         # The semantic term reads text: the tokenizer comes from set_vocabulary, the encoder is loaded on first
-        # use (anything with encode(texts) -> unit vectors; tests pass a small one), and content_input keeps the
-        # ids the encoder reads in training.
+        # use (anything with encode(texts) -> unit vectors; tests pass a small one), read_targets keeps the
+        # batch's clean ids, and the embeddings of sentences seen before are looked up, not recomputed.
         self.tokenizer = None
         self.sentence_encoder = None
         self._read: torch.Tensor | None = None
+        self._embedded: dict[tuple[int, ...], torch.Tensor] = {}
 
     def set_vocabulary(self, tokenizer) -> None:
         """Keep the tokenizer the semantic term decodes with; the trainer calls this before the first step, so a
@@ -94,12 +98,10 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
 
             minilm_dir(SEMANTIC_ADVICE)
 
-    def content_input(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """All of it; in training with the semantic term, the ids are kept for the sentence encoder, which embeds
-        the text the encoder read (noise included, so teacher and student see the same text)."""
-        if self.semantic_head is not None and self.training:
-            self._read = input_ids
-        return input_ids, attention_mask
+    def read_targets(self, labels: torch.Tensor) -> None:
+        """With the semantic term, keep the clean ids for the sentence encoder."""
+        if self.semantic_head is not None:
+            self._read = labels
 
     def forward(self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None) -> BottleneckOutput:
         """The VAE's pass with the mixture's KL; in training, the semantic term too."""
@@ -110,20 +112,32 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         return out
 
     def _semantic_loss(self, mu: torch.Tensor, read: torch.Tensor | None) -> torch.Tensor:
-        """1 − cosine between the head's prediction from mu and the sentence encoder's embedding of the texts
-        the encoder read (`read`, their ids), batch mean."""
+        """1 − cosine between the head's prediction from mu and the sentence encoder's embedding of the clean
+        sentences (`read`, their ids; -100 = padding), batch mean."""
         if self.tokenizer is None or read is None or len(read) != len(mu):
             raise RuntimeError("the semantic term reads text: call set_vocabulary(tokenizer), and run the batch "
-                               "through the model (content_input, then forward)")
-        if self.sentence_encoder is None:
-            from ...similarity import SentenceEncoder
-
-            self.sentence_encoder = SentenceEncoder(str(mu.device), advice=SEMANTIC_ADVICE)
-        texts = self.tokenizer.batch_decode(read, skip_special_tokens=True)
-        target = torch.as_tensor(self.sentence_encoder.encode(texts), device=mu.device, dtype=torch.float32)
+                               "through the model (read_targets, then forward)")
+        target = torch.stack(self._teacher([tuple(t for t in row if t >= 0) for row in read.tolist()]))
+        target = target.to(mu.device, torch.float32)
         with torch.autocast(mu.device.type, enabled=False):  # a cosine of unit-scale vectors, in full precision
             predicted = self.semantic_head(mu.float())
         return (1 - torch.cosine_similarity(predicted, target, dim=-1)).mean()
+
+    def _teacher(self, sentences: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        """The sentence encoder's embedding of each sentence (ids), computed once per distinct sentence."""
+        new = list(dict.fromkeys(s for s in sentences if s not in self._embedded))
+        if new:
+            if self.sentence_encoder is None:
+                from ...similarity import SentenceEncoder
+
+                device = self.semantic_head.weight.device
+                self.sentence_encoder = SentenceEncoder(str(device), advice=SEMANTIC_ADVICE)
+            texts = self.tokenizer.batch_decode([list(s) for s in new], skip_special_tokens=True)
+            vectors = torch.as_tensor(self.sentence_encoder.encode(texts)).half()
+            found = dict(zip(new, vectors))
+            room = TEACHER_CACHE - len(self._embedded)
+            self._embedded.update(list(found.items())[: max(0, room)])
+        return [self._embedded[s] if s in self._embedded else found[s] for s in sentences]
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         """A mixture counts as placed only with its components: `--init-from` a model whose mixture has other
