@@ -239,6 +239,21 @@ def test_gmvae_perturbs_in_component_spreads_scores_its_own_kl_and_places_a_mixt
     assert bool(same.mixture_initialised) and torch.equal(same.means, b.means)
 
 
+@pytest.mark.parametrize("family, small, big", [("vae", {"latent_dim": 3}, {"latent_dim": 4}),
+                                                ("vq", {"codebook_size": 4}, {"codebook_size": 8}),
+                                                ("rae", {"latent_dim": 3}, {"latent_dim": 4})])
+def test_init_from_a_code_of_other_sizes_places_it_again(family, small, big):
+    source = build_bottleneck(family, K, D, small)
+    source.initialised.fill_(True)
+    other = build_bottleneck(family, K, D, big)
+    shared = {k: v for k, v in source.state_dict().items() if other.state_dict()[k].shape == v.shape}
+    other.load_state_dict(shared, strict=False)  # as --init-from copies: the flag matches, what it placed does not
+    assert not bool(other.initialised)
+    same = build_bottleneck(family, K, D, small)
+    same.load_state_dict(source.state_dict())
+    assert bool(same.initialised)
+
+
 def test_cluster_through_the_cli_writes_rows_in_order_and_top_words(gmvae, tmp_path):
     src = tmp_path / "in.csv"
     src.write_text("id,text\n" + "".join(f"k{i},{s}\n" for i, s in enumerate(SENTENCES)))

@@ -62,6 +62,7 @@ class Bottleneck(nn.Module):
     code_dtype: ClassVar[torch.dtype] = torch.float32
     paraphrase_scale: ClassVar[float] = 0.25  # default perturbation for paraphrasing, in `perturb`'s units
     interpolation_level: float = 0.0  # the noise level `told` gives the decoder for an interpolation's midpoint
+    placed_by: ClassVar[dict[str, str]] = {}  # a flag buffer: the tensor whose placement (PCA, k-means) it records
 
     def __init_subclass__(cls, family: str | None = None, options: type | None = None, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -79,6 +80,14 @@ class Bottleneck(nn.Module):
         self, h: torch.Tensor, slot_mask: torch.Tensor, condition: torch.Tensor | None = None
     ) -> BottleneckOutput:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """A placement flag counts only with what it placed: `--init-from` a model of other sizes copies the flag
+        but not the tensor, which must then be placed again on the first batch."""
+        for flag, tensor in self.placed_by.items():
+            if prefix + tensor not in state_dict:
+                state_dict.pop(prefix + flag, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def content_input(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What the encoder reads of a batch (ids, mask): all of it, except for families that hide some words (cae)."""

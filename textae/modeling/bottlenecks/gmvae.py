@@ -69,6 +69,7 @@ def gaussian_pair_kl(mu: torch.Tensor, logvar: torch.Tensor, means: torch.Tensor
 class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
     standard_normal_prior = False
     mixture_prior = True
+    placed_by = {**VAEBottleneck.placed_by, "mixture_initialised": "means"}
     def __init__(self, num_codes: int, dim: int, cfg: GMVAEConfig):
         super().__init__(num_codes, dim, cfg)
         if cfg.components < 2:
@@ -138,13 +139,6 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
             room = TEACHER_CACHE - len(self._embedded)
             self._embedded.update(list(found.items())[: max(0, room)])
         return [self._embedded[s] if s in self._embedded else found[s] for s in sentences]
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        """A mixture counts as placed only with its components: `--init-from` a model whose mixture has other
-        sizes copies the flag but not the means, and k-means must then place them on the first batch."""
-        if prefix + "means" not in state_dict:
-            state_dict.pop(prefix + "mixture_initialised", None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def logvars(self) -> torch.Tensor:

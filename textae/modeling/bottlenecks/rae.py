@@ -89,6 +89,7 @@ class RAEConfig:
 
 
 class RAEBottleneck(Bottleneck, family="rae", options=RAEConfig):
+    placed_by = {"initialised": "down.weight"}
     paraphrase_scale = 0.15  # standard deviations of the standardised code: the first round's small move keeps the meaning
 
     def __init__(self, num_codes: int, dim: int, cfg: RAEConfig):

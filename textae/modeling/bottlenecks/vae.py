@@ -98,6 +98,7 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
 
 class VAEBottleneck(Bottleneck, family="vae", options=VAEConfig):
     standard_normal_prior = True
+    placed_by = {"initialised": "to_posterior.weight"}
     def __init__(self, num_codes: int, dim: int, cfg: VAEConfig):
         super().__init__(num_codes, dim)
         self.cfg = cfg

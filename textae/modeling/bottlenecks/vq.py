@@ -69,6 +69,7 @@ def code_perplexity(counts: torch.Tensor) -> torch.Tensor:
 
 
 class VQBottleneck(Bottleneck, family="vq", options=VQConfig):
+    placed_by = {"initialised": "codebook"}
     def __init__(self, num_codes: int, dim: int, cfg: VQConfig):
         super().__init__(num_codes, dim)
         if dim % cfg.heads:
