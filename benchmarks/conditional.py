@@ -6,7 +6,8 @@ Every model is trained with the `textae train` CLI, each started from the founda
                          codes, the decoder told the label; the transfer model
   cvae-sms, cvae-trec    --family cvae; cvae-sms-no-adversary (adversary_weight 0); cvae-sms-z128 (--parts ablation)
   gmvae-trec, vae-trec   6 components; gmvae-news, vae-news: 9, one per outlet (--parts cluster); the gmvaes
-                         learn MiniLM's geometry too (semantic_weight SEMANTIC_WEIGHT, set before any figure)
+                         learn MiniLM's geometry too (semantic_weight SEMANTIC_WEIGHT, set before any figure),
+                         and are trained once per seed of CLUSTER_SEEDS (gmvae-trec-seed1, ...)
 A finished run is reused (pass --fresh to retrain). Every figure is measured on the rows the run
 held out (its validation split), which no model trained on:
 
@@ -23,7 +24,8 @@ transfer: each held-out row rewritten toward another label (SMS: ham → spam an
   difference between the target's and the source's label centroids of training codes, decoded with
   its own label part: latent vector arithmetic, Shen et al. 2020).
 cluster: each held-out row's mixture component against its label (TREC coarse type; news: the
-  article's outlet), NMI and purity, beside k-means with as many clusters on TF-IDF vectors, on
+  article's outlet), NMI and purity (mean over the gmvaes trained with CLUSTER_SEEDS; each under
+  `by_seed`, as is k-means on each one's codes), beside k-means with as many clusters on TF-IDF vectors, on
   MiniLM embeddings, on the gmvae's own codes and on the plain VAE's (all fitted on training rows).
 Parts not run (--parts) are copied from --reuse-from, a previous conditional.json, and named under
 `reused`. Writes benchmarks/results/conditional.json, conditional_knob.png (accuracy against
@@ -57,6 +59,7 @@ DATASETS = {  # name: (source, label column, data options)
 TFIDF = {"sublinear_tf": True, "ngram_range": (1, 2), "min_df": 2}
 PARTS = ("transfer", "knob", "ablation", "cluster")
 SEMANTIC_WEIGHT = 1.0  # the gmvae's semantic term: as much as the per-token reconstruction loss, not tuned
+CLUSTER_SEEDS = (0, 1)  # each gmvae is trained with these seeds and its figures are their mean: one seed is not a figure
 
 
 def runs(init: str, parts: set[str]) -> dict[str, tuple[str, list[str]]]:
@@ -64,11 +67,11 @@ def runs(init: str, parts: set[str]) -> dict[str, tuple[str, list[str]]]:
     common = ["--max-steps", str(STEPS), "--init-from", init, "--set", "train.eval_every=600"]
     out = {}
 
-    def add(name: str, dataset: str, family: str, options: str = "") -> None:
+    def add(name: str, dataset: str, family: str, options: str = "", extra: tuple[str, ...] = ()) -> None:
         source, label, data = DATASETS[dataset]
         bottleneck = ["--set", f"model.bottleneck={{label_column: {label}{options}}}"] if family in ("cae", "cvae") else \
             ["--set", f"model.bottleneck={{{options.lstrip(', ')}}}"] if options else []
-        out[name] = (dataset, ["--data", source, "--family", family, *common, *data, *bottleneck])
+        out[name] = (dataset, ["--data", source, "--family", family, *common, *extra, *data, *bottleneck])
 
     for dataset in ("sms", "trec"):
         if parts & {"transfer", "knob"}:
@@ -80,9 +83,15 @@ def runs(init: str, parts: set[str]) -> dict[str, tuple[str, list[str]]]:
         add("cvae-sms-z128", "sms", "cvae", ", latent_dim: 128")  # a 4x larger content code
     if "cluster" in parts:
         for dataset, components in (("trec", 6), ("news", 9)):
-            add(f"gmvae-{dataset}", dataset, "gmvae", f"components: {components}, semantic_weight: {SEMANTIC_WEIGHT}")
+            for seed in CLUSTER_SEEDS:
+                add(gmvae_name(dataset, seed), dataset, "gmvae", f"components: {components}, semantic_weight: {SEMANTIC_WEIGHT}",
+                    ("--set", f"train.seed={seed}") if seed else ())
             add(f"vae-{dataset}", dataset, "vae")
     return out
+
+
+def gmvae_name(dataset: str, seed: int) -> str:
+    return f"gmvae-{dataset}" + (f"-seed{seed}" if seed else "")
 
 
 def splits(run: Path, label: str, limit: int) -> tuple[dict, dict]:
@@ -257,39 +266,45 @@ def purity(truth: list[str], clusters: np.ndarray) -> float:
     return float(table.max(0).sum() / table.sum())
 
 
-def cluster_figures(gmvae_run: Path, vae_run: Path, label: str, limit: int, fit_rows: int, encoder) -> dict:
+def cluster_figures(gmvae_runs: list[Path], vae_run: Path, label: str, limit: int, fit_rows: int, encoder) -> dict:
+    """The mixture's figures and k-means on its own codes as the mean over the gmvae runs (seeds; each one's under
+    `by_seed`), the other peers once; clusters' sizes and top words from the first run."""
     import textae
     from sklearn.cluster import KMeans
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics import normalized_mutual_info_score as nmi
     from textae.clustering import cluster, top_words
 
-    train_rows, test = splits(gmvae_run, label, limit)
-    fit = train_rows["texts"][:fit_rows]
-    ae = textae.load(gmvae_run / "final")
-    c = ae.model.bottleneck.cfg.components
-    start = time.perf_counter()
-    probs = cluster(ae, test["texts"])
-    seconds = time.perf_counter() - start
-    mixture = probs.argmax(1)
+    train_rows, test = splits(gmvae_runs[0], label, limit)
+    fit, truth = train_rows["texts"][:fit_rows], test["labels"]
 
-    def kmeans(train_x, test_x) -> np.ndarray:
+    def kmeans(c: int, train_x, test_x) -> np.ndarray:
         return KMeans(c, n_init=10, random_state=0).fit(train_x).predict(test_x)
 
+    by_seed, first = [], None
+    for run in gmvae_runs:
+        ae = textae.load(run / "final")
+        c = ae.model.bottleneck.cfg.components
+        start = time.perf_counter()
+        probs = cluster(ae, test["texts"])
+        seconds = time.perf_counter() - start
+        mixture, codes = probs.argmax(1), kmeans(c, ae.encode(fit), ae.encode(test["texts"]))
+        by_seed.append({"run": run.name, "nmi": round(float(nmi(truth, mixture)), 4), "purity": round(purity(truth, mixture), 4),
+                        "kmeans_codes_nmi": round(float(nmi(truth, codes)), 4), "kmeans_codes_purity": round(purity(truth, codes), 4)})
+        first = first or (c, probs, mixture, seconds)
+    c, probs, mixture, seconds = first
     tfidf = TfidfVectorizer(**TFIDF).fit(fit)
     by = {
-        "tfidf": kmeans(tfidf.transform(fit), tfidf.transform(test["texts"])),
-        "minilm": kmeans(encoder.encode(fit), encoder.encode(test["texts"])),
-        "codes": kmeans(ae.encode(fit), ae.encode(test["texts"])),
+        "tfidf": kmeans(c, tfidf.transform(fit), tfidf.transform(test["texts"])),
+        "minilm": kmeans(c, encoder.encode(fit), encoder.encode(test["texts"])),
+        "vae": kmeans(c, textae.load(vae_run / "final").encode(fit), textae.load(vae_run / "final").encode(test["texts"])),
     }
-    vae = textae.load(vae_run / "final")
-    by["vae"] = kmeans(vae.encode(fit), vae.encode(test["texts"]))
-    truth = test["labels"]
+    mean = {k: round(float(np.mean([row[k] for row in by_seed])), 4) for k in by_seed[0] if k != "run"}
     return {
-        "nmi": round(float(nmi(truth, mixture)), 4),
-        "purity": round(purity(truth, mixture), 4),
+        **mean,
         **{f"kmeans_{k}_nmi": round(float(nmi(truth, v)), 4) for k, v in by.items()},
         **{f"kmeans_{k}_purity": round(purity(truth, v), 4) for k, v in by.items()},
+        "by_seed": by_seed,
         "majority_purity": round(max(truth.count(y) for y in set(truth)) / len(truth), 4),  # one cluster for all
         "components": c,
         "clusters_used": int(len(set(mixture.tolist()))),
@@ -396,8 +411,8 @@ def main() -> None:
                 args.root / f"cvae-{d}", DATASETS[d][1], encoder, limit, repetition_penalty=1.2)
         result["transfer_ablation"] = ablation
     if "cluster" in parts:
-        result["cluster"] = {d: cluster_figures(args.root / f"gmvae-{d}", args.root / f"vae-{d}", DATASETS[d][1], limit,
-                                                300 if args.quick else 10000, encoder) for d in ("trec", "news")}
+        result["cluster"] = {d: cluster_figures([args.root / gmvae_name(d, seed) for seed in CLUSTER_SEEDS], args.root / f"vae-{d}",
+                                                DATASETS[d][1], limit, 300 if args.quick else 10000, encoder) for d in ("trec", "news")}
         map_path = (args.root if args.quick else RESULTS) / "cluster_map_trec.png"
         plot_cmd = ["textae", "plot", "--model", str(args.root / "gmvae-trec" / "final"), "--data", "trec", "--label-column",
                     "coarse", "--no-split-sentences", "--max-points", "2000", "--output", str(map_path), "--overwrite"]
@@ -445,6 +460,12 @@ def report(result: dict) -> None:
         for d, c in result["cluster"].items():
             print(f"{d:10} {c['nmi']:6.3f} {c['purity']:7.3f} {c['kmeans_tfidf_nmi']:9.3f} {c.get('kmeans_minilm_nmi', float('nan')):10.3f} "
                   f"{c.get('kmeans_codes_nmi', float('nan')):9.3f} {c['kmeans_vae_nmi']:7.3f}")
+            for row in c.get("by_seed", []):
+                print(f"  {row['run']:18} {row['nmi']:6.3f} {row['purity']:7.3f} {'':20} {row['kmeans_codes_nmi']:9.3f}")
+        for d, c in result["cluster"].items():
+            print(f"\n{d} clusters' top words (first seed):")
+            for k, words in c["top_words"].items():
+                print(f"  {k}: {', '.join(words)}")
     print(f"device {result['device']}")
 
 

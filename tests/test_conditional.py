@@ -19,6 +19,7 @@ from textae.latent import sample
 from textae.modeling.bottlenecks import build_bottleneck
 from textae.modeling.bottlenecks.cvae import UNKNOWN, label_ids
 from textae.modeling.bottlenecks.gmvae import gaussian_pair_kl
+from textae.modeling.bottlenecks.vae import free_bits_kl, gaussian_kl
 from textae.transfer import transfer
 
 from .conftest import SENTENCES, STYLED, tiny_overrides
@@ -33,7 +34,7 @@ def cvae(trained_model, styled_corpus):
 
 @pytest.fixture(scope="module")
 def gmvae(trained_model):
-    return trained_model("gmvae", 150, {"latent_dim": 8, "components": 3}, **{"train.eval_every": 150})
+    return trained_model("gmvae", 150, {"latent_dim": 8, "components": 3, "place_after": 50}, **{"train.eval_every": 150})
 
 
 # ----- conditional VAE ----------------------------------------------------------------------
@@ -193,12 +194,36 @@ def test_a_semantic_gmvae_trains_through_the_model_and_clusters_without_the_sent
     events = [json.loads(l) for l in (final.parent / "metrics.jsonl").read_text().splitlines()]
     semantic = [e["semantic"] for e in events if "semantic" in e]
     assert len(semantic) >= 3 and semantic[-1] < 0.2 < semantic[0]  # the term reaches the training loss and is learned
+    placed = [e["mixture_placed_on"] for e in events if "mixture_placed_on" in e]
+    assert len(placed) == 1 and 0 < placed[0] <= len(SENTENCES)  # shorter than place_after: the mixture is placed on training codes afterwards
     monkeypatch.setattr(similarity, "minilm_dir", unavailable)
     monkeypatch.setattr(similarity, "SentenceEncoder", unavailable)
     ae = textae.load(final)
     assert ae.model.bottleneck.semantic_head is not None  # saved and loaded with the model
     probs = cluster(ae, SENTENCES)
     assert probs.shape == (len(SENTENCES), 2)
+
+
+def test_gmvae_places_its_mixture_after_the_warm_up_on_the_latest_codes():
+    torch.manual_seed(0)
+    b = build_bottleneck("gmvae", K, D, {"latent_dim": 2, "components": 2, "place_after": 3, "place_rows": 8}).train()
+    logvar = torch.full((4, 2), -4.0)
+    far, near = torch.tensor([[100.0, 100.0], [-100.0, -100.0]]), torch.tensor([[4.0, 4.0], [-4.0, -4.0]])
+    for step in range(4):  # the first two batches are the warm-up's old codes, which must be forgotten
+        b.set_step(step)
+        mu = (far if step < 2 else near).repeat(2, 1) + 0.1 * torch.randn(4, 2)
+        losses, _ = b.kl_terms(mu, logvar, mu, 1.0)
+        if step < 3:  # until place_after, the plain VAE's prior N(0, I)
+            assert not bool(b.mixture_initialised)
+            assert torch.allclose(losses["kl"], free_bits_kl(gaussian_kl(mu, logvar), 0.5))
+    assert bool(b.mixture_initialised) and b.prior_sentences == 0
+    assert torch.allclose(b.means.sort(0).values, near.sort(0).values, atol=0.5)  # placed on the last 8 rows only
+    centres = torch.tensor([[5.0, 5.0], [-5.0, 5.0], [5.0, -5.0], [-5.0, -5.0], [0.0, 12.0], [12.0, 0.0]])
+    blobs = (torch.randn(6, 25, 2) * 0.1 + centres[:, None]).flatten(0, 1)
+    b = build_bottleneck("gmvae", K, D, {"latent_dim": 2, "components": 6})
+    b._initialise_mixture(blobs)  # the first k-means run alone splits one blob and merges two
+    picks = b.responsibilities(blobs).argmax(-1).view(6, 25)
+    assert (picks == picks[:, :1]).all() and picks[:, 0].unique().numel() == 6  # the tightest run: one blob each
 
 
 def test_gmvae_kl_term_matches_closed_form_and_restarts_dead_components():

@@ -10,7 +10,11 @@ whose first part splits per dimension, so free bits apply as in the plain VAE. I
 encoder (`kl`). The mixture itself is not trained by gradients: like the VQ codebook it follows
 the posterior means as exponential moving averages (online EM), which moves it as fast as the
 encoder moves and cannot stall under the free-bits floor. What keeps every cluster alive:
-- k-means on the first training batch's posterior means places the components;
+- the components are placed by k-means (best of `place_restarts`) on the posterior means of the
+  last `place_rows` training sentences, after `place_after` steps in which the prior is N(0, I) as
+  in the plain VAE (VaDE's own recipe: pretrain, then fit the mixture). Codes placed on the first
+  batch of a warm start group by wording, before the semantic term has shaped them, and the
+  mixture's pull then keeps those groups;
 - one spread shared by all components, so no component can widen until it swallows the rest
   (with a spread per component and gradient-fitted means, one component soon took every TREC
   question);
@@ -53,11 +57,16 @@ class GMVAEConfig(VAEConfig):
     kmeans_iters: int = 20
     dead_share: float = 0.05  # restart a component holding less than this fraction of 1/C of the data
     semantic_weight: float = 0.0  # > 0: mu also learns MiniLM's sentence geometry, so clusters follow meaning
+    place_after: int = 300  # optimiser steps with the N(0, I) prior before the mixture is placed (0: first batch)
+    place_rows: int = 4096  # recent posterior means the placing k-means reads
+    place_restarts: int = 10  # k-means runs; the one with the least within-cluster spread places the mixture
 
     def __post_init__(self):
         super().__post_init__()
         if self.semantic_weight < 0:
             raise ValueError(f"semantic_weight must be >= 0, got {self.semantic_weight}")
+        if self.place_after < 0 or self.place_rows < 1 or self.place_restarts < 1:
+            raise ValueError("place_after must be >= 0, and place_rows and place_restarts >= 1")
 
 
 def gaussian_pair_kl(mu: torch.Tensor, logvar: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
@@ -89,6 +98,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         self.sentence_encoder = None
         self._read: torch.Tensor | None = None
         self._embedded: dict[tuple[int, ...], torch.Tensor] = {}
+        self._recent: list[torch.Tensor] = []  # posterior means of the last training batches, for placing
 
     def set_vocabulary(self, tokenizer) -> None:
         """Keep the tokenizer the semantic term decodes with; the trainer calls this before the first step, so a
@@ -144,10 +154,22 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
     def logvars(self) -> torch.Tensor:
         return self.logvar_shared.expand_as(self.means)
 
+    @property
+    def prior_sentences(self) -> int:
+        """A run that ended before `place_after` steps places its mixture on training codes afterwards."""
+        return 0 if bool(self.mixture_initialised) else self.cfg.place_rows
+
+    def fit_prior(self, codes: torch.Tensor, seed: int = 0) -> dict[str, float]:
+        """Place the mixture on stored codes of training sentences (only the main process calls this)."""
+        self._initialise_mixture(codes.float().to(self.means.device), broadcast=False)
+        return {"mixture_placed_on": float(len(codes))}
+
     @torch.no_grad()
-    def _initialise_mixture(self, mu: torch.Tensor) -> None:
+    def _initialise_mixture(self, mu: torch.Tensor, broadcast: bool = True) -> None:
         x = mu.float()
-        centres, counts = kmeans(x, self.cfg.components, self.cfg.kmeans_iters, torch.Generator().manual_seed(0))
+        runs = [kmeans(x, self.cfg.components, self.cfg.kmeans_iters, torch.Generator().manual_seed(seed))
+                for seed in range(self.cfg.place_restarts)]
+        centres, counts = min(runs, key=lambda run: torch.cdist(x, run[0]).min(-1).values.pow(2).sum())
         shares = counts / counts.sum()
         spread = (x - centres[torch.cdist(x, centres).argmin(-1)]).pow(2).mean(0).clamp(min=1e-3)
         self.means.copy_(centres)
@@ -156,7 +178,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         self.ema_spread.copy_(spread)
         self.logvar_shared.copy_(spread.log())
         self.mixture_initialised.fill_(True)
-        if dist.is_available() and dist.is_initialized():
+        if broadcast and dist.is_available() and dist.is_initialized():
             for b in (self.means, self.ema_count, self.ema_sum, self.ema_spread, self.logvar_shared):
                 dist.broadcast(b, src=0)
 
@@ -194,17 +216,27 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         return self.log_joint(code).softmax(-1)
 
     def prior_metrics(self, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
-        """How evenly held-out sentences spread over the mixture's components."""
+        """How evenly held-out sentences spread over the mixture's components (none before it is placed)."""
+        if not bool(self.mixture_initialised):
+            return {}
         return {"cluster_perplexity": float(code_perplexity(self.responsibilities(mu).sum(0)))}
 
     def kl_terms(
         self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, beta: float
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(losses, stats): β × the VaDE bound for the encoder; one online EM step of the mixture first."""
+        if self.training and not bool(self.mixture_initialised):
+            self._recent = [*self._recent, mu.detach().float()]
+            while sum(len(m) for m in self._recent[1:]) >= self.cfg.place_rows:
+                self._recent.pop(0)
+            if self.step < self.cfg.place_after:
+                return super().kl_terms(mu, logvar, z, beta)
+            self._initialise_mixture(torch.cat(self._recent)[-self.cfg.place_rows:])
+            self._recent = []
         if self.training:
-            if not bool(self.mixture_initialised):
-                self._initialise_mixture(mu.detach())
             self._update_mixture(mu.detach(), logvar.detach())
+        if not bool(self.mixture_initialised):  # evaluated before placing: the prior is still N(0, I)
+            return super().kl_terms(mu, logvar, z, beta)
         r = self.log_joint(z).softmax(-1)
         per_dim, kl_c = self._kl_bound(mu, logvar, r)
         return (
