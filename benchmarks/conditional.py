@@ -268,7 +268,8 @@ def purity(truth: list[str], clusters: np.ndarray) -> float:
 
 def cluster_figures(gmvae_runs: list[Path], vae_run: Path, label: str, limit: int, fit_rows: int, encoder) -> dict:
     """The mixture's figures and k-means on its own codes as the mean over the gmvae runs (seeds; each one's under
-    `by_seed`), the other peers once; clusters' sizes and top words from the first run."""
+    `by_seed`), the other peers once; components, clusters_used, mean_probability, rows_per_s and top_words are
+    the first run's."""
     import textae
     from sklearn.cluster import KMeans
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -293,11 +294,11 @@ def cluster_figures(gmvae_runs: list[Path], vae_run: Path, label: str, limit: in
                         "kmeans_codes_nmi": round(float(nmi(truth, codes)), 4), "kmeans_codes_purity": round(purity(truth, codes), 4)})
         first = first or (c, probs, mixture, seconds)
     c, probs, mixture, seconds = first
-    tfidf = TfidfVectorizer(**TFIDF).fit(fit)
+    tfidf, vae = TfidfVectorizer(**TFIDF).fit(fit), textae.load(vae_run / "final")
     by = {
         "tfidf": kmeans(c, tfidf.transform(fit), tfidf.transform(test["texts"])),
         "minilm": kmeans(c, encoder.encode(fit), encoder.encode(test["texts"])),
-        "vae": kmeans(c, textae.load(vae_run / "final").encode(fit), textae.load(vae_run / "final").encode(test["texts"])),
+        "vae": kmeans(c, vae.encode(fit), vae.encode(test["texts"])),
     }
     mean = {k: round(float(np.mean([row[k] for row in by_seed])), 4) for k in by_seed[0] if k != "run"}
     return {

@@ -20,6 +20,7 @@ from textae.modeling.bottlenecks import build_bottleneck
 from textae.modeling.bottlenecks.cvae import UNKNOWN, label_ids
 from textae.modeling.bottlenecks.gmvae import gaussian_pair_kl
 from textae.modeling.bottlenecks.vae import free_bits_kl, gaussian_kl
+from textae.modeling.bottlenecks.vq import kmeans
 from textae.transfer import transfer
 
 from .conftest import SENTENCES, STYLED, tiny_overrides
@@ -200,6 +201,7 @@ def test_a_semantic_gmvae_trains_through_the_model_and_clusters_without_the_sent
     monkeypatch.setattr(similarity, "SentenceEncoder", unavailable)
     ae = textae.load(final)
     assert ae.model.bottleneck.semantic_head is not None  # saved and loaded with the model
+    assert bool(ae.model.bottleneck.mixture_initialised)
     probs = cluster(ae, SENTENCES)
     assert probs.shape == (len(SENTENCES), 2)
 
@@ -209,21 +211,36 @@ def test_gmvae_places_its_mixture_after_the_warm_up_on_the_latest_codes():
     b = build_bottleneck("gmvae", K, D, {"latent_dim": 2, "components": 2, "place_after": 3, "place_rows": 8}).train()
     logvar = torch.full((4, 2), -4.0)
     far, near = torch.tensor([[100.0, 100.0], [-100.0, -100.0]]), torch.tensor([[4.0, 4.0], [-4.0, -4.0]])
+    with pytest.raises(RuntimeError, match="not placed yet"):
+        b.responsibilities(near)
+    assert set(b.prior_metrics(near, logvar[:2])) == {"kl"}  # evaluated in the warm-up: the VAE's figures
     for step in range(4):  # the first two batches are the warm-up's old codes, which must be forgotten
         b.set_step(step)
-        mu = (far if step < 2 else near).repeat(2, 1) + 0.1 * torch.randn(4, 2)
+        mu = (far.repeat(2, 1) if step < 2 else near[step - 2].repeat(4, 1)) + 0.1 * torch.randn(4, 2)
         losses, _ = b.kl_terms(mu, logvar, mu, 1.0)
         if step < 3:  # until place_after, the plain VAE's prior N(0, I)
             assert not bool(b.mixture_initialised)
             assert torch.allclose(losses["kl"], free_bits_kl(gaussian_kl(mu, logvar), 0.5))
     assert bool(b.mixture_initialised) and b.prior_sentences == 0
-    assert torch.allclose(b.means.sort(0).values, near.sort(0).values, atol=0.5)  # placed on the last 8 rows only
+    assert torch.allclose(b.means.sort(0).values, near.sort(0).values, atol=0.5)  # on the last 8 rows: both batches
+    resumed = build_bottleneck("gmvae", K, D, {"latent_dim": 2, "components": 2, "place_after": 3, "place_rows": 8}).train()
+    resumed.set_step(5)  # resumed past the warm-up: the codes it held were not checkpointed
+    resumed.kl_terms(near.repeat(2, 1), logvar, near.repeat(2, 1), 1.0)
+    assert not bool(resumed.mixture_initialised)  # 4 codes are not place_rows: it collects more first
+    resumed.kl_terms(near.repeat(2, 1), logvar, near.repeat(2, 1), 1.0)
+    assert bool(resumed.mixture_initialised)
     centres = torch.tensor([[5.0, 5.0], [-5.0, 5.0], [5.0, -5.0], [-5.0, -5.0], [0.0, 12.0], [12.0, 0.0]])
     blobs = (torch.randn(6, 25, 2) * 0.1 + centres[:, None]).flatten(0, 1)
     b = build_bottleneck("gmvae", K, D, {"latent_dim": 2, "components": 6})
-    b._initialise_mixture(blobs)  # the first k-means run alone splits one blob and merges two
-    picks = b.responsibilities(blobs).argmax(-1).view(6, 25)
-    assert (picks == picks[:, :1]).all() and picks[:, 0].unique().numel() == 6  # the tightest run: one blob each
+
+    def one_blob_each(picks: torch.Tensor) -> bool:
+        picks = picks.view(6, 25)
+        return bool((picks == picks[:, :1]).all()) and picks[:, 0].unique().numel() == 6
+
+    first, _ = kmeans(blobs, 6, 20, torch.Generator().manual_seed(0))
+    assert not one_blob_each(torch.cdist(blobs, first).argmin(-1))  # the first k-means run alone splits a blob
+    b._initialise_mixture(blobs)
+    assert one_blob_each(b.responsibilities(blobs).argmax(-1))  # the tightest of the runs
 
 
 def test_gmvae_kl_term_matches_closed_form_and_restarts_dead_components():

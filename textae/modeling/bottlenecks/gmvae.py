@@ -65,8 +65,8 @@ class GMVAEConfig(VAEConfig):
         super().__post_init__()
         if self.semantic_weight < 0:
             raise ValueError(f"semantic_weight must be >= 0, got {self.semantic_weight}")
-        if self.place_after < 0 or self.place_rows < 1 or self.place_restarts < 1:
-            raise ValueError("place_after must be >= 0, and place_rows and place_restarts >= 1")
+        if self.place_after < 0 or self.place_rows < self.components or self.place_restarts < 1:
+            raise ValueError("place_after must be >= 0, place_rows at least components, and place_restarts >= 1")
 
 
 def gaussian_pair_kl(mu: torch.Tensor, logvar: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
@@ -154,6 +154,16 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
     def logvars(self) -> torch.Tensor:
         return self.logvar_shared.expand_as(self.means)
 
+    def _ready_to_place(self) -> bool:
+        """After place_after steps, once every process holds place_rows recent codes: a run resumed late in the
+        warm-up (the codes are not checkpointed) collects them again rather than placing on a few batches."""
+        if self.step < self.cfg.place_after:
+            return False
+        held = torch.tensor(float(sum(len(m) for m in self._recent)), device=self.means.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(held, op=dist.ReduceOp.MIN)
+        return bool(held >= self.cfg.place_rows)
+
     @property
     def prior_sentences(self) -> int:
         """A run that ended before `place_after` steps places its mixture on training codes afterwards."""
@@ -161,8 +171,10 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
 
     def fit_prior(self, codes: torch.Tensor, seed: int = 0) -> dict[str, float]:
         """Place the mixture on stored codes of training sentences (only the main process calls this)."""
-        self._initialise_mixture(codes.float().to(self.means.device), broadcast=False)
-        return {"mixture_placed_on": float(len(codes))}
+        codes = codes.float().to(self.means.device)
+        self._initialise_mixture(codes, broadcast=False)
+        return {"mixture_placed_on": float(len(codes)),
+                "placed_cluster_perplexity": float(code_perplexity(self.responsibilities(codes).sum(0)))}
 
     @torch.no_grad()
     def _initialise_mixture(self, mu: torch.Tensor, broadcast: bool = True) -> None:
@@ -207,8 +219,14 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
             self.ema_sum[dead] = fresh * share
             self.ema_count[dead] = share
 
+    def _require_placed(self) -> None:
+        if not bool(self.mixture_initialised):
+            raise RuntimeError("the mixture is not placed yet: it is placed after place_after training steps, or on "
+                               "training codes when a shorter run ends; use the run's final model")
+
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
         """log π_c + log N(z; m_c, s²) per sentence and component (B, C)."""
+        self._require_placed()
         return gaussian_log_density(z[:, None].float(), self.means, self.logvars) - math.log(self.cfg.components)
 
     def responsibilities(self, code: torch.Tensor) -> torch.Tensor:
@@ -216,9 +234,9 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         return self.log_joint(code).softmax(-1)
 
     def prior_metrics(self, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
-        """How evenly held-out sentences spread over the mixture's components (none before it is placed)."""
+        """How evenly held-out sentences spread over the mixture's components (before it is placed: the VAE's KL)."""
         if not bool(self.mixture_initialised):
-            return {}
+            return super().prior_metrics(mu, logvar)
         return {"cluster_perplexity": float(code_perplexity(self.responsibilities(mu).sum(0)))}
 
     def kl_terms(
@@ -229,7 +247,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
             self._recent = [*self._recent, mu.detach().float()]
             while sum(len(m) for m in self._recent[1:]) >= self.cfg.place_rows:
                 self._recent.pop(0)
-            if self.step < self.cfg.place_after:
+            if not self._ready_to_place():
                 return super().kl_terms(mu, logvar, z, beta)
             self._initialise_mixture(torch.cat(self._recent)[-self.cfg.place_rows:])
             self._recent = []
@@ -252,6 +270,8 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
 
     def prior_kl(self, h: torch.Tensor) -> torch.Tensor:
         """The VaDE bound of KL(q(z,c|x) || p(z,c)) per sentence, responsibilities at the posterior mean."""
+        if not bool(self.mixture_initialised):
+            return super().prior_kl(h)
         mu, logvar = self.posterior(h)
         per_dim, kl_c = self._kl_bound(mu, logvar, self.responsibilities(mu))
         return per_dim.sum(-1) + kl_c
@@ -264,6 +284,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
         """Pick a component uniformly, then draw from it (`temperature` scales its spread)."""
+        self._require_placed()
         c = torch.randint(self.cfg.components, (n,), generator=generator)
         noise = torch.randn(n, self.cfg.latent_dim, generator=generator)
         return self.means.cpu()[c] + temperature * noise * (0.5 * self.logvar_shared.cpu()).exp()
