@@ -11,7 +11,7 @@ encoder (`kl`). The mixture itself is not trained by gradients: like the VQ code
 the posterior means as exponential moving averages (online EM), which moves it as fast as the
 encoder moves and cannot stall under the free-bits floor. What keeps every cluster alive:
 - the components are placed by k-means (best of `place_restarts`) on the posterior means of the
-  last `place_rows` training sentences, after `place_after` steps in which the prior is N(0, I) as
+  latest training sentences (up to `place_rows`), after `place_after` steps in which the prior is N(0, I) as
   in the plain VAE (VaDE's own recipe: pretrain, then fit the mixture). Codes placed on the first
   batch of a warm start group by wording, before the semantic term has shaped them, and the
   mixture's pull then keeps those groups;
@@ -58,7 +58,7 @@ class GMVAEConfig(VAEConfig):
     dead_share: float = 0.05  # restart a component holding less than this fraction of 1/C of the data
     semantic_weight: float = 0.0  # > 0: mu also learns MiniLM's sentence geometry, so clusters follow meaning
     place_after: int = 300  # optimiser steps with the N(0, I) prior before the mixture is placed (0: first batch)
-    place_rows: int = 4096  # recent posterior means the placing k-means reads
+    place_rows: int = 4096  # the placing k-means reads at most this many of the latest posterior means
     place_restarts: int = 10  # k-means runs; the one with the least within-cluster spread places the mixture
 
     def __post_init__(self):
@@ -99,6 +99,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         self._read: torch.Tensor | None = None
         self._embedded: dict[tuple[int, ...], torch.Tensor] = {}
         self._recent: list[torch.Tensor] = []  # posterior means of the last training batches, for placing
+        self._collected = 0  # training batches seen by this process before placing (not checkpointed)
 
     def set_vocabulary(self, tokenizer) -> None:
         """Keep the tokenizer the semantic term decodes with; the trainer calls this before the first step, so a
@@ -155,10 +156,13 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         return self.logvar_shared.expand_as(self.means)
 
     def _ready_to_place(self) -> bool:
-        """After place_after steps, once every process holds place_rows recent codes: a run resumed late in the
-        warm-up (the codes are not checkpointed) collects them again rather than placing on a few batches."""
+        """After place_after steps, once this process has seen place_after batches or every process holds
+        place_rows codes: a run resumed late in the warm-up (the codes are not checkpointed) collects codes
+        again rather than placing on a few batches."""
         if self.step < self.cfg.place_after:
             return False
+        if self._collected >= self.cfg.place_after:  # the same count on every process
+            return True
         held = torch.tensor(float(sum(len(m) for m in self._recent)), device=self.means.device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(held, op=dist.ReduceOp.MIN)
@@ -245,6 +249,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         """(losses, stats): β × the VaDE bound for the encoder; one online EM step of the mixture first."""
         if self.training and not bool(self.mixture_initialised):
             self._recent = [*self._recent, mu.detach().float()]
+            self._collected += 1
             while sum(len(m) for m in self._recent[1:]) >= self.cfg.place_rows:
                 self._recent.pop(0)
             if not self._ready_to_place():
