@@ -415,7 +415,7 @@ def main() -> None:
         result["cluster"] = {d: cluster_figures([args.root / gmvae_name(d, seed) for seed in CLUSTER_SEEDS], args.root / f"vae-{d}",
                                                 DATASETS[d][1], limit, 300 if args.quick else 10000, encoder) for d in ("trec", "news")}
         map_path = (args.root if args.quick else RESULTS) / "cluster_map_trec.png"
-        plot_cmd = ["textae", "plot", "--model", str(args.root / "gmvae-trec" / "final"), "--data", "trec", "--label-column",
+        plot_cmd = ["textae", "plot", "--model", str(args.root / gmvae_name("trec", CLUSTER_SEEDS[0]) / "final"), "--data", "trec", "--label-column",
                     "coarse", "--no-split-sentences", "--max-points", "2000", "--output", str(map_path), "--overwrite"]
         subprocess.run([sys.executable, "-m", "textae", *plot_cmd[1:]], check=True)
         result["plot_command"] = " ".join(plot_cmd)

@@ -83,7 +83,7 @@ class Bottleneck(nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         """A placement flag counts only with what it placed: `--init-from` a model of other sizes copies the flag
-        but not the tensor, which must then be placed again on the first batch."""
+        but not the tensor, which training must then place again."""
         for flag, tensor in self.placed_by.items():
             if prefix + tensor not in state_dict:
                 state_dict.pop(prefix + flag, None)

@@ -202,7 +202,7 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
     def _update_mixture(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
         """One online EM step: the components follow the batch's posterior means, weighted by r."""
         x = mu.float()
-        r = self.responsibilities(x)  # (B, C)
+        r = self.log_joint(x).softmax(-1)  # (B, C)
         n = torch.tensor(float(len(x)), device=x.device)
         counts, sums = r.sum(0), r.T @ x
         spread = (r[..., None] * (x[:, None] - self.means).pow(2)).sum((0, 1)) + logvar.float().exp().sum(0)
@@ -229,12 +229,13 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
                                "training codes when a shorter run ends; use the run's final model")
 
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
-        """log π_c + log N(z; m_c, s²) per sentence and component (B, C)."""
-        self._require_placed()
+        """log π_c + log N(z; m_c, s²) per sentence and component (B, C); training's own steps call it once the
+        mixture is placed, so it does not check (a check reads the flag from the device)."""
         return gaussian_log_density(z[:, None].float(), self.means, self.logvars) - math.log(self.cfg.components)
 
     def responsibilities(self, code: torch.Tensor) -> torch.Tensor:
         """q(c|x) (B, C) for stored codes (posterior means): each row sums to one."""
+        self._require_placed()
         return self.log_joint(code).softmax(-1)
 
     def prior_metrics(self, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float]:
@@ -247,19 +248,19 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, beta: float
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(losses, stats): β × the VaDE bound for the encoder; one online EM step of the mixture first."""
-        if self.training and not bool(self.mixture_initialised):
-            self._recent = [*self._recent, mu.detach().float()]
+        placed = bool(self.mixture_initialised)  # read once: on a GPU each read waits for the device
+        if self.training and not placed:
+            self._recent.append(mu.detach().float())
             self._collected += 1
             while sum(len(m) for m in self._recent[1:]) >= self.cfg.place_rows:
                 self._recent.pop(0)
-            if not self._ready_to_place():
-                return super().kl_terms(mu, logvar, z, beta)
-            self._initialise_mixture(torch.cat(self._recent)[-self.cfg.place_rows:])
-            self._recent = []
+            if self._ready_to_place():
+                self._initialise_mixture(torch.cat(self._recent)[-self.cfg.place_rows:])
+                self._recent, placed = [], True
+        if not placed:  # the warm-up, or evaluated before placing: the prior is still N(0, I)
+            return super().kl_terms(mu, logvar, z, beta)
         if self.training:
             self._update_mixture(mu.detach(), logvar.detach())
-        if not bool(self.mixture_initialised):  # evaluated before placing: the prior is still N(0, I)
-            return super().kl_terms(mu, logvar, z, beta)
         r = self.log_joint(z).softmax(-1)
         per_dim, kl_c = self._kl_bound(mu, logvar, r)
         return (
