@@ -23,6 +23,11 @@ held-out rows, each method with seeds 0, 1, 2:
                                    default alpha) from TF-IDF to the embeddings, fitted on the fit rows,
                                    its held-out predictions clustered (what distilling MiniLM into an
                                    encoder that reads words could give)
+  student_gmm_tied_pca16           a Gaussian mixture on the student's whitened PCA components: does a
+                                   mixture add anything over k-means on the same code?
+  kmeans_minilm_and_student        k-means on MiniLM and the student side by side (meaning and words)
+  kmeans_minilm_centred            k-means on MiniLM minus its mean, renormalised; _all_but_top also
+                                   removes the top principal direction (Mu & Viswanath 2018)
 Per set: `methods.NAME.nmi_{mean,min,max,by_seed}`, `best_challenger` (by mean), and
 `above_kmeans_minilm_on_every_seed` (the methods whose worst seed beats k-means' best one).
 Writes benchmarks/results/cluster_ceiling.json.
@@ -157,6 +162,11 @@ def set_figures(dataset: str, k: int, encoder: "SentenceEncoder") -> dict:
     words = {"fit": tfidf.transform(fit["texts"]), "held": tfidf.transform(held["texts"])}
     ridge = Ridge().fit(words["fit"], emb["fit"])
     student = {name: normalize(ridge.predict(words[name])) for name in ("fit", "held")}
+    beside = {name: np.hstack([emb[name], student[name]]) for name in ("fit", "held")}
+    mean = emb["fit"].mean(0)
+    top = PCA(1, random_state=0).fit(emb["fit"] - mean).components_  # the commonest direction (Mu & Viswanath 2018)
+    centred = {name: normalize(emb[name] - mean) for name in ("fit", "held")}
+    all_but_top = {name: normalize(emb[name] - mean - (emb[name] - mean) @ top.T @ top) for name in ("fit", "held")}
     clusters: dict[str, list[np.ndarray]] = {}
 
     def add(name: str, labels: np.ndarray) -> None:
@@ -181,6 +191,12 @@ def set_figures(dataset: str, k: int, encoder: "SentenceEncoder") -> dict:
         add("vade_minilm_kmeans_codes", codes)
         km = KMeans(k, n_init=10, random_state=seed).fit(student["fit"])
         add("student_kmeans", km.predict(student["held"]))
+        pca = PCA(16, whiten=True, random_state=0).fit(student["fit"])
+        gmm = GaussianMixture(k, covariance_type="tied", n_init=3, reg_covar=1e-4, random_state=seed)
+        add("student_gmm_tied_pca16", gmm.fit(pca.transform(student["fit"])).predict(pca.transform(student["held"])))
+        for name, view in (("kmeans_minilm_and_student", beside), ("kmeans_minilm_centred", centred),
+                           ("kmeans_minilm_all_but_top", all_but_top)):
+            add(name, KMeans(k, n_init=10, random_state=seed).fit(view["fit"]).predict(view["held"]))
         for name, view in (("self_training_tfidf", words), ("self_training_minilm", emb)):
             add(name, self_training(start, distance, view["fit"], view["held"], k))
 
