@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import subprocess
@@ -29,14 +30,20 @@ def device_name(device: str | torch.device | None = None) -> str:
 
 
 def train_run(root: Path, name: str, args: list[str], fresh: bool) -> tuple[list[str], float]:
-    """`textae train` into root/name, as a user would, unless a finished run is there (or `fresh`);
-    returns the command and the wall minutes the training took."""
+    """`textae train` into root/name, as a user would, unless a finished run of the same command is there
+    (and not `fresh`); returns the command and the wall minutes the training took. A finished run whose
+    recorded command differs is trained again, so no figure is read off a model trained otherwise."""
     out = root / name
     command = ["textae", "train", "--output", str(out), "--no-progress", *args]
-    if fresh or not (out / "final" / "model.safetensors").is_file():
+    record = out / "command.json"
+    finished = (out / "final" / "model.safetensors").is_file()
+    same = record.is_file() and json.loads(record.read_text()) == command
+    if fresh or not finished or not same:
+        why = "--fresh" if fresh else "its recorded command differs" if finished else "no finished run"
         shutil.rmtree(out, ignore_errors=True)
-        print(f"--- {name}: {' '.join(command)}", flush=True)
+        print(f"--- {name} ({why}): {' '.join(command)}", flush=True)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "textae", *command[1:]], check=True)
         (out / "wall_minutes.txt").write_text(f"{(time.perf_counter() - start) / 60:.2f}\n")
+        record.write_text(json.dumps(command) + "\n")
     return command, float((out / "wall_minutes.txt").read_text())

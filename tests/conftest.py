@@ -34,6 +34,16 @@ def fresh_accelerator():
     AcceleratorState._reset_state(True)
 
 
+@pytest.fixture(autouse=True)
+def fresh_sentence_encoder():
+    """The process shares one sentence encoder (`textae.similarity.shared_encoder`): a test's fake one must not
+    reach the next test."""
+    from textae import similarity
+
+    yield
+    similarity._loaded.cache_clear()
+
+
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.txt"

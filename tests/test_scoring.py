@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from click.testing import CliRunner
 
 import textae
@@ -344,22 +345,40 @@ def test_a_subset_of_documents_keeps_their_word_pieces_renumbered():
 
 
 def test_without_the_sentence_encoder_the_semantic_scorers_say_what_to_use_instead(model_dir, tmp_path, monkeypatch):
-    from textae.scoring import detector
-
     monkeypatch.setenv("TEXTAE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(subprocess, "run", lambda command, **kw: (_ for _ in ()).throw(
         subprocess.CalledProcessError(1, command, stderr="ERROR: No matching distribution")))
-    detector._sentence_encoder.cache_clear()  # a process keeps the encoder it loaded
-    try:
-        fit = tmp_path / "normal.txt"
-        fit.write_text("\n".join(SENTENCES) + "\n")
-        copy = shutil.copytree(model_dir, tmp_path / "model")
-        res = _invoke(["fit-detector", "--model", copy, "--input", fit])
-        assert res.exit_code == 2 and res.output.startswith("error:") and "--scorer fast_ensemble" in res.output, res.output
-        assert not (copy / "detector").exists()
-        assert AnomalyDetector(copy, "fast_ensemble").fit(SENTENCES).fitted  # the advice works offline
-    finally:
-        detector._sentence_encoder.cache_clear()
+    fit = tmp_path / "normal.txt"
+    fit.write_text("\n".join(SENTENCES) + "\n")
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    res = _invoke(["fit-detector", "--model", copy, "--input", fit])
+    assert res.exit_code == 2 and res.output.startswith("error:") and "--scorer fast_ensemble" in res.output, res.output
+    assert not (copy / "detector").exists()
+    assert AnomalyDetector(copy, "fast_ensemble").fit(SENTENCES).fitted  # the advice works offline
+
+
+def test_every_part_that_reads_meaning_shares_one_sentence_encoder_and_each_keeps_its_advice(tmp_path, monkeypatch):
+    from textae import similarity
+    from textae.errors import DataError
+
+    loads = []
+
+    class Fake:
+        def __init__(self, device, fast):
+            loads.append((device, fast))
+
+    monkeypatch.setattr(similarity, "SentenceEncoder", Fake)
+    monkeypatch.setattr(similarity, "minilm_dir", lambda advice: tmp_path)
+    first = similarity.shared_encoder("cpu", advice="a")
+    assert similarity.shared_encoder(torch.device("cpu"), advice="b") is first  # one load, whoever asks
+    assert similarity.shared_encoder("cpu", fast=True) is not first and loads == [("cpu", False), ("cpu", True)]
+
+    def missing(advice):
+        raise DataError(f"no files; {advice}")
+
+    monkeypatch.setattr(similarity, "minilm_dir", missing)
+    with pytest.raises(DataError, match="rank by codes"):  # each caller's advice, even once a copy is loaded
+        similarity.shared_encoder("cpu", advice="rank by codes")
 
 
 @pytest.mark.parametrize("aggregate", ["mean", "max"])

@@ -453,9 +453,9 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, rank_by, max
     ae = load(model_dir)
     encoder = None
     if rank_by == "meaning":
-        from .similarity import SentenceEncoder
+        from .similarity import shared_encoder
 
-        encoder = SentenceEncoder(advice="check the connection, or rank by the model's codes: --rank-by code")
+        encoder = shared_encoder(ae.model.device, advice="check the connection, or rank by the model's codes: --rank-by code")
     found, stats = rewrite(ae, texts, n, candidates, scale, seed=seed, batch_size=batch_size, progress=True,
                            encoder=encoder, max_overlap=max_overlap)
     write_rows(output, {

@@ -14,6 +14,7 @@ import hashlib
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,24 @@ def minilm_dir(advice: str = TEXT_FAMILY_ADVICE) -> Path:
     return target
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def shared_encoder(device: str | torch.device | None = None, fast: bool = False,
+                   advice: str = TEXT_FAMILY_ADVICE) -> SentenceEncoder:
+    """The process's one encoder for a device and precision, loaded on first use: every part that reads
+    meaning (a family's training terms, the detector, paraphrase ranking) shares its weights. `advice`
+    says what to do when the model files cannot be fetched."""
+    minilm_dir(advice)  # the caller's advice when the files are missing, before the shared copy is looked up
+    return _loaded(str(torch.device(device or default_device())), fast)
+
+
+@cache
+def _loaded(device: str, fast: bool) -> SentenceEncoder:
+    return SentenceEncoder(device, fast)
+
+
 class SentenceEncoder:
     """Unit-length sentence embeddings; the dot product of two is their cosine similarity.
 
@@ -60,7 +79,7 @@ class SentenceEncoder:
         from .precision import bf16_is_fast
 
         path = minilm_dir(advice)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device or default_device())
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "right"  # layer_states cuts each text's pieces from the start of its row
         self.model = AutoModel.from_pretrained(path, use_safetensors=True).to(self.device).eval()

@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +46,7 @@ from safetensors.numpy import load_file, save_file
 from ..autoencoder import AutoEncoder
 from ..loading import load
 from ..errors import TextAEError
+from ..similarity import shared_encoder
 from .features import Features, document_features
 
 ENSEMBLES = {"ensemble": ("nll_char", "semantic", "semantic_knn", "semantic_pieces"),
@@ -61,6 +61,7 @@ SEMANTIC_LAYER = {"semantic": 3, "semantic_knn": 6}  # the sentence-encoder laye
 SEMANTIC_LAYERS = tuple(SEMANTIC_LAYER.values())
 SEMANTIC_NEIGHBORS = 10
 PIECE_LAYER = 4  # semantic_pieces reads word pieces here: past the words alone (1-2), before the sentence's mean (6)
+MEANING_ADVICE = "check the connection, or score without it: --scorer fast_ensemble (or nll_char, which needs no fitted detector)"
 MAX_PIECE_BANK = 16_384  # fit word pieces semantic_pieces compares with (a random sample of more)
 QUERY_ROWS = 1024  # vectors compared with a bank at once: a (rows, bank) similarity matrix at a time
 TAIL_SHARE, TAIL_MIN = 0.05, 10  # held-out normal scores an ensemble's exponential tail is fitted to (share, at least)
@@ -180,7 +181,7 @@ class AnomalyDetector:
         return any(m.startswith("semantic") for m in self.members)
 
     def features(self, texts: Sequence[str]) -> Features:
-        encoder = _sentence_encoder(str(self.ae.model.device)) if self.reads_meaning else None
+        encoder = shared_encoder(self.ae.model.device, fast=True, advice=MEANING_ADVICE) if self.reads_meaning else None
         pieces = PIECE_LAYER if "semantic_pieces" in self.members else None
         return document_features(self.ae, texts, self.batch_size, encoder, SEMANTIC_LAYERS, pieces)
 
@@ -376,15 +377,6 @@ def _knn(bank: np.ndarray, queries: np.ndarray, k: int, leave_one_out: bool = Fa
             top = torch.where(own[:, None], top[:, 1:], top[:, :-1]) if top.shape[1] > 1 else top
         out[start : start + len(top)] = (1.0 - top).mean(1).numpy()
     return out
-
-
-@cache
-def _sentence_encoder(device: str):
-    """One sentence encoder a process, loaded when a scorer first reads meaning."""
-    from ..similarity import SentenceEncoder
-
-    return SentenceEncoder(device, fast=True, advice="check the connection, or score without it: --scorer fast_ensemble "
-                                                     "(or nll_char, which needs no fitted detector)")
 
 
 def _check_contamination(value: float) -> None:

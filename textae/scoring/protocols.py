@@ -116,9 +116,9 @@ def minilm_knn_scores(fit: list[str], test: list[str], encoder=None, k: int = 5)
     """Embed, then detect (NLP-ADBench): all-MiniLM-L6-v2 sentence embeddings, mean cosine distance
     to the k nearest fit texts."""
     if encoder is None:
-        from ..similarity import SentenceEncoder
+        from ..similarity import shared_encoder
 
-        encoder = SentenceEncoder()
+        encoder = shared_encoder()
     a, b = encoder.encode(fit), encoder.encode(test)
     return _mean_nearest_distance(b @ a.T, k)
 

@@ -140,10 +140,9 @@ class GMVAEBottleneck(VAEBottleneck, family="gmvae", options=GMVAEConfig):
         new = list(dict.fromkeys(s for s in sentences if s not in self._embedded))
         if new:
             if self.sentence_encoder is None:
-                from ...similarity import SentenceEncoder
+                from ...similarity import shared_encoder
 
-                device = self.semantic_head.weight.device
-                self.sentence_encoder = SentenceEncoder(str(device), advice=SEMANTIC_ADVICE)
+                self.sentence_encoder = shared_encoder(self.semantic_head.weight.device, advice=SEMANTIC_ADVICE)
             texts = self.tokenizer.batch_decode([list(s) for s in new], skip_special_tokens=True)
             vectors = torch.as_tensor(self.sentence_encoder.encode(texts)).half()
             found = dict(zip(new, vectors))

@@ -398,9 +398,9 @@ class TextCodeModel(TextAEPreTrainedModel):
 
     def _sentence_encoder(self, device: torch.device):
         if self.sentence_encoder is None:
-            from ...similarity import SentenceEncoder
+            from ...similarity import shared_encoder
 
-            self.sentence_encoder = SentenceEncoder(str(device))
+            self.sentence_encoder = shared_encoder(device)
         return self.sentence_encoder
 
     def _critic_score(self, middle: torch.Tensor, gates: torch.Tensor | None) -> torch.Tensor:
