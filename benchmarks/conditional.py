@@ -8,7 +8,7 @@ Every model is trained with the `textae train` CLI, each started from the founda
   gmvae-trec, vae-trec   6 components; gmvae-news, vae-news: 9, one per outlet (--parts cluster); the gmvaes
                          learn MiniLM's geometry too (semantic_weight SEMANTIC_WEIGHT, set before any figure),
                          and are trained once per seed of CLUSTER_SEEDS (gmvae-trec-seed1, ...)
-A finished run is reused (pass --fresh to retrain). Every figure is measured on the rows the run
+A finished run of the same command is reused (pass --fresh to retrain). Every figure is measured on the rows the run
 held out (its validation split), which no model trained on:
 
 transfer: each held-out row rewritten toward another label (SMS: ham → spam and spam → ham; TREC: a

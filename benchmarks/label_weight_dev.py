@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("runs/bench-label-weight"))
     parser.add_argument("--init-from", default="runs/bench-default/final", help="the foundation AE every run starts from")
     parser.add_argument("--dev-rows", type=int, default=500, help="dev rows rewritten per set, at most")
-    parser.add_argument("--fresh", action="store_true", help="retrain the dev caes (else finished runs are reused)")
+    parser.add_argument("--fresh", action="store_true", help="retrain the dev caes (else finished runs of the same command are reused)")
     args = parser.parse_args()
     missing = [str(BENCH_RUNS / f"cae-{d}") for d in ("sms", "trec") if not (BENCH_RUNS / f"cae-{d}" / "config.yaml").is_file()]
     if missing:

@@ -5,7 +5,7 @@ Every model is trained with the `textae train` CLI, exactly as a user would:
   vae   --family vae --init-from ae: cyclical β, free bits, word dropout, AE initialisation
   vae-* the same with one anti-collapse trick switched off (the ablation table)
   vq    --family vq --init-from ae
-A finished run is reused (delete runs/bench-latent or pass --fresh to retrain). Then:
+A finished run of the same command is reused (delete runs/bench-latent or pass --fresh to retrain). Then:
 - latent figures: every final model evaluated on the same 256 held-out news sentences (the
   validation split training evaluates on; the VAE's NLL bound uses 16 importance samples, its
   MI estimate 8 draws of z per sentence);
