@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import textae
-from textae.edits import choose_edits
+from textae.edits import choose_edits, whole_markers
 from textae.infill import infill
 from textae.exemplars import choose, close, nearest
 from textae.markers import MarkerTable, _sentences, find_exemplars, find_markers
@@ -149,6 +149,15 @@ def test_edits_put_the_new_labels_marker_where_the_decoder_likes_it_and_the_weig
     assert rewrite(0.0) == [5, 9, 7]  # ... but a text that still reads as the old label cannot win
     decoder.logits = bigrams({**told, (1, 9, 6): 6.0, (1, 9, 7): -2.0})  # 9 put in before the old marker: the likeliest ...
     assert rewrite(0.0) == [5, 10, 7]  # ... but one marker of each label is a tie, not the new label
+
+
+def test_edits_put_in_only_whole_markers_not_the_pieces_of_longer_ones():
+    assert whole_markers([[9], [9, 10], [6, 9, 10], [10, 6], [5]]) == [[6, 9, 10], [10, 6], [5]]
+    assert whole_markers([[9, 10], [10, 9]]) == [[9, 10], [10, 9]]  # overlapping, neither inside the other
+    table = MarkerTable([[0, 6], [1, 9], [1, 10]], 2, STARTS)
+    decoder = BigramDecoder(bigrams({(1, 5, 9): 4.0, (0, 5, 9): 4.0}))  # 9 fits after 5; 9 10 does not read well
+    rewritten = choose_edits(decoder, table, [[5, 6, 7]], [[5, 6, 7]], [[9], [9, 10]], 1, torch.ones(1, 1), torch.zeros(1, 1), 0.0)
+    assert rewritten[0] == [5, 9, 10, 7]  # "9" alone is likelier, but it is a piece of the marker "9 10"
 
 
 def test_a_long_text_is_cut_for_rewriting_where_a_word_starts():

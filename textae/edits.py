@@ -5,8 +5,11 @@ token by token, so a text whose label is marked by words no marker list holds ("
 asked as a location) comes back unchanged or with word pieces. Editing gives the decoder whole
 markers to choose from instead (the "template" step of "Delete, Retrieve, Generate", Li et al. 2018):
 a candidate inserts one marker of the new label at a word boundary, or puts it in place of the next
-one or two words. The decoder's next-token log-probabilities at every boundary, told the new label
-(l) and the text's own (l_own), shortlist the (boundary, marker) pairs by l + w·(l − l_own) of the
+one or two words. Only whole markers are edited in: one that lies inside a longer marker of the
+same label ("stand" in "stand for", "many" in "How many") is a piece of that label's frame, and an
+edit with it leaves the frame half-built (`whole_markers`); deletion still reads them all. The
+decoder's next-token log-probabilities at every boundary, told the new label (l) and the text's own
+(l_own), shortlist the (boundary, marker) pairs by l + w·(l − l_own) of the
 marker's first token; the shortlisted edits and the infilled text are then scored whole, per token,
 by the same rule, so the right context counts too. Only candidates whose markers vote for the new
 label (more of its markers than of any other label's: the model's own reading of a text's label,
@@ -41,6 +44,7 @@ def choose_edits(model, table: MarkerTable, texts: Sequence[Sequence[int]], infi
     their own (B, K, D)."""
     if not texts:
         return []
+    markers = whole_markers(markers)
     eos, limit = model.config.eos_token_id, model.config.max_positions
     first = sorted({m[0] for m in markers})
     column = {t: j for j, t in enumerate(first)}
@@ -75,6 +79,15 @@ def choose_edits(model, table: MarkerTable, texts: Sequence[Sequence[int]], infi
         pool = mine[reads_as_label[mine]] if reads_as_label[mine].any() else mine
         out.append(candidates[pool[np.argmax(score[pool])]])
     return out
+
+
+def whole_markers(markers: Sequence[Sequence[int]]) -> list[Sequence[int]]:
+    """The markers (token ids) that no longer one of them contains, in their order."""
+    def inside(short: Sequence[int], long: Sequence[int]) -> bool:
+        n = len(short)
+        return n < len(long) and any(list(long[i : i + n]) == list(short) for i in range(len(long) - n + 1))
+
+    return [m for m in markers if not any(inside(m, other) for other in markers)]
 
 
 def _shortlist(pre: np.ndarray, starts: list[int], first_column: list[int]) -> list[tuple[int, int]]:
