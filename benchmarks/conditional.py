@@ -49,7 +49,7 @@ from common import device_name, train_run
 RESULTS = Path(__file__).parent / "results"
 STEPS = 1200  # per run; about 5 to 8 minutes on 2 CPU cores
 EVAL_LM_MINUTES = 3.0
-KNOB_WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0)  # the cae's label weight (textae.edits): the knob between content and label
+KNOB_WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 8.0)  # the cae's label weight (textae.edits): the knob between content and label
 WHOLE_ROWS = ["--set", "data.split_sentences=false", "--set", "data.min_words=1", "--set", "data.validation_size=0.1"]
 DATASETS = {  # name: (source, label column, data options)
     "sms": ("sms", "label", WHOLE_ROWS),

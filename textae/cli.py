@@ -483,7 +483,7 @@ def paraphrase(model_dir, input_path, output, n, candidates, scale, rank_by, max
                    "the old one, counts beside its fluency when the decoder picks among candidates (0 = the most fluent; "
                    "higher changes the label more often and keeps less). Toward a label a whole message carries (spam), "
                    "the lead for it that the text with the appended sentence must reach: the label's typical lead x weight / 2. "
-                   "Default 4 (chosen on dev splits of training rows, benchmarks/label_weight_dev.py); "
+                   "Default 3 (chosen on dev splits of training rows, benchmarks/label_weight_dev.py); "
                    "benchmarks/results/conditional_knob.png draws the trade-off.")
 @click.option("--guidance", type=click.FloatRange(min=0), default=None,
               help="cae models: how much more the new label counts than the kept words' own label when the decoder "
