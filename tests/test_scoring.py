@@ -372,6 +372,8 @@ def test_every_part_that_reads_meaning_shares_one_sentence_encoder_and_each_keep
     first = similarity.shared_encoder("cpu", advice="a")
     assert similarity.shared_encoder(torch.device("cpu"), advice="b") is first  # one load, whoever asks
     assert similarity.shared_encoder("cpu", fast=True) is not first and loads == [("cpu", False), ("cpu", True)]
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert similarity.shared_encoder("cuda") is similarity.shared_encoder("cuda:0")  # one GPU, one copy
 
     def missing(advice):
         raise DataError(f"no files; {advice}")

@@ -60,7 +60,10 @@ def shared_encoder(device: str | torch.device | None = None, fast: bool = False,
     meaning (a family's training terms, the detector, paraphrase ranking) shares its weights. `advice`
     says what to do when the model files cannot be fetched."""
     minilm_dir(advice)  # the caller's advice when the files are missing, before the shared copy is looked up
-    return _loaded(str(torch.device(device or default_device())), fast)
+    device = torch.device(device or default_device())
+    if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" are one device, so one copy
+        device = torch.device("cuda", torch.cuda.current_device())
+    return _loaded(str(device), fast)
 
 
 @cache
